@@ -1,0 +1,423 @@
+//! [`ProcessIsolation`]: the lifecycle commands of a process-isolated container, in terms of [`crate::spawn`],
+//! the state directory (`exec.fifo` holds the created process until `start`) and the container's cgroup.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hako_cgroups::{Cgroup, Version};
+use hako_runtime::bundle::Bundle;
+use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
+use hako_runtime::state::{now_rfc3339, Locked, State, Status};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::init::InitConfig;
+use crate::namespaces::NsPlan;
+use crate::rootfs::CgroupMountPlan;
+use crate::{sys, spawn};
+
+/// Errors of the process backend that are not a module's own.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The config asks for something process isolation cannot do.
+    #[error("{0}")]
+    Config(String),
+    /// The container is not in a state that allows the command.
+    #[error("container {id} is {status}: {what}")]
+    State {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: &'static str,
+        /// What cannot be done.
+        what: String,
+    },
+    /// Waiting for a process failed.
+    #[error("container {id}: {what}")]
+    Io {
+        /// The container.
+        id: String,
+        /// What failed.
+        what: String,
+    },
+}
+
+/// What the process backend keeps in state.json.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Data {
+    cgroup: Option<Cgroup>,
+    namespaces: Vec<String>,
+    own_pid_ns: bool,
+    /// The container's state directory (it holds exec.fifo until `start`).
+    state_dir: PathBuf,
+}
+
+fn data(state: &State) -> Data {
+    serde_json::from_value(state.backend.clone()).unwrap_or_default()
+}
+
+/// Process isolation.
+#[derive(Debug, Default)]
+pub struct ProcessIsolation;
+
+const FIFO: &str = "exec.fifo";
+
+fn owner() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+}
+
+/// The cgroup hierarchies as a container's /sys/fs/cgroup shows them.
+fn cgroup_plans(cg: &Cgroup) -> Vec<CgroupMountPlan> {
+    cg.hierarchies()
+        .iter()
+        .map(|h| {
+            let subdir = h.mount_point.strip_prefix("/sys/fs/cgroup").map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| {
+                h.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            });
+            CgroupMountPlan {
+                subdir,
+                fstype: if h.version == Version::V2 { "cgroup2".into() } else { "cgroup".into() },
+                options: h.options.clone(),
+                host_dir: h.dir.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The device cgroup rules of the config, followed by allow rules for the default devices, /dev/pts and the
+/// config's own devices (as runc does: a config that denies everything still gets a working /dev).
+fn with_default_devices(r: &LinuxResources, devices: &[oci_spec::runtime::LinuxDevice]) -> LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let Some(rules) = r.devices() else { return r.clone() };
+    let mut rules = rules.clone();
+    let allow = |typ, major: i64, minor: Option<i64>| {
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(true);
+        d.set_typ(Some(typ));
+        d.set_major(Some(major));
+        d.set_minor(minor);
+        d.set_access(Some("rwm".into()));
+        d
+    };
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+        rules.push(allow(LinuxDeviceType::C, major, Some(minor)));
+    }
+    rules.push(allow(LinuxDeviceType::C, 136, None)); // /dev/pts/*
+    for d in devices {
+        rules.push(LinuxDeviceCgroup::from(d));
+    }
+    let mut out = r.clone();
+    out.set_devices(Some(rules));
+    out
+}
+
+/// Checks a config for what process isolation needs, before anything is created.
+fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxError> {
+    let bad = |s: String| -> BoxError { Box::new(BackendError::Config(s)) };
+    if !ns.has("mount") {
+        return Err(bad("linux.namespaces has no mount namespace: add {\"type\": \"mount\"} (hako does not run containers in the host's mount namespace)".into()));
+    }
+    let linux = spec.linux().as_ref();
+    if ns.creates("user") {
+        let l = linux.ok_or_else(|| bad("a new user namespace needs linux.uidMappings and linux.gidMappings".into()))?;
+        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty()) || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty()) {
+            return Err(bad("a new user namespace needs linux.uidMappings and linux.gidMappings: add them or remove the user namespace".into()));
+        }
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has("uts") {
+        return Err(bad("hostname is set but there is no uts namespace: add {\"type\": \"uts\"} or remove hostname".into()));
+    }
+    if linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|t| !t.is_empty()) && !ns.creates("time") {
+        return Err(bad("linux.timeOffsets needs a new time namespace: add {\"type\": \"time\"}".into()));
+    }
+    if let Some(p) = spec.process() {
+        if p.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.foreground {
+            return Err(bad("process.terminal is true: pass --console-socket (or set terminal to false)".into()));
+        }
+        if let Some(c) = p.capabilities() {
+            crate::capabilities::validate(c)?;
+        }
+        crate::lsm::check(p.apparmor_profile().as_deref(), p.selinux_label().as_deref(), linux.and_then(|l| l.mount_label().as_deref()))?;
+    }
+    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
+        crate::seccomp::validate(s)?;
+    }
+    Ok(())
+}
+
+struct CreateHooks<'a> {
+    dir: &'a Locked,
+    state: &'a mut State,
+    spec: &'a Spec,
+}
+
+impl spawn::Hooks for CreateHooks<'_> {
+    fn on_pid(&mut self, pid: i32) -> Result<(), String> {
+        self.state.pid = pid;
+        self.state.pid_start_time = sys::proc_stat(pid).map(|s| s.0).unwrap_or(0);
+        self.dir.save(self.state).map_err(|e| e.to_string())
+    }
+
+    fn on_create_runtime(&mut self, _pid: i32) -> Result<String, String> {
+        let json = self.state.oci_json(Status::Creating).to_string();
+        if let Some(h) = self.spec.hooks() {
+            for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
+                if let Some(list) = list {
+                    hako_runtime::hooks::run(phase, list, &json).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(json)
+    }
+}
+
+impl ProcessIsolation {
+    fn cgroup(state: &State) -> Option<Cgroup> {
+        data(state).cgroup
+    }
+
+    fn wait_gone(state: &State, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while sys::process_alive(state.pid, state.pid_start_time) {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+}
+
+impl Isolation for ProcessIsolation {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
+        let spec = &bundle.spec;
+        let linux = spec.linux().as_ref();
+        let ns = NsPlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
+        validate(spec, &ns, opts)?;
+        let cgroup = Cgroup::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), dir.id().as_str())?;
+        let mut state = State {
+            oci_version: spec.version().clone(),
+            id: dir.id().to_string(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start_time: 0,
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            created: now_rfc3339(),
+            owner: owner(),
+            isolation: self.name().into(),
+            hooks: spec.hooks().clone(),
+            backend: serde_json::to_value(Data { cgroup: Some(cgroup.clone()), namespaces: ns.kinds(), own_pid_ns: ns.has("pid"), state_dir: dir.dir().to_owned() })?,
+        };
+        // From here on, state.json names everything to clean up.
+        dir.save(&state)?;
+        dir.save_config(spec)?;
+        let result = (|| -> Result<Spawned, BoxError> {
+            cgroup.create()?;
+            if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+                cgroup.apply(&with_default_devices(r, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default()))?;
+            }
+            nix::unistd::mkfifo(&dir.dir().join(FIFO), nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+            let config = InitConfig {
+                exec: false,
+                id: state.id.clone(),
+                spec: spec.clone(),
+                rootfs: bundle.rootfs.clone(),
+                bundle: bundle.path.clone(),
+                state_dir: dir.dir().to_owned(),
+                ns: ns.clone(),
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+                cgroups: cgroup_plans(&cgroup),
+            };
+            let maps = (
+                linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default(),
+                linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default(),
+            );
+            let req = spawn::Request { config, cgroup: Some(&cgroup), id_maps: maps, console_socket: opts.console_socket.as_deref() };
+            let mut hooks = CreateHooks { dir, state: &mut state, spec };
+            let s = spawn::spawn(req, &mut hooks)?;
+            Ok(Spawned { pid: s.pid, console: s.console })
+        })();
+        match result {
+            Ok(spawned) => {
+                state.status = Status::Created;
+                dir.save(&state)?;
+                Ok((state, spawned))
+            }
+            Err(e) => {
+                if let Err(c) = self.cleanup(&state) {
+                    tracing::warn!("cleanup after failed create of {}: {c}", state.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn status(&self, state: &State) -> Status {
+        if state.status == Status::Creating && state.pid == 0 {
+            return Status::Creating;
+        }
+        if !sys::process_alive(state.pid, state.pid_start_time) {
+            return Status::Stopped;
+        }
+        if state.status == Status::Creating {
+            return Status::Creating;
+        }
+        if Self::cgroup(state).is_some_and(|c| c.is_frozen().unwrap_or(false)) {
+            return Status::Paused;
+        }
+        let fifo = state_dir_of(state).join(FIFO);
+        if fifo.exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    fn start(&self, dir: &Locked, state: &State) -> Result<(), BoxError> {
+        let fifo = dir.dir().join(FIFO);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(|e| BackendError::Io { id: state.id.clone(), what: format!("open {}: {e}", fifo.display()) })?;
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = f;
+        let mut buf = [0u8; 1];
+        loop {
+            match f.read(&mut buf) {
+                Ok(1) => break,
+                Ok(_) | Err(_) => {
+                    if !sys::process_alive(state.pid, state.pid_start_time) {
+                        let _ = std::fs::remove_file(&fifo);
+                        return Err(Box::new(BackendError::Io {
+                            id: state.id.clone(),
+                            what: "the container process exited before it could start".into(),
+                        }));
+                    }
+                    let mut pfd = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&f), nix::poll::PollFlags::POLLIN)];
+                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10u8));
+                }
+            }
+        }
+        std::fs::remove_file(&fifo).map_err(|e| BackendError::Io { id: state.id.clone(), what: format!("remove {}: {e}", fifo.display()) })?;
+        Ok(())
+    }
+
+    fn kill(&self, state: &State, signal: i32, all: bool) -> Result<(), BoxError> {
+        let sig = Signal::try_from(signal).ok();
+        if all {
+            if let Some(cg) = Self::cgroup(state) {
+                cg.kill_all(signal)?;
+                return Ok(());
+            }
+        }
+        match sig {
+            Some(s) => kill(Pid::from_raw(state.pid), s)?,
+            // Real-time signals are not in nix's enum.
+            // SAFETY: kill takes two integers.
+            None => {
+                if unsafe { libc::kill(state.pid, signal) } != 0 {
+                    return Err(Box::new(std::io::Error::last_os_error()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(&self, state: &State, config: &Spec, opts: &ExecOptions) -> Result<Spawned, BoxError> {
+        let d = data(state);
+        let mut spec = config.clone();
+        if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.foreground {
+            return Err(Box::new(BackendError::Config("the exec process has a terminal: pass --console-socket, or run it in the foreground".into())));
+        }
+        spec.set_process(Some(opts.process.clone()));
+        let config = InitConfig {
+            exec: true,
+            id: state.id.clone(),
+            spec,
+            rootfs: state.rootfs.clone(),
+            bundle: state.bundle.clone(),
+            state_dir: state_dir_of(state),
+            ns: NsPlan::join_all_of(state.pid, &d.namespaces),
+            no_pivot: false,
+            no_new_keyring: true,
+            preserve_fds: opts.preserve_fds,
+            cgroups: Vec::new(),
+        };
+        struct NoHooks;
+        impl spawn::Hooks for NoHooks {
+            fn on_pid(&mut self, _: i32) -> Result<(), String> {
+                Ok(())
+            }
+            fn on_create_runtime(&mut self, _: i32) -> Result<String, String> {
+                Ok(String::new())
+            }
+        }
+        let req = spawn::Request { config, cgroup: d.cgroup.as_ref(), id_maps: Default::default(), console_socket: opts.console_socket.as_deref() };
+        let s = spawn::spawn(req, &mut NoHooks)?;
+        Ok(Spawned { pid: s.pid, console: s.console })
+    }
+
+    fn pause(&self, state: &State) -> Result<(), BoxError> {
+        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to freeze", state.id)))?;
+        Ok(cg.freeze()?)
+    }
+
+    fn resume(&self, state: &State) -> Result<(), BoxError> {
+        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to thaw", state.id)))?;
+        Ok(cg.thaw()?)
+    }
+
+    fn pids(&self, state: &State) -> Result<Vec<i32>, BoxError> {
+        match Self::cgroup(state) {
+            Some(cg) => Ok(cg.pids()?),
+            None => Ok(vec![state.pid]),
+        }
+    }
+
+    fn stats(&self, state: &State) -> Result<serde_json::Value, BoxError> {
+        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        Ok(serde_json::to_value(cg.stats()?)?)
+    }
+
+    fn update(&self, state: &State, resources: &LinuxResources) -> Result<(), BoxError> {
+        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        Ok(cg.apply(resources)?)
+    }
+
+    fn cleanup(&self, state: &State) -> Result<(), BoxError> {
+        let d = data(state);
+        let alive = sys::process_alive(state.pid, state.pid_start_time);
+        if let Some(cg) = &d.cgroup {
+            // Every process of the container, also those outside its pid namespace's reach.
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.thaw();
+        }
+        if alive {
+            let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+            if !Self::wait_gone(state, Duration::from_secs(10)) {
+                return Err(Box::new(BackendError::Io { id: state.id.clone(), what: format!("process {} did not die after SIGKILL", state.pid) }));
+            }
+        }
+        if let Some(cg) = &d.cgroup {
+            cg.destroy()?;
+        }
+        Ok(())
+    }
+}
+
+fn state_dir_of(state: &State) -> PathBuf {
+    data(state).state_dir
+}

@@ -1,0 +1,182 @@
+//! The parent side of container creation and exec: start `hako init` from a sealed copy of this binary, put it
+//! into the cgroup, feed it its [`InitConfig`], and answer its requests (id maps, hooks, the pty master) until
+//! it reports Ready or fails. On failure nothing this module started is left running.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use hako_cgroups::Cgroup;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxIdMapping;
+
+use crate::channel::{describe, Channel, ChannelError, Message};
+use crate::init::{InitConfig, INIT_FD_ENV};
+use crate::{sys, tty};
+
+/// Why spawning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// Preparing or starting init failed.
+    #[error("starting the container init: {0}")]
+    Start(#[source] std::io::Error),
+    /// The channel broke.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// init reported an error: its text names the failing step.
+    #[error("{0}")]
+    Init(String),
+    /// init died without a word.
+    #[error("the container init exited unexpectedly ({0})")]
+    Died(String),
+    /// Writing the uid/gid map failed.
+    #[error("writing {path}: {source}; check linux.uidMappings and linux.gidMappings")]
+    IdMap {
+        /// The map file.
+        path: String,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
+    /// The cgroup refused the process.
+    #[error(transparent)]
+    Cgroup(#[from] hako_cgroups::CgroupError),
+    /// The console socket failed.
+    #[error(transparent)]
+    Tty(#[from] tty::TtyError),
+    /// A callback (state saving, hooks) failed.
+    #[error("{0}")]
+    Callback(String),
+}
+
+/// What the caller does at the protocol's turning points.
+pub trait Hooks {
+    /// init's host pid is known: record it so that `delete --force` can find it.
+    fn on_pid(&mut self, pid: i32) -> Result<(), String>;
+    /// Mounts are done: run prestart and createRuntime hooks; return the state JSON for the container's hooks.
+    fn on_create_runtime(&mut self, pid: i32) -> Result<String, String>;
+}
+
+/// How to spawn.
+pub struct Request<'a> {
+    /// The message init gets.
+    pub config: InitConfig,
+    /// The cgroup to put init in before it does anything.
+    pub cgroup: Option<&'a Cgroup>,
+    /// uid and gid maps for a new user namespace.
+    pub id_maps: (Vec<LinuxIdMapping>, Vec<LinuxIdMapping>),
+    /// Where to send the pty master, if anywhere.
+    pub console_socket: Option<&'a Path>,
+}
+
+/// The started process.
+pub struct Spawned {
+    /// Host pid of the container process.
+    pub pid: i32,
+    /// The pty master, when there is a terminal and no console socket.
+    pub console: Option<OwnedFd>,
+}
+
+/// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
+pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnError> {
+    let exec_mode = req.config.exec;
+    let memfd = sys::sealed_self_copy().map_err(SpawnError::Start)?;
+    let (parent, child) = Channel::pair()?;
+    let child_fd = child.as_raw_fd();
+    let me = std::process::id() as i32;
+    let mut cmd = Command::new(format!("/proc/self/fd/{}", memfd.as_raw_fd()));
+    cmd.arg0("hako").arg("init").env(INIT_FD_ENV, child_fd.to_string());
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, fcntl).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Until hako records its pid, init must not outlive the hako that started it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != me {
+                return Err(std::io::Error::other("hako exited"));
+            }
+            sys::clear_cloexec(child_fd)
+        });
+    }
+    let mut stage1 = cmd.spawn().map_err(SpawnError::Start)?;
+    drop(child);
+    drop(memfd);
+    let stage1_pid = stage1.id() as i32;
+    let mut container_pid = 0;
+    let result = (|| {
+        if let Some(cg) = req.cgroup {
+            cg.add_pid(stage1_pid)?;
+        }
+        parent.send(&Message::Config(Box::new(req.config)))?;
+        let mut console = None;
+        let mut ready = false;
+        loop {
+            let (msg, mut fds) = match parent.recv_with_fds() {
+                Ok(m) => m,
+                Err(ChannelError::Closed) if exec_mode && ready => {
+                    return Ok(console);
+                }
+                Err(ChannelError::Closed) => {
+                    let status = if container_pid == stage1_pid || container_pid == 0 {
+                        stage1.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+                    } else {
+                        "no status".into()
+                    };
+                    return Err(SpawnError::Died(status));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match msg {
+                Message::WriteIdMaps(pid) => {
+                    write_id_map(pid, "uid_map", &req.id_maps.0)?;
+                    write_id_map(pid, "gid_map", &req.id_maps.1)?;
+                    parent.send(&Message::IdMapsWritten)?;
+                }
+                Message::Pid(pid) => {
+                    container_pid = pid;
+                    hooks.on_pid(pid).map_err(SpawnError::Callback)?;
+                    if pid != stage1_pid {
+                        let _ = stage1.wait();
+                    }
+                }
+                Message::RunCreateRuntimeHooks => {
+                    let state = hooks.on_create_runtime(container_pid).map_err(SpawnError::Callback)?;
+                    parent.send(&Message::HooksDone { state })?;
+                }
+                Message::ConsoleFd => {
+                    let master = fds.pop().ok_or_else(|| SpawnError::Init("terminal: no pty master came with the message".into()))?;
+                    match req.console_socket {
+                        Some(sock) => tty::send_to_console_socket(sock, master.as_fd(), "/dev/ptmx")?,
+                        None => console = Some(master),
+                    }
+                }
+                Message::Ready if !exec_mode => return Ok(console),
+                Message::Ready => ready = true, // exec: success is the channel closing at execve
+                Message::Error(e) => return Err(SpawnError::Init(e)),
+                other => return Err(ChannelError::Unexpected { expected: "a request from init", got: describe(&other) }.into()),
+            }
+        }
+    })();
+    match result {
+        Ok(console) => Ok(Spawned { pid: container_pid, console }),
+        Err(e) => {
+            if container_pid > 0 {
+                let _ = kill(Pid::from_raw(container_pid), Signal::SIGKILL);
+            }
+            let _ = stage1.kill();
+            let _ = stage1.wait();
+            if container_pid > 0 && container_pid != stage1_pid {
+                // Our child only if we are its subreaper; otherwise this fails harmlessly.
+                let _ = waitpid(Pid::from_raw(container_pid), None);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), SpawnError> {
+    let path = format!("/proc/{pid}/{file}");
+    let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+    std::fs::write(&path, text).map_err(|source| SpawnError::IdMap { path, source })
+}

@@ -1,0 +1,385 @@
+//! The state store: one directory per container under `--root`, guarded by an advisory lock on that directory.
+//!
+//! Layout: `<root>/<id>/state.json` (a [`State`], replaced atomically), plus whatever the backend keeps beside it
+//! (the exec fifo of process isolation, a supervisor socket for VMs). Every command that changes a container holds
+//! the exclusive `flock` of `<root>/<id>` while it works, so concurrent commands on one container serialise and
+//! commands on different containers never wait for each other. A directory whose lock was taken after it was
+//! removed (link count 0) counts as gone.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContainerId;
+
+/// Errors of the state store, each naming the container or file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The root directory cannot be created or read.
+    #[error("state root {path}: {source}; pass a writable directory with --root")]
+    Root {
+        /// The root.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `create` with an id that is taken.
+    #[error("container {0} already exists: choose another id or remove it with `hako delete --force {0}`")]
+    Exists(String),
+    /// A command named a container that is not there.
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    /// A state file or lock could not be read or written.
+    #[error("container {id}: {what} {path}: {source}")]
+    Io {
+        /// The container.
+        id: String,
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// state.json is corrupt.
+    #[error("container {id}: corrupt state file {path}: {source}; remove the container with `hako delete --force {id}`")]
+    Corrupt {
+        /// The container.
+        id: String,
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+}
+
+/// Status as runtime-spec defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// `create` is still running (or died half way).
+    Creating,
+    /// Created; the process waits for `start`.
+    Created,
+    /// The user process runs.
+    Running,
+    /// Frozen by `pause`.
+    Paused,
+    /// The process has exited.
+    Stopped,
+}
+
+impl Status {
+    /// The runtime-spec word for this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What hako remembers about a container between commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// runtime-spec version of the config.
+    pub oci_version: String,
+    /// The container id.
+    pub id: String,
+    /// The status when it was last written; the live status is derived by the backend.
+    pub status: Status,
+    /// Host pid of the container's init process (0 while unknown).
+    pub pid: i32,
+    /// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat), to detect pid reuse.
+    #[serde(default)]
+    pub pid_start_time: u64,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// The config's annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    /// User name (or uid) of whoever created it.
+    pub owner: String,
+    /// Which isolation runs it: "process" (later also "vm").
+    pub isolation: String,
+    /// The hooks of the config, kept because later edits of config.json must have no effect.
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Backend-specific data (cgroup paths, namespaces, ...).
+    #[serde(default)]
+    pub backend: serde_json::Value,
+}
+
+impl State {
+    /// The runtime-spec state document (`hako state`, hook stdin) with `status` as given.
+    pub fn oci_json(&self, status: Status) -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "status": status.as_str(),
+            "pid": if matches!(status, Status::Stopped) { 0 } else { self.pid },
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+            "annotations": self.annotations,
+        })
+    }
+}
+
+/// The store under one `--root`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating with mode 0711 if needed) the root directory.
+    pub fn open(root: &Path) -> Result<Store, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .map_err(|source| StateError::Root { path: root.to_owned(), source })?;
+        let root = fs::canonicalize(root).map_err(|source| StateError::Root { path: root.to_owned(), source })?;
+        Ok(Store { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of `id` (which may not exist).
+    pub fn dir(&self, id: &ContainerId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    /// Makes the directory of a new container and locks it; fails if the id is taken.
+    pub fn create(&self, id: &ContainerId) -> Result<Locked, StateError> {
+        let dir = self.dir(id);
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(StateError::Exists(id.to_string())),
+            Err(source) => return Err(StateError::Root { path: dir, source }),
+        }
+        self.lock(id)
+    }
+
+    /// Locks the directory of an existing container, waiting for whoever holds it.
+    pub fn lock(&self, id: &ContainerId) -> Result<Locked, StateError> {
+        let dir = self.dir(id);
+        let file = match File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
+            Err(source) => return Err(StateError::Io { id: id.to_string(), what: "open", path: dir, source }),
+        };
+        nix::fcntl::flock(file.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive).map_err(|e| StateError::Io {
+            id: id.to_string(),
+            what: "lock",
+            path: dir.clone(),
+            source: e.into(),
+        })?;
+        let meta = file.metadata().map_err(|source| StateError::Io { id: id.to_string(), what: "stat", path: dir.clone(), source })?;
+        if meta.nlink() == 0 {
+            return Err(StateError::NotFound(id.to_string()));
+        }
+        Ok(Locked { id: id.clone(), dir, _lock: file })
+    }
+
+    /// Reads the state of `id` without locking (for `list` and `state`).
+    pub fn peek(&self, id: &ContainerId) -> Result<State, StateError> {
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(StateError::NotFound(id.to_string()));
+        }
+        read_state(id, &dir)
+    }
+
+    /// Ids of every container directory under the root, sorted.
+    pub fn list(&self) -> Result<Vec<ContainerId>, StateError> {
+        let rd = fs::read_dir(&self.root).map_err(|source| StateError::Root { path: self.root.clone(), source })?;
+        let mut ids: Vec<ContainerId> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| ContainerId::parse(&e.file_name().to_string_lossy()).ok())
+            .collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(ids)
+    }
+}
+
+/// A container directory held under its exclusive lock.
+#[derive(Debug)]
+pub struct Locked {
+    id: ContainerId,
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Locked {
+    /// The container id.
+    pub fn id(&self) -> &ContainerId {
+        &self.id
+    }
+
+    /// The container's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads state.json; `None` when `create` died before writing it.
+    pub fn load(&self) -> Result<Option<State>, StateError> {
+        match read_state(&self.id, &self.dir) {
+            Ok(s) => Ok(Some(s)),
+            Err(StateError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads state.json, which must exist.
+    pub fn load_existing(&self) -> Result<State, StateError> {
+        self.load()?.ok_or_else(|| StateError::NotFound(self.id.to_string()))
+    }
+
+    /// Replaces state.json atomically (write to a temporary file, fsync-free rename: the root is on tmpfs).
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let path = self.dir.join("state.json");
+        let tmp = self.dir.join(".state.json.tmp");
+        let io = |what, source| StateError::Io { id: self.id.to_string(), what, path: path.clone(), source };
+        let data = serde_json::to_vec(state).map_err(|e| io("serialise", e.into()))?;
+        let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
+        f.write_all(&data).map_err(|e| io("write", e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("write", e))
+    }
+
+    /// Keeps a copy of the config as it was at create (later edits of the bundle's config.json have no effect).
+    pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
+        let path = self.dir.join("config.json");
+        let data = serde_json::to_vec(spec).map_err(|e| StateError::Io { id: self.id.to_string(), what: "serialise", path: path.clone(), source: e.into() })?;
+        fs::write(&path, data).map_err(|source| StateError::Io { id: self.id.to_string(), what: "write", path, source })
+    }
+
+    /// The config saved at create.
+    pub fn load_config(&self) -> Result<oci_spec::runtime::Spec, StateError> {
+        let path = self.dir.join("config.json");
+        let data = fs::read(&path).map_err(|source| StateError::Io { id: self.id.to_string(), what: "read", path: path.clone(), source })?;
+        serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { id: self.id.to_string(), path, source })
+    }
+
+    /// Removes the container's directory and everything in it, releasing the lock.
+    pub fn remove(self) -> Result<(), StateError> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io { id: self.id.to_string(), what: "remove", path: self.dir.clone(), source }),
+        }
+    }
+}
+
+fn read_state(id: &ContainerId, dir: &Path) -> Result<State, StateError> {
+    let path = dir.join("state.json");
+    let data = match fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
+        Err(source) => return Err(StateError::Io { id: id.to_string(), what: "read", path, source }),
+    };
+    serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { id: id.to_string(), path, source })
+}
+
+/// Now as RFC 3339 UTC with nanoseconds, e.g. `2026-11-30T05:29:46.123456789Z`.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str) -> State {
+        State {
+            oci_version: "1.0.2".into(),
+            id: id.into(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start_time: 0,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            annotations: BTreeMap::new(),
+            created: now_rfc3339(),
+            owner: "root".into(),
+            isolation: "process".into(),
+            hooks: None,
+            backend: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn create_save_load_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let id = ContainerId::parse("c1").unwrap();
+        let locked = store.create(&id).unwrap();
+        assert!(locked.load().unwrap().is_none());
+        locked.save(&sample("c1")).unwrap();
+        assert_eq!(locked.load_existing().unwrap().id, "c1");
+        assert!(matches!(store.create(&id), Err(StateError::Exists(_))));
+        assert_eq!(store.list().unwrap(), vec![id.clone()]);
+        locked.remove().unwrap();
+        assert!(matches!(store.lock(&id), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn lock_serialises_and_sees_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let id = ContainerId::parse("c2").unwrap();
+        let locked = store.create(&id).unwrap();
+        let s2 = store.clone();
+        let id2 = id.clone();
+        let waiter = std::thread::spawn(move || s2.lock(&id2).map(|_| ()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "second lock must wait for the first");
+        locked.remove().unwrap();
+        assert!(matches!(waiter.join().unwrap(), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_795_000_000, 5), "2026-11-18T11:06:40.000000005Z");
+        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+}

@@ -1,0 +1,316 @@
+//! The command line, as close to runc's as possible: clap structs only, no behaviour.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hako: a runc-compatible container runtime where every container chooses its isolation.
+#[derive(Debug, Parser)]
+#[command(name = "hako", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Directory for container state (use a tmpfs).
+    #[arg(long, global = true, default_value = "/run/hako")]
+    pub root: PathBuf,
+    /// Write log messages to this file instead of stderr.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Manage cgroups through systemd (not available: hako manages cgroupfs directly).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines with level, msg and time (what containerd reads).
+    Json,
+}
+
+/// Output format of list and ps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new specification file (config.json).
+    Spec(SpecArgs),
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start the process of a created container.
+    Start(IdArg),
+    /// Print the state of a container as JSON.
+    State(IdArg),
+    /// Send a signal to the container's process.
+    Kill(KillArgs),
+    /// Delete a container and everything it holds.
+    Delete(DeleteArgs),
+    /// Create and start a container; in the foreground, wait for it and delete it.
+    Run(RunArgs),
+    /// Run another process in a running container.
+    Exec(ExecArgs),
+    /// List the processes of a container.
+    Ps(PsArgs),
+    /// List containers.
+    List(ListArgs),
+    /// Freeze every process of a container.
+    Pause(IdArg),
+    /// Thaw a paused container.
+    Resume(IdArg),
+    /// Print resource statistics of a container.
+    Events(EventsArgs),
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Print what this build of hako supports (runtime-spec features.md).
+    Features,
+    /// Print what this host offers hako: cgroup layout, isolation modes.
+    Info,
+    /// Print the HCS documents hako would submit on Windows for a bundle.
+    HcsDoc(HcsDocArgs),
+    /// Internal: the container's init (never run it by hand).
+    #[command(hide = true)]
+    Init,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArg {
+    /// Container id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SpecArgs {
+    /// Where to write config.json.
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// A spec for a container run by an unprivileged user (user namespace, no cgroups).
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct CreateFlags {
+    /// Bundle directory (holds config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// chroot instead of pivot_root (for a rootfs on ramfs).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many extra fds (3, 4, ...) to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Container id.
+    pub id: String,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Container id.
+    pub id: String,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+    /// Return once the process started instead of waiting for it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Do not delete the container when it exits.
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    /// Send the signal to every process of the container.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Container id.
+    pub id: String,
+    /// Signal name or number.
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Kill the container first if it still runs.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments (unless --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// A process.json describing the process.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// uid[:gid].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional gids (repeatable).
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable).
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// AppArmor profile.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label.
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// Pass this many extra fds.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Container id.
+    pub id: String,
+    /// Arguments for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// Print statistics once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Interval between statistics (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Container id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Container id.
+    pub id: String,
+    /// A linux.resources JSON document (file path, or - for stdin).
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit in bytes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Memory soft limit in bytes.
+    #[arg(long)]
+    pub memory_reservation: Option<i64>,
+    /// Kernel memory limit (cgroup v1).
+    #[arg(long)]
+    pub kernel_memory: Option<i64>,
+    /// Kernel TCP memory limit (cgroup v1).
+    #[arg(long)]
+    pub kernel_memory_tcp: Option<i64>,
+    /// CPU shares.
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU real-time period.
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU real-time runtime.
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use (e.g. 0-1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight (10-1000).
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HcsDocArgs {
+    /// Bundle directory holding a config.json with a `windows` section.
+    pub bundle: PathBuf,
+    /// Output format.
+    #[arg(long, default_value = "json")]
+    pub format: String,
+}

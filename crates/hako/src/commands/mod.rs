@@ -1,0 +1,99 @@
+//! One module per group of subcommands; [`run`] dispatches. Every command that changes a container holds its
+//! state-directory lock for the whole operation.
+
+mod create;
+mod delete;
+mod exec;
+mod features;
+mod info;
+mod inspect;
+mod signal;
+mod spec;
+mod update;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use hako_runtime::isolation::Isolation;
+use hako_runtime::state::{Locked, State, Status, Store};
+use hako_runtime::ContainerId;
+
+use crate::cli::{Cli, Command};
+
+/// What every container command needs.
+pub(crate) struct Ctx {
+    pub store: Store,
+}
+
+impl Ctx {
+    fn open(root: &Path) -> Result<Ctx> {
+        Ok(Ctx { store: Store::open(root)? })
+    }
+
+    /// The backend that runs `state` (only process isolation exists so far).
+    pub fn backend(&self, _state: &State) -> Box<dyn Isolation> {
+        Box::new(hako_linux::ProcessIsolation)
+    }
+
+    /// Locks `id` and loads its state, which must exist.
+    pub fn locked(&self, id: &str) -> Result<(Locked, State)> {
+        let id = ContainerId::parse(id)?;
+        let locked = self.store.lock(&id)?;
+        let state = locked.load_existing()?;
+        Ok((locked, state))
+    }
+
+    /// The live status of a container.
+    pub fn status(&self, state: &State) -> Status {
+        self.backend(state).status(state)
+    }
+}
+
+/// Fails unless `status` is one of `allowed`, naming the container, its status and what was asked.
+pub(crate) fn require(state: &State, status: Status, allowed: &[Status], what: &str) -> Result<()> {
+    if !allowed.contains(&status) {
+        let want: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        bail!("container {} is {}: cannot {what} (it must be {})", state.id, status.as_str(), want.join(" or "));
+    }
+    Ok(())
+}
+
+/// Writes `pid` to `path` atomically, as runc does.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing pid file {}", path.display()))
+}
+
+/// Runs the command; returns the process exit code.
+pub(crate) fn run(cli: Cli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup: this host has no systemd and hako manages cgroups through cgroupfs only; drop the flag (and set SystemdCgroup = false in containerd's runtime options)");
+    }
+    match cli.command {
+        Command::Spec(a) => spec::spec(&a).map(|_| 0),
+        Command::Features => features::features().map(|_| 0),
+        Command::Info => info::info().map(|_| 0),
+        Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
+        Command::Init => bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`"),
+        command => {
+            let ctx = Ctx::open(&cli.root)?;
+            match command {
+                Command::Create(a) => create::create(&ctx, &a).map(|_| 0),
+                Command::Run(a) => create::run(&ctx, &a),
+                Command::Start(a) => create::start(&ctx, &a.id).map(|_| 0),
+                Command::State(a) => inspect::state(&ctx, &a.id).map(|_| 0),
+                Command::Kill(a) => signal::kill(&ctx, &a).map(|_| 0),
+                Command::Delete(a) => delete::delete(&ctx, &a.id, a.force).map(|_| 0),
+                Command::Exec(a) => exec::exec(&ctx, &a),
+                Command::Ps(a) => inspect::ps(&ctx, &a).map(|_| 0),
+                Command::List(a) => inspect::list(&ctx, &a).map(|_| 0),
+                Command::Pause(a) => signal::pause(&ctx, &a.id).map(|_| 0),
+                Command::Resume(a) => signal::resume(&ctx, &a.id).map(|_| 0),
+                Command::Events(a) => inspect::events(&ctx, &a).map(|_| 0),
+                Command::Update(a) => update::update(&ctx, &a).map(|_| 0),
+                Command::Spec(_) | Command::Features | Command::Info | Command::HcsDoc(_) | Command::Init => unreachable!(),
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `kill`, `pause` and `resume`.
+
+use anyhow::Result;
+use hako_runtime::state::Status;
+
+use super::{require, Ctx};
+use crate::cli::KillArgs;
+
+pub(crate) fn kill(ctx: &Ctx, a: &KillArgs) -> Result<()> {
+    let sig = hako_runtime::signal::parse(&a.signal)?;
+    let (_locked, state) = ctx.locked(&a.id)?;
+    let backend = ctx.backend(&state);
+    let status = backend.status(&state);
+    require(&state, status, &[Status::Created, Status::Running, Status::Paused], "send it a signal")?;
+    backend.kill(&state, sig, a.all).map_err(|e| anyhow::anyhow!(e))
+}
+
+pub(crate) fn pause(ctx: &Ctx, id: &str) -> Result<()> {
+    let (_locked, state) = ctx.locked(id)?;
+    let backend = ctx.backend(&state);
+    require(&state, backend.status(&state), &[Status::Running], "pause it")?;
+    backend.pause(&state).map_err(|e| anyhow::anyhow!(e))
+}
+
+pub(crate) fn resume(ctx: &Ctx, id: &str) -> Result<()> {
+    let (_locked, state) = ctx.locked(id)?;
+    let backend = ctx.backend(&state);
+    require(&state, backend.status(&state), &[Status::Paused], "resume it")?;
+    backend.resume(&state).map_err(|e| anyhow::anyhow!(e))
+}

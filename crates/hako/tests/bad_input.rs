@@ -1,0 +1,322 @@
+//! End-to-end tests of bad input (issue item 6): each case fails with a non-zero exit, leaves
+//! no state directory, cgroup, mount or process behind, and (hako's error contract) prints a
+//! message naming the problem. The failure and leak checks hold for any runtime; the message
+//! checks (`expect_msg`) follow hako's contract and come last in each test.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+
+/// Runs `create` for `b`, expects it to fail and to leave nothing behind; returns the output.
+#[track_caller]
+fn create_fails_cleanly(rt: &Runtime, b: &Bundle) -> CmdOut {
+    let out = rt.create(b).expect_fail();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    assert!(out.stderr.starts_with("hako: ") || !testing_hako(), "errors go to stderr as `hako: <message>`: {out}");
+    out
+}
+
+fn root_is_empty(rt: &Runtime) -> bool {
+    fs::read_dir(rt.root()).map(|mut d| d.next().is_none()).unwrap_or(true)
+}
+
+#[test]
+fn malformed_config_json() {
+    let b = Bundle::with_tag("badjson");
+    fs::write(b.config_path(), "{ \"ociVersion\": \"1.0.2\", this is not json }").expect("write");
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    assert!(root_is_empty(&rt), "a failed create left files in --root");
+    out.expect_msg(&[&b.config_path().to_string_lossy(), "invalid config"]);
+}
+
+#[test]
+fn truncated_config_json() {
+    let b = Bundle::with_tag("truncjson");
+    let full = fs::read_to_string(b.config_path()).expect("read");
+    fs::write(b.config_path(), &full[..full.len() / 2]).expect("write");
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&[&b.config_path().to_string_lossy(), "invalid config", "line"]);
+}
+
+#[test]
+fn missing_config_json() {
+    let b = Bundle::with_tag("noconfig");
+    fs::remove_file(b.config_path()).expect("rm config");
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["config.json"]);
+}
+
+#[test]
+fn missing_rootfs() {
+    let b = Bundle::with_tag("norootfs").set("/root/path", json!("no-such-rootfs"));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["no-such-rootfs", "does not exist"]);
+}
+
+#[test]
+fn unknown_namespace_type() {
+    let b = Bundle::with_tag("badns").push("/linux/namespaces", json!({"type": "foo"}));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["foo"]);
+}
+
+#[test]
+fn invalid_signals() {
+    let b = Bundle::with_tag("badsig").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create_start(&b);
+    let pid = rt.pid(b.id());
+    let mut outs = Vec::new();
+    for sig in ["SIGFOO", "99999", "-1", "SIG"] {
+        outs.push((sig, rt.kill(b.id(), sig).expect_fail()));
+        let st = rt.state_json(b.id());
+        assert_eq!(st["status"], "running", "a bad kill changed the container: {st}");
+        assert_eq!(st["pid"].as_i64(), Some(pid as i64));
+    }
+    rt.delete_force(b.id()).expect_ok();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    for (sig, out) in &outs[..2] {
+        out.expect_msg(&[sig, "signal"]);
+    }
+}
+
+#[test]
+fn duplicate_id() {
+    let b = Bundle::with_tag("dup").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create(&b).expect_ok();
+    let pid = rt.pid(b.id());
+    let other = Bundle::with_tag("dup2").args(&["sleep", "1000"]);
+    let out = rt.create_id(b.id(), &other, &[]).expect_fail();
+    let st = rt.state_json(b.id());
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["pid"].as_i64(), Some(pid as i64), "the duplicate create touched the first container");
+    assert_eq!(
+        st["bundle"].as_str().map(std::path::PathBuf::from),
+        Some(fs::canonicalize(b.path()).expect("canonical"))
+    );
+    // Nothing of the second attempt remains.
+    assert_no_leftovers_at(rt.root(), "never-created", &other.cgroup_rel(), Some(other.path()));
+    rt.delete_force(b.id()).expect_ok();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    out.expect_msg(&[b.id(), "already exists"]);
+}
+
+#[test]
+fn ids_with_path_separators_or_dots() {
+    let b = Bundle::with_tag("badid");
+    let rt = Runtime::new();
+    let outside = rt.root().parent().expect("parent").join(format!("escape-{}", unique_id("x")));
+    let escape = format!("../{}", outside.file_name().expect("name").to_string_lossy());
+    let mut outs = Vec::new();
+    for id in ["a/b", "..", ".", escape.as_str(), "/abs", ""] {
+        let out = rt.create_id(id, &b, &[]).expect_fail();
+        assert!(root_is_empty(&rt), "create {id:?} left files in --root");
+        assert!(!outside.exists(), "create {id:?} wrote outside --root");
+        outs.push((id, out));
+    }
+    assert_no_leftovers_at(rt.root(), "a", &b.cgroup_rel(), Some(b.path()));
+    for (id, out) in &outs[..4] {
+        assert!(out.all().contains("invalid container id"), "id {id:?}: {out}");
+    }
+}
+
+#[test]
+fn bundle_reached_through_a_symlink() {
+    let b = Bundle::with_tag("symbundle").args(&["true"]);
+    let links = tempfile::tempdir().expect("tempdir");
+    let direct = links.path().join("bundle-link");
+    std::os::unix::fs::symlink(b.path(), &direct).expect("symlink");
+    let parent_link = links.path().join("parent-link");
+    std::os::unix::fs::symlink(b.path().parent().expect("parent"), &parent_link).expect("symlink");
+    let via_parent = parent_link.join(b.path().file_name().expect("name"));
+    let rt = Runtime::new();
+    for path in [&direct, &via_parent] {
+        let p = path.to_string_lossy().into_owned();
+        rt.track(b.id());
+        let out = rt.cmd(&["create", "--bundle", &p, b.id()]);
+        assert!(!out.ok(), "hako refuses a bundle path that goes through a symlink: {out}");
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        out.expect_msg(&["symlink", &p]);
+    }
+}
+
+#[test]
+fn unknown_container() {
+    let rt = Runtime::new();
+    let id = unique_id("nope");
+    for cmd in [
+        vec!["state", id.as_str()],
+        vec!["start", id.as_str()],
+        vec!["kill", id.as_str(), "KILL"],
+        vec!["delete", id.as_str()],
+        vec!["pause", id.as_str()],
+        vec!["resume", id.as_str()],
+        vec!["ps", id.as_str()],
+        vec!["exec", id.as_str(), "true"],
+    ] {
+        let out = rt.cmd(&cmd).expect_fail();
+        assert!(root_is_empty(&rt), "{cmd:?} created state");
+        out.expect_msg(&[&id, "does not exist"]);
+    }
+}
+
+#[test]
+fn start_of_a_running_container_names_its_status() {
+    let b = Bundle::with_tag("startrunning").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create_start(&b);
+    let out = rt.start(b.id()).expect_fail();
+    assert_eq!(rt.status(b.id()), "running");
+    rt.delete_force(b.id()).expect_ok();
+    out.expect_msg(&[b.id(), "running"]);
+}
+
+#[test]
+fn delete_of_a_live_container_suggests_force() {
+    let b = Bundle::with_tag("dellive").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create_start(&b);
+    let out = rt.delete(b.id()).expect_fail();
+    assert_eq!(rt.status(b.id()), "running");
+    rt.delete_force(b.id()).expect_ok();
+    out.expect_msg(&["--force"]);
+}
+
+#[test]
+fn rlimit_above_the_hard_limit_fails_late_and_cleanly() {
+    // Fails inside the container's init, after namespaces and cgroups exist.
+    let b = Bundle::with_tag("badrlimit")
+        .set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["RLIMIT_NOFILE"]);
+}
+
+#[test]
+fn unknown_mount_type_fails_cleanly() {
+    let b = Bundle::with_tag("badmount").mount("/x", "no-such-fs-type", "none", &[]);
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["/x"]);
+}
+
+#[test]
+fn missing_executable_fails_cleanly() {
+    let b = Bundle::with_tag("noexe").args(&["/no/such/binary"]);
+    let rt = Runtime::new();
+    let created = rt.create(&b);
+    if created.ok() {
+        // Runtimes may only find out at start; then start fails and the container stops.
+        rt.start(b.id()).expect_fail();
+        rt.delete_force(b.id()).expect_ok();
+    }
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+#[test]
+fn unknown_capability_is_a_warning() {
+    // runtime-spec: a capability that cannot be mapped MUST be logged as a warning, and
+    // runtimes SHOULD NOT fail.
+    let b = Bundle::with_tag("badcap")
+        .push("/process/capabilities/bounding", json!("CAP_NO_SUCH_THING"))
+        .args(&["cat", "/proc/self/status"]);
+    let rt = Runtime::new();
+    let out = rt.run(&b).expect_ok();
+    let bnd = u64::from_str_radix(&parse_status(&out.stdout)["CapBnd"], 16).expect("hex");
+    assert_eq!(bnd, cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]));
+    assert!(out.stderr.contains("CAP_NO_SUCH_THING"), "no warning names the capability: {out}");
+}
+
+#[test]
+fn apparmor_profile_without_apparmor_is_a_clear_error() {
+    if fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y") {
+        eprintln!("AppArmor is enabled here: nothing to check");
+        return;
+    }
+    let b = Bundle::with_tag("apparmor").set("/process/apparmorProfile", json!("hako-e2e-profile"));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["apparmor", "hako-e2e-profile"]);
+}
+
+#[test]
+fn seccomp_notify_without_support_is_a_clear_error() {
+    let b = Bundle::with_tag("notify").set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["SCMP_ACT_NOTIFY"]);
+}
+
+#[test]
+fn systemd_cgroup_without_systemd_is_a_clear_error() {
+    if fs::metadata("/run/systemd/system").is_ok() {
+        eprintln!("systemd runs here: nothing to check");
+        return;
+    }
+    let b = Bundle::with_tag("systemd").args(&["true"]);
+    let rt = Runtime::new().with_global(&["--systemd-cgroup"]);
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["systemd"]);
+}
+
+#[test]
+fn failed_create_with_json_log_reports_the_error() {
+    let b = Bundle::with_tag("jsonlog").set("/root/path", json!("no-such-rootfs"));
+    let logdir = tempfile::tempdir().expect("tempdir");
+    let log = logdir.path().join("log.json");
+    let rt = Runtime::new().with_global(&["--log", &log.to_string_lossy(), "--log-format", "json"]);
+    rt.create(&b).expect_fail();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    let text = fs::read_to_string(&log).expect("the log file was written");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().expect("at least one log line");
+    assert_eq!(last["level"], "error", "{text}");
+    assert!(last["time"].is_string(), "{text}");
+    let msg = last["msg"].as_str().expect("msg");
+    assert!(msg.contains("no-such-rootfs"), "containerd shows the last msg; it must name the problem: {text}");
+    for l in &lines {
+        assert!(l["level"].is_string() && l["msg"].is_string() && l["time"].is_string(), "{l}");
+    }
+}
+
+#[test]
+fn runtime_survives_a_deleted_bundle() {
+    // The bundle disappears while the container runs: state and delete --force still work.
+    let b = Bundle::with_tag("gonebundle").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create_start(&b);
+    fs::remove_file(b.config_path()).expect("rm config");
+    assert_eq!(rt.status(b.id()), "running");
+    rt.delete_force(b.id()).expect_ok();
+    rt.wait_status_gone(b.id());
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+trait GoneExt {
+    fn wait_status_gone(&self, id: &str);
+}
+
+impl GoneExt for Runtime {
+    fn wait_status_gone(&self, id: &str) {
+        assert!(wait_until(T, || !self.state(id).ok()), "{id} still exists after delete --force");
+    }
+}
