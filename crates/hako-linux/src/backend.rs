@@ -1,7 +1,7 @@
 //! [`ProcessIsolation`]: the lifecycle commands of a process-isolated container, in terms of [`crate::spawn`],
 //! the state directory (`exec.fifo` holds the created process until `start`) and the container's cgroup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hako_cgroups::{Cgroup, Version};
@@ -20,20 +20,10 @@ use crate::{sys, spawn};
 
 /// Errors of the process backend that are not a module's own.
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
+pub(crate) enum BackendError {
     /// The config asks for something process isolation cannot do.
     #[error("{0}")]
     Config(String),
-    /// The container is not in a state that allows the command.
-    #[error("container {id} is {status}: {what}")]
-    State {
-        /// The container.
-        id: String,
-        /// Its status.
-        status: &'static str,
-        /// What cannot be done.
-        what: String,
-    },
     /// Waiting for a process failed.
     #[error("container {id}: {what}")]
     Io {

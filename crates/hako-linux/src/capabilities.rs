@@ -216,7 +216,7 @@ fn validate_sets(c: &LinuxCapabilities, last_cap: u8) -> Result<Sets, CapsError>
     }
     let lost = s.ambient & !(s.permitted & s.inheritable);
     if lost != 0 {
-        tracing::warn!(
+        tracing::debug!(
             capabilities = %mask_names(lost),
             "ambient capabilities not in both permitted and inheritable cannot be raised: ignored"
         );

@@ -195,7 +195,7 @@ fn make_device(
     let r = mknodat(Some(dir.as_raw_fd()), name, sflag, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor));
     nix::sys::stat::umask(old);
     r.map_err(|e| err(errno(e)))?;
-    nix::unistd::fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::unistd::FchownatFlags::NoFollowSymlink)
+    nix::unistd::fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| err(errno(e)))
 }
 

@@ -187,12 +187,11 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
             Err(source) => return Err(StateError::Io { id: id.to_string(), what: "open", path: dir, source }),
         };
-        nix::fcntl::flock(file.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive).map_err(|e| StateError::Io {
-            id: id.to_string(),
-            what: "lock",
-            path: dir.clone(),
-            source: e.into(),
-        })?;
+        // SAFETY: flock on an fd we own; the lock lives as long as the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source });
+        }
         let meta = file.metadata().map_err(|source| StateError::Io { id: id.to_string(), what: "stat", path: dir.clone(), source })?;
         if meta.nlink() == 0 {
             return Err(StateError::NotFound(id.to_string()));

@@ -22,7 +22,7 @@ use crate::cli::{Cli, Command};
 
 /// What every container command needs.
 pub(crate) struct Ctx {
-    pub store: Store,
+    pub(crate) store: Store,
 }
 
 impl Ctx {
@@ -31,12 +31,12 @@ impl Ctx {
     }
 
     /// The backend that runs `state` (only process isolation exists so far).
-    pub fn backend(&self, _state: &State) -> Box<dyn Isolation> {
+    pub(crate) fn backend(&self, _state: &State) -> Box<dyn Isolation> {
         Box::new(hako_linux::ProcessIsolation)
     }
 
     /// Locks `id` and loads its state, which must exist.
-    pub fn locked(&self, id: &str) -> Result<(Locked, State)> {
+    pub(crate) fn locked(&self, id: &str) -> Result<(Locked, State)> {
         let id = ContainerId::parse(id)?;
         let locked = self.store.lock(&id)?;
         let state = locked.load_existing()?;
@@ -44,7 +44,7 @@ impl Ctx {
     }
 
     /// The live status of a container.
-    pub fn status(&self, state: &State) -> Status {
+    pub(crate) fn status(&self, state: &State) -> Status {
         self.backend(state).status(state)
     }
 }
