@@ -23,14 +23,16 @@ const RMDIR_PATIENCE: Duration = Duration::from_secs(2);
 
 /// One container's cgroup: its directory in every mounted hierarchy of the host.
 ///
-/// Serialize it into the container's state after [`Cgroup::create`]: it records which parent
-/// directories `create` made, so that [`Cgroup::destroy`] (possibly in another hako process) removes
-/// exactly those and the leaf.
+/// It serialises into the container's state and remembers the directories it owns: those missing
+/// when [`Cgroup::resolve`] ran (so a state saved before `create`, e.g. to survive a crash, already
+/// lists them) and those [`Cgroup::create`] made. [`Cgroup::destroy`], possibly in another hako
+/// process, removes the leaf and, if empty, only those parents. Saving it again after `create` keeps
+/// the list exact.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Cgroup {
     layout: Layout,
     hierarchies: Vec<Hierarchy>,
-    /// Directories made by `create` (parents and leaves), in creation order.
+    /// Directories this cgroup owns (parents and leaves), outermost first.
     #[serde(default)]
     created: Mutex<Vec<PathBuf>>,
 }
@@ -63,17 +65,35 @@ impl Cgroup {
     /// Resolves runtime-spec cgroupsPath semantics for every mounted hierarchy: `None` (or empty)
     /// means `/hako/<id>`; an absolute path is relative to each hierarchy's root; a relative path is
     /// relative to the calling process's cgroup in each hierarchy. Reads /proc/self/mountinfo and
-    /// /proc/self/cgroup only.
+    /// /proc/self/cgroup, and checks which directories of the path already exist (the missing ones
+    /// become this cgroup's to remove); creates nothing.
     pub fn resolve(cgroups_path: Option<&Path>, container_id: &str) -> Result<Cgroup, CgroupError> {
         let host = host()?;
-        let relative = cgroups_path.map(|p| !p.as_os_str().is_empty() && !p.is_absolute()).unwrap_or(false);
+        let relative = cgroups_path
+            .map(|p| !p.as_os_str().is_empty() && !p.is_absolute())
+            .unwrap_or(false);
         let me = if relative {
             mountinfo::parse_proc_cgroup(&fsutil::read(Path::new("/proc/self/cgroup"))?)?
         } else {
             Vec::new()
         };
         let hierarchies = resolve::resolve(&host, &me, cgroups_path, container_id)?;
-        Ok(Cgroup { layout: host.layout, hierarchies, created: Mutex::new(Vec::new()) })
+        let cg = Cgroup {
+            layout: host.layout,
+            hierarchies,
+            created: Mutex::new(Vec::new()),
+        };
+        for h in &cg.hierarchies {
+            let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
+            let mut cur = h.mount_point.clone();
+            for comp in rel.components() {
+                cur.push(comp);
+                if !cur.exists() {
+                    cg.record_created(cur.clone());
+                }
+            }
+        }
+        Ok(cg)
     }
 
     /// [`Cgroup::resolve`] from given /proc/self/mountinfo and /proc/self/cgroup text (another
@@ -87,7 +107,11 @@ impl Cgroup {
         let host = mountinfo::host_from_mounts(mountinfo::parse_mountinfo(mountinfo_text)?)?;
         let me = mountinfo::parse_proc_cgroup(proc_cgroup_text)?;
         let hierarchies = resolve::resolve(&host, &me, cgroups_path, container_id)?;
-        Ok(Cgroup { layout: host.layout, hierarchies, created: Mutex::new(Vec::new()) })
+        Ok(Cgroup {
+            layout: host.layout,
+            hierarchies,
+            created: Mutex::new(Vec::new()),
+        })
     }
 
     /// The host's cgroup layout, from /proc/self/mountinfo.
@@ -102,7 +126,12 @@ impl Cgroup {
         let mut out: Vec<String> = host
             .v1
             .iter()
-            .flat_map(|h| h.subsystems.iter().filter(|s| !s.starts_with("name=")).cloned())
+            .flat_map(|h| {
+                h.subsystems
+                    .iter()
+                    .filter(|s| !s.starts_with("name="))
+                    .cloned()
+            })
             .collect();
         if let Some(v2) = &host.v2 {
             if let Some(t) = fsutil::read_opt(&v2.mount_point.join("cgroup.controllers"))? {
@@ -126,12 +155,18 @@ impl Cgroup {
 
     /// The container's cgroup path (in the first hierarchy), for messages and `hako state`.
     pub fn path(&self) -> PathBuf {
-        self.hierarchies.first().map(|h| h.path.clone()).unwrap_or_default()
+        self.hierarchies
+            .first()
+            .map(|h| h.path.clone())
+            .unwrap_or_default()
     }
 
-    /// The directories that `create` made, in creation order.
+    /// The directories this cgroup owns: missing at `resolve` time or made by `create`.
     pub fn created_dirs(&self) -> Vec<PathBuf> {
-        self.created.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.created
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn record_created(&self, dir: PathBuf) {
@@ -143,7 +178,9 @@ impl Cgroup {
 
     /// The v1 hierarchy carrying `controller`.
     pub(crate) fn v1(&self, controller: &str) -> Option<&Hierarchy> {
-        self.hierarchies.iter().find(|h| h.version == Version::V1 && h.has(controller))
+        self.hierarchies
+            .iter()
+            .find(|h| h.version == Version::V1 && h.has(controller))
     }
 
     /// The cgroup2 hierarchy.
@@ -168,12 +205,14 @@ impl Cgroup {
     /// controller they have. On error, what this call created is removed again.
     pub fn create(&self) -> Result<(), CgroupError> {
         let before = self.created_dirs();
-        let res = self.hierarchies.iter().try_for_each(|h| self.create_one(h));
+        let mut made = Vec::new();
+        let res = self
+            .hierarchies
+            .iter()
+            .try_for_each(|h| self.create_one(h, &mut made));
         if let Err(e) = res {
-            let mut now = self.created_dirs();
-            now.retain(|d| !before.contains(d));
-            now.sort_by_key(|p| Reverse(p.components().count()));
-            for d in &now {
+            made.sort_by_key(|p| Reverse(p.components().count()));
+            for d in &made {
                 let _ = fs::remove_dir(d);
             }
             *self.created.lock().unwrap_or_else(|p| p.into_inner()) = before;
@@ -182,8 +221,12 @@ impl Cgroup {
         Ok(())
     }
 
-    fn create_one(&self, h: &Hierarchy) -> Result<(), CgroupError> {
-        let rel = h.dir.strip_prefix(&h.mount_point).map(Path::to_path_buf).unwrap_or_default();
+    fn create_one(&self, h: &Hierarchy, made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+        let rel = h
+            .dir
+            .strip_prefix(&h.mount_point)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         // A concurrent `destroy` of a sibling may remove an empty shared parent between our mkdirs:
         // start over a few times when a parent vanishes.
         let mut attempts = 0;
@@ -192,7 +235,10 @@ impl Cgroup {
             for comp in rel.components() {
                 cur.push(comp);
                 match fs::create_dir(&cur) {
-                    Ok(()) => self.record_created(cur.clone()),
+                    Ok(()) => {
+                        self.record_created(cur.clone());
+                        made.push(cur.clone());
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => {
                         attempts += 1;
@@ -210,7 +256,11 @@ impl Cgroup {
                             }
                             _ => String::new(),
                         };
-                        return Err(CgroupError::Mkdir { path: cur, err, hint });
+                        return Err(CgroupError::Mkdir {
+                            path: cur,
+                            err,
+                            hint,
+                        });
                     }
                 }
                 if h.version == Version::V1 && h.has("cpuset") {
@@ -259,7 +309,9 @@ impl Cgroup {
     /// Every process in the container's cgroup and its descendants, sorted. Empty when the cgroup
     /// does not exist.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let Some(h) = self.process_hierarchy() else { return Ok(Vec::new()) };
+        let Some(h) = self.process_hierarchy() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         collect_pids(&h.dir, &mut out)?;
         out.sort_unstable();
@@ -326,7 +378,12 @@ impl Cgroup {
                         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                         Err(err) => {
                             if result.is_ok() {
-                                result = Err(CgroupError::Signal { pid, signal: sig, cgroup: self.path(), err });
+                                result = Err(CgroupError::Signal {
+                                    pid,
+                                    signal: sig,
+                                    cgroup: self.path(),
+                                    err,
+                                });
                             }
                         }
                     }
@@ -361,7 +418,10 @@ impl Cgroup {
         }
         // Forget what is gone; parents still shared with other containers stay on the list so a
         // later destroy (when the sharers are gone) can still remove them.
-        self.created.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| d.exists());
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| d.exists());
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -377,9 +437,13 @@ impl Cgroup {
 /// Copies the parent's cpuset.cpus and cpuset.mems into a v1 cpuset directory where they are empty
 /// (a new v1 cpuset cgroup starts empty and refuses processes until both are set).
 fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let Some(parent) = dir.parent() else { return Ok(()) };
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let Some(cur) = fsutil::read_opt(&dir.join(file))? else { continue };
+        let Some(cur) = fsutil::read_opt(&dir.join(file))? else {
+            continue;
+        };
         if cur.trim().is_empty() {
             let from_parent = fsutil::read(&parent.join(file))?;
             if !from_parent.trim().is_empty() {
@@ -395,11 +459,21 @@ fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
 /// when `only` is `None`) that the ancestor has. Failures are not errors here (a parent with processes
 /// cannot delegate); whoever needs a controller checks the leaf's cgroup.controllers afterwards.
 pub(crate) fn enable_v2_controllers(h: &Hierarchy, only: Option<&[&str]>) {
-    let rel = h.dir.strip_prefix(&h.mount_point).map(Path::to_path_buf).unwrap_or_default();
+    let rel = h
+        .dir
+        .strip_prefix(&h.mount_point)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut cur = h.mount_point.clone();
     for comp in rel.components() {
-        let available = fsutil::read_opt(&cur.join("cgroup.controllers")).ok().flatten().unwrap_or_default();
-        let enabled = fsutil::read_opt(&cur.join("cgroup.subtree_control")).ok().flatten().unwrap_or_default();
+        let available = fsutil::read_opt(&cur.join("cgroup.controllers"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let enabled = fsutil::read_opt(&cur.join("cgroup.subtree_control"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let enabled: Vec<&str> = enabled.split_whitespace().collect();
         let want: Vec<String> = available
             .split_whitespace()
@@ -407,7 +481,9 @@ pub(crate) fn enable_v2_controllers(h: &Hierarchy, only: Option<&[&str]>) {
             .filter(|c| !enabled.contains(c))
             .map(|c| format!("+{c}"))
             .collect();
-        if !want.is_empty() && fsutil::write(&cur, "cgroup.subtree_control", &want.join(" ")).is_err() {
+        if !want.is_empty()
+            && fsutil::write(&cur, "cgroup.subtree_control", &want.join(" ")).is_err()
+        {
             for w in &want {
                 if let Err(e) = fsutil::write(&cur, "cgroup.subtree_control", w) {
                     tracing::debug!("cannot delegate {w}: {e}");
@@ -420,7 +496,9 @@ pub(crate) fn enable_v2_controllers(h: &Hierarchy, only: Option<&[&str]>) {
 
 /// Reads cgroup.procs of `dir` and of every cgroup below it.
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
-    let Some(text) = fsutil::read_opt(&dir.join("cgroup.procs"))? else { return Ok(()) };
+    let Some(text) = fsutil::read_opt(&dir.join("cgroup.procs"))? else {
+        return Ok(());
+    };
     out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     for sub in subdirs(dir)? {
         collect_pids(&sub, out)?;
@@ -433,11 +511,19 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(CgroupError::Read { path: dir.to_path_buf(), err }),
+        Err(err) => {
+            return Err(CgroupError::Read {
+                path: dir.to_path_buf(),
+                err,
+            })
+        }
     };
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|err| CgroupError::Read { path: dir.to_path_buf(), err })?;
+        let entry = entry.map_err(|err| CgroupError::Read {
+            path: dir.to_path_buf(),
+            err,
+        })?;
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             out.push(entry.path());
         }
@@ -470,7 +556,11 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
                          and retry"
                     )
                 };
-                return Err(CgroupError::Rmdir { path: dir.to_path_buf(), err, hint });
+                return Err(CgroupError::Rmdir {
+                    path: dir.to_path_buf(),
+                    err,
+                    hint,
+                });
             }
         }
     }

@@ -41,7 +41,11 @@ fn v2_frozen(dir: &Path) -> Result<bool, CgroupError> {
 pub(crate) fn set(cg: &Cgroup, freeze: bool) -> Result<(), CgroupError> {
     match freezer(cg)? {
         Freezer::V1(dir) => {
-            let (want, value) = if freeze { ("FROZEN", "FROZEN") } else { ("THAWED", "THAWED") };
+            let (want, value) = if freeze {
+                ("FROZEN", "FROZEN")
+            } else {
+                ("THAWED", "THAWED")
+            };
             fsutil::write(dir, "freezer.state", value)?;
             let path = dir.join("freezer.state");
             let start = Instant::now();

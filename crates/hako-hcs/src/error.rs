@@ -19,7 +19,7 @@ pub enum HcsError {
         /// The bundle directory.
         bundle: PathBuf,
         /// The rule broken, with the fix.
-        error: SpecError,
+        error: Box<SpecError>,
     },
     /// A document could not be turned into JSON (a hako bug).
     #[error("cannot serialize the HCS documents of bundle {bundle}: {source}: report this as a hako bug")]
@@ -32,7 +32,7 @@ pub enum HcsError {
     },
     /// An HCS call failed.
     #[error(transparent)]
-    Call(#[from] HcsCallError),
+    Call(Box<HcsCallError>),
     /// A file of hako's state or of the bundle could not be used.
     #[error("{action} {path}: {source}")]
     Io {
@@ -53,7 +53,9 @@ pub enum HcsError {
         detail: String,
     },
     /// The container does not exist in hako's state.
-    #[error("container {id} does not exist under {root}: check the id with hako list, or the --root")]
+    #[error(
+        "container {id} does not exist under {root}: check the id with hako list, or the --root"
+    )]
     NotFound {
         /// The container id.
         id: String,
@@ -111,4 +113,20 @@ pub enum HcsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<HcsCallError> for HcsError {
+    fn from(e: HcsCallError) -> Self {
+        HcsError::Call(Box::new(e))
+    }
+}
+
+impl HcsError {
+    /// A rule broken by the bundle in `bundle`.
+    pub fn spec(bundle: impl Into<PathBuf>, error: SpecError) -> Self {
+        HcsError::Spec {
+            bundle: bundle.into(),
+            error: Box::new(error),
+        }
+    }
 }

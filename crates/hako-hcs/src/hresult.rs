@@ -224,10 +224,12 @@ pub struct HcsCallError {
 impl HcsCallError {
     /// Whether this is one of the given codes (either form).
     pub fn is(&self, code: u32) -> bool {
-        let norm = |c: u32| if c & 0xFFFF_0000 == 0xC037_0000 && c != VMCOMPUTE_OPERATION_PENDING {
-            0x8037_0000 | (c & 0xFFFF)
-        } else {
-            c
+        let norm = |c: u32| {
+            if c & 0xFFFF_0000 == 0xC037_0000 && c != VMCOMPUTE_OPERATION_PENDING {
+                0x8037_0000 | (c & 0xFFFF)
+            } else {
+                c
+            }
         };
         norm(self.code) == norm(code)
     }
@@ -269,9 +271,24 @@ mod tests {
     #[test]
     fn every_reference_code_is_known_with_a_fix() {
         let codes = [
-            0x8037_0100u32, 0x8037_0101, 0x8037_0102, 0x8037_0105, 0x8037_0106, 0x8037_0107, 0x8037_0108,
-            0x8037_0109, 0x8037_010D, 0x8037_010E, 0x8037_010F, 0x8037_0110, 0x8037_0112, 0x8037_0117,
-            0x8037_011B, 0x8037_011E, 0x8037_011F, 0xC037_0103,
+            0x8037_0100u32,
+            0x8037_0101,
+            0x8037_0102,
+            0x8037_0105,
+            0x8037_0106,
+            0x8037_0107,
+            0x8037_0108,
+            0x8037_0109,
+            0x8037_010D,
+            0x8037_010E,
+            0x8037_010F,
+            0x8037_0110,
+            0x8037_0112,
+            0x8037_0117,
+            0x8037_011B,
+            0x8037_011E,
+            0x8037_011F,
+            0xC037_0103,
         ];
         for code in codes {
             let k = lookup(code).unwrap_or_else(|| panic!("{:#x} unknown", code));
@@ -286,9 +303,18 @@ mod tests {
 
     #[test]
     fn ntstatus_form_maps_to_the_hresult_but_v1_pending_stays_itself() {
-        assert_eq!(lookup(0xC037_0101).map(|k| k.name), Some("HCS_E_IMAGE_MISMATCH"));
-        assert_eq!(lookup(0xC037_0112).map(|k| k.name), Some("HCS_E_INVALID_LAYER"));
-        assert_eq!(lookup(0xC037_0103).map(|k| k.name), Some("VMCOMPUTE_E_OPERATION_PENDING (v1)"));
+        assert_eq!(
+            lookup(0xC037_0101).map(|k| k.name),
+            Some("HCS_E_IMAGE_MISMATCH")
+        );
+        assert_eq!(
+            lookup(0xC037_0112).map(|k| k.name),
+            Some("HCS_E_INVALID_LAYER")
+        );
+        assert_eq!(
+            lookup(0xC037_0103).map(|k| k.name),
+            Some("VMCOMPUTE_E_OPERATION_PENDING (v1)")
+        );
         assert!(lookup(0x8037_0103).is_none());
         assert!(lookup(0x1234_5678).is_none());
     }
@@ -306,11 +332,23 @@ mod tests {
             host_build: Some(20348),
         };
         let text = e.to_string();
-        assert!(text.starts_with("HcsCreateComputeSystem web: HCS_E_IMAGE_MISMATCH (0xc0370101)"), "{}", text);
-        assert!(text.contains("hcs says: The container operating system does not match"), "{}", text);
+        assert!(
+            text.starts_with("HcsCreateComputeSystem web: HCS_E_IMAGE_MISMATCH (0xc0370101)"),
+            "{}",
+            text
+        );
+        assert!(
+            text.contains("hcs says: The container operating system does not match"),
+            "{}",
+            text
+        );
         assert!(text.contains("event: layer mismatch"), "{}", text);
         assert!(text.contains("use VM isolation"), "{}", text);
-        assert!(text.ends_with("or an image of build 20348 (ltsc2022)"), "{}", text);
+        assert!(
+            text.ends_with("or an image of build 20348 (ltsc2022)"),
+            "{}",
+            text
+        );
         assert!(e.is(HCS_E_IMAGE_MISMATCH));
     }
 

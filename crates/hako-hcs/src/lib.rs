@@ -9,15 +9,27 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[cfg(windows)]
+pub mod backend;
 pub mod compat;
 mod doc;
 mod error;
+#[cfg(windows)]
+mod ffi;
+#[cfg(windows)]
+pub mod hcs;
+#[cfg(windows)]
+pub mod host;
 pub mod hresult;
 pub mod oci;
 pub mod osversion;
 pub mod schema;
+pub mod state;
+pub mod supervisor;
 pub mod translate;
 
-pub use doc::{hcs_doc, render_text, translate_options, DocFormat, HcsDocOptions, DEFAULT_ASSUMED_HOST_BUILD};
+pub use doc::{
+    hcs_doc, render_text, translate_options, DocFormat, HcsDocOptions, DEFAULT_ASSUMED_HOST_BUILD,
+};
 pub use error::HcsError;
 pub use translate::{translate, HcsPlan, Isolation, SpecError, TranslateOptions};

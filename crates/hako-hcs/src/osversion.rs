@@ -84,8 +84,12 @@ pub mod builds {
     }
 }
 
-/// A Windows version `major.minor.build[.revision]`; the revision is the UBR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+/// A Windows version `major.minor.build[.revision]`; the revision is the UBR. Serialized as
+/// its text form, `"10.0.20348.1487"`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct OsVersion {
     /// 10 for every supported release.
     pub major: u32,
@@ -108,7 +112,12 @@ pub struct OsVersionParseError {
 impl OsVersion {
     /// `10.0.<build>.<revision>`.
     pub const fn windows10(build: u32, revision: u32) -> Self {
-        OsVersion { major: 10, minor: 0, build, revision }
+        OsVersion {
+            major: 10,
+            minor: 0,
+            build,
+            revision,
+        }
     }
 }
 
@@ -116,7 +125,9 @@ impl FromStr for OsVersion {
     type Err = OsVersionParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || OsVersionParseError { value: s.to_string() };
+        let err = || OsVersionParseError {
+            value: s.to_string(),
+        };
         let parts: Vec<&str> = s.trim().split('.').collect();
         if parts.len() < 3 || parts.len() > 4 {
             return Err(err());
@@ -128,13 +139,36 @@ impl FromStr for OsVersion {
             }
             nums[i] = p.parse().map_err(|_| err())?;
         }
-        Ok(OsVersion { major: nums[0], minor: nums[1], build: nums[2], revision: nums[3] })
+        Ok(OsVersion {
+            major: nums[0],
+            minor: nums[1],
+            build: nums[2],
+            revision: nums[3],
+        })
+    }
+}
+
+impl From<OsVersion> for String {
+    fn from(v: OsVersion) -> String {
+        v.to_string()
+    }
+}
+
+impl TryFrom<String> for OsVersion {
+    type Error = OsVersionParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
 impl fmt::Display for OsVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}.{}", self.major, self.minor, self.build, self.revision)
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.major, self.minor, self.build, self.revision
+        )
     }
 }
 
@@ -145,11 +179,33 @@ mod tests {
     #[test]
     fn parses_three_and_four_part_versions() {
         assert_eq!("10.0.17763".parse(), Ok(OsVersion::windows10(17763, 0)));
-        assert_eq!("10.0.20348.1487".parse(), Ok(OsVersion::windows10(20348, 1487)));
+        assert_eq!(
+            "10.0.20348.1487".parse(),
+            Ok(OsVersion::windows10(20348, 1487))
+        );
         assert_eq!(OsVersion::windows10(26100, 2).to_string(), "10.0.26100.2");
-        for bad in ["", "10", "10.0", "10.0.x", "10.0.1.2.3", "10..17763", "-1.0.1"] {
+        for bad in [
+            "",
+            "10",
+            "10.0",
+            "10.0.x",
+            "10.0.1.2.3",
+            "10..17763",
+            "-1.0.1",
+        ] {
             assert!(bad.parse::<OsVersion>().is_err(), "{:?} parsed", bad);
         }
+    }
+
+    #[test]
+    fn serializes_as_text() {
+        let v = OsVersion::windows10(20348, 1487);
+        assert_eq!(serde_json::to_string(&v).unwrap(), "\"10.0.20348.1487\"");
+        assert_eq!(
+            serde_json::from_str::<OsVersion>("\"10.0.17763\"").unwrap(),
+            OsVersion::windows10(17763, 0)
+        );
+        assert!(serde_json::from_str::<OsVersion>("\"ltsc2022\"").is_err());
     }
 
     #[test]

@@ -104,6 +104,23 @@ fn with_default_devices(r: &LinuxResources, devices: &[oci_spec::runtime::LinuxD
     out
 }
 
+/// The host uid and gid of the container's process (through linux.uidMappings/gidMappings when present).
+fn host_ids(spec: &Spec) -> (u32, u32) {
+    let user = spec.process().as_ref().map(|p| (p.user().uid(), p.user().gid())).unwrap_or((0, 0));
+    let linux = spec.linux().as_ref();
+    let map = |id: u32, maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> u32 {
+        match maps.filter(|m| !m.is_empty()) {
+            None => id,
+            Some(maps) => maps
+                .iter()
+                .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
+                .map(|m| m.host_id() + (id - m.container_id()))
+                .unwrap_or(65534),
+        }
+    };
+    (map(user.0, linux.and_then(|l| l.uid_mappings().as_ref())), map(user.1, linux.and_then(|l| l.gid_mappings().as_ref())))
+}
+
 /// Checks a config for what process isolation needs, before anything is created.
 fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxError> {
     let bad = |s: String| -> BoxError { Box::new(BackendError::Config(s)) };
@@ -129,6 +146,7 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
         }
         if let Some(c) = p.capabilities() {
             crate::capabilities::validate(c)?;
+            crate::capabilities::check_host(c, ns.has("user"))?;
         }
         crate::lsm::check(p.apparmor_profile().as_deref(), p.selinux_label().as_deref(), linux.and_then(|l| l.mount_label().as_deref()))?;
     }
@@ -215,7 +233,11 @@ impl Isolation for ProcessIsolation {
             if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
                 cgroup.apply(&with_default_devices(r, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default()))?;
             }
-            nix::unistd::mkfifo(&dir.dir().join(FIFO), nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+            let fifo = dir.dir().join(FIFO);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+            // init opens it as the container's user, seen from the host through the id maps.
+            let (uid, gid) = host_ids(spec);
+            nix::unistd::chown(&fifo, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))?;
             let config = InitConfig {
                 exec: false,
                 id: state.id.clone(),
@@ -275,33 +297,47 @@ impl Isolation for ProcessIsolation {
     }
 
     fn start(&self, dir: &Locked, state: &State) -> Result<(), BoxError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let fifo = dir.dir().join(FIFO);
-        let f = std::fs::OpenOptions::new()
+        let io = |what: String| BackendError::Io { id: state.id.clone(), what };
+        // Non-blocking: a dead init never opens the other end, and we must notice.
+        let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo)
-            .map_err(|e| BackendError::Io { id: state.id.clone(), what: format!("open {}: {e}", fifo.display()) })?;
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut f = f;
-        let mut buf = [0u8; 1];
+            .map_err(|e| io(format!("open {}: {e}", fifo.display())))?;
+        // The first byte says init got past its wait; what follows until end-of-file (init's execve closes its
+        // end) is an error text when startContainer hooks or execve failed.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut removed = false;
         loop {
             match f.read(&mut buf) {
-                Ok(1) => break,
-                Ok(_) | Err(_) => {
-                    if !sys::process_alive(state.pid, state.pid_start_time) {
-                        let _ = std::fs::remove_file(&fifo);
-                        return Err(Box::new(BackendError::Io {
-                            id: state.id.clone(),
-                            what: "the container process exited before it could start".into(),
-                        }));
+                Ok(0) if !got.is_empty() => break,
+                Ok(n) if n > 0 => {
+                    got.extend_from_slice(&buf[..n]);
+                    if !removed {
+                        // Started: from now on the container is no longer "created".
+                        std::fs::remove_file(&fifo).map_err(|e| io(format!("remove {}: {e}", fifo.display())))?;
+                        removed = true;
                     }
-                    let mut pfd = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&f), nix::poll::PollFlags::POLLIN)];
-                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10u8));
+                    continue;
                 }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Box::new(io(format!("read {}: {e}", fifo.display())))),
             }
+            if got.is_empty() && !sys::process_alive(state.pid, state.pid_start_time) {
+                let _ = std::fs::remove_file(&fifo);
+                return Err(Box::new(io("the container process exited before it could start".into())));
+            }
+            let mut pfd = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&f), nix::poll::PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10u8));
         }
-        std::fs::remove_file(&fifo).map_err(|e| BackendError::Io { id: state.id.clone(), what: format!("remove {}: {e}", fifo.display()) })?;
+        if got.len() > 1 {
+            return Err(Box::new(io(String::from_utf8_lossy(&got[1..]).into_owned())));
+        }
         Ok(())
     }
 

@@ -118,6 +118,9 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     let linux = spec.linux().as_ref();
     let proc_ = spec.process().as_ref().ok_or_else(|| sys_err("config")(std::io::Error::other("process is missing")))?;
 
+    // Open what we need from the host before a user namespace or a joined mount namespace hides it.
+    let state_dir = File::open(&cfg.state_dir).map_err(sys_err(format!("state directory {}", cfg.state_dir.display())))?;
+
     // 1. Namespaces.
     cfg.ns.join_user()?;
     if cfg.ns.creates("user") {
@@ -134,8 +137,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(|e| sys_err("becoming root in the user namespace (is uid 0 mapped?)")(e.into()))?;
     }
-    // Open what we need from the host before a joined mount namespace hides it.
-    let state_dir = File::open(&cfg.state_dir).map_err(sys_err(format!("state directory {}", cfg.state_dir.display())))?;
     cfg.ns.join_others()?;
     cfg.ns.unshare_others()?;
     if cfg.ns.creates("time") {
@@ -191,11 +192,14 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         }
         if cfg.ns.creates("mount") {
             rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
-            rootfs::finish(spec)?;
         }
         process::set_names(spec.hostname().as_deref(), spec.domainname().as_deref())?;
+        // sysctls go through /proc/sys, which readonlyPaths usually makes read-only: set them first.
         if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
             process::set_sysctls(sysctl)?;
+        }
+        if cfg.ns.creates("mount") {
+            rootfs::finish(spec)?;
         }
         if !cfg.no_new_keyring {
             let _ = sys::join_session_keyring(&format!("_ses.{}", cfg.id));
@@ -215,7 +219,10 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     }
     process::apply_limits(proc_, linux)?;
     let args: Vec<String> = proc_.args().clone().unwrap_or_default();
-    let env: Vec<String> = proc_.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = proc_.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", process::home_of(proc_.user().uid())));
+    }
     process::enter_cwd(proc_.cwd())?;
     let exe = process::find_executable(&args[0], &env)?;
     let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|e| sys_err("process.args")(std::io::Error::other(e)))?;
@@ -246,23 +253,44 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     sys::cloexec_from(3 + cfg.preserve_fds).map_err(sys_err("closing inherited file descriptors"))?;
     ch.send(&Message::Ready)?;
 
-    // 5. Wait for start, then exec.
-    if !cfg.exec {
-        let fifo = nix::fcntl::openat(Some(state_dir.as_raw_fd()), "exec.fifo", nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+    // 5. Wait for start, then exec. The fifo stays open (close-on-exec) until execve, so `hako start` reads
+    // until end-of-file and learns whether startContainer hooks and execve succeeded; a failure is written
+    // into the fifo for `start` to report.
+    let fifo = if !cfg.exec {
+        let fd = nix::fcntl::openat(Some(state_dir.as_raw_fd()), "exec.fifo", nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
             .map_err(|e| sys_err("waiting for start on exec.fifo")(e.into()))?;
         // SAFETY: openat returned a new fd that nothing else owns.
-        let fifo = unsafe { OwnedFd::from_raw_fd(fifo) };
+        let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = nix::unistd::write(fifo.as_fd(), b"0");
-        drop(fifo);
-        drop(state_dir);
-        if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
-            hako_runtime::hooks::run("startContainer", hooks, &hook_state)?;
-        }
+        Some(fifo)
     } else {
-        drop(state_dir);
+        None
+    };
+    drop(state_dir);
+    let result: Result<std::convert::Infallible, InitError> = (|| {
+        if fifo.is_some() {
+            if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+                hako_runtime::hooks::run("startContainer", hooks, &hook_state)?;
+            }
+        }
+        restore_signals();
+        let e = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
+        Err(sys_err(format!("exec {:?}", args[0]))(e.into()))
+    })();
+    let err = result.unwrap_err();
+    if let Some(f) = &fifo {
+        let _ = nix::unistd::write(f.as_fd(), err.to_string().as_bytes());
     }
-    let e = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
-    let msg = format!("exec {:?}: {e}", args[0]);
-    eprintln!("hako: {msg}");
-    Err(sys_err(msg)(e.into()))
+    Err(err)
+}
+
+/// Undoes what the hako process set for itself and execve would pass on: ignored SIGPIPE, blocked signals.
+fn restore_signals() {
+    // SAFETY: resetting a disposition to default and clearing the signal mask are always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }

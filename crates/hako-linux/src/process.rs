@@ -208,6 +208,19 @@ pub fn switch_user(p: &Process) -> Result<(), ProcessError> {
     Ok(())
 }
 
+/// The home directory of `uid` from the container's /etc/passwd, or `/` (what runc sets HOME to when the
+/// config has none).
+pub fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
 /// Sets the hostname and domainname.
 pub fn set_names(hostname: Option<&str>, domainname: Option<&str>) -> Result<(), ProcessError> {
     if let Some(h) = hostname {

@@ -179,8 +179,8 @@ fn make_device(
             Err(e) => return Err(err(errno(e))),
         };
         let _ = nix::unistd::close(file);
-        let target = fd_path(&open_in(root, path, libc::O_PATH)?);
-        return mount(Some(&host), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err(errno(e)));
+        let target = open_in(root, path, libc::O_PATH)?;
+        return mount(Some(&host), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err(errno(e)));
     }
     let sflag = match kind {
         'b' => SFlag::S_IFBLK,

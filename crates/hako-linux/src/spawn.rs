@@ -79,16 +79,26 @@ pub struct Spawned {
     pub console: Option<OwnedFd>,
 }
 
-/// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
-pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnError> {
-    let exec_mode = req.config.exec;
-    let memfd = sys::sealed_self_copy().map_err(SpawnError::Start)?;
-    let (parent, child) = Channel::pair()?;
-    let child_fd = child.as_raw_fd();
+/// Starts `hako init` from a copy of this binary that nobody can write (CVE-2019-5736: a container process that
+/// opens /proc/<init>/exe must not reach the hako binary on the host).
+///
+/// The fast way (`bind`) runs the binary through a read-only bind mount of itself, made in a private mount
+/// namespace of the child just before execve (what runc 1.2 does with its read-only overlay): writing to
+/// `/proc/<init>/exe` then fails with EROFS for every user, root included, and nothing is copied. The fallback
+/// is a sealed memfd copy of the binary (what runc 1.1 does), for hosts where the child may not mount.
+fn start_init(child_fd: i32, bind: bool) -> std::io::Result<std::process::Child> {
     let me = std::process::id() as i32;
-    let mut cmd = Command::new(format!("/proc/self/fd/{}", memfd.as_raw_fd()));
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let memfd = if bind { None } else { Some(sys::sealed_self_copy()?) };
+    let program = match &memfd {
+        Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => exe.clone(),
+    };
+    let exe_c = sys::cstr(&exe)?;
+    let mut cmd = Command::new(&program);
     cmd.arg0("hako").arg("init").env(INIT_FD_ENV, child_fd.to_string());
-    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, fcntl).
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl) on data
+    // prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
             // Until hako records its pid, init must not outlive the hako that started it.
@@ -96,12 +106,34 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
             if libc::getppid() != me {
                 return Err(std::io::Error::other("hako exited"));
             }
+            if bind {
+                let none = std::ptr::null::<libc::c_char>();
+                let root = c"/".as_ptr();
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
+                    || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
+                    || libc::mount(none, exe_c.as_ptr(), none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null()) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             sys::clear_cloexec(child_fd)
         });
     }
-    let mut stage1 = cmd.spawn().map_err(SpawnError::Start)?;
+    cmd.spawn()
+}
+
+/// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
+pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnError> {
+    let exec_mode = req.config.exec;
+    let (parent, child) = Channel::pair()?;
+    let child_fd = child.as_raw_fd();
+    let mut stage1 = match start_init(child_fd, true) {
+        Ok(c) => c,
+        // No CAP_SYS_ADMIN for a private mount namespace (or a deleted binary): pay for the sealed copy.
+        Err(_) => start_init(child_fd, false).map_err(SpawnError::Start)?,
+    };
     drop(child);
-    drop(memfd);
     let stage1_pid = stage1.id() as i32;
     let mut container_pid = 0;
     let result = (|| {

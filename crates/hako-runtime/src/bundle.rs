@@ -77,8 +77,11 @@ impl Bundle {
         let path = absolute_without_symlinks(dir)?;
         let config = path.join("config.json");
         let text = std::fs::read(&config).map_err(|source| BundleError::ReadConfig { path: config.clone(), source })?;
-        let spec: Spec =
+        let mut value: serde_json::Value =
             serde_json::from_slice(&text).map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
+        drop_unknown_capabilities(&mut value);
+        let spec: Spec =
+            serde_json::from_value(value).map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
         let invalid = |what: &str| BundleError::Invalid { path: config.clone(), what: what.to_owned() };
         let root = spec.root().as_ref().ok_or_else(|| invalid("root is missing: add \"root\": {\"path\": \"rootfs\"}"))?;
         let rootfs = if root.path().is_absolute() { root.path().clone() } else { path.join(root.path()) };
@@ -104,6 +107,22 @@ impl Bundle {
             }
         }
         Ok(Bundle { path, spec, rootfs })
+    }
+}
+
+/// runtime-spec: a capability the runtime cannot map MUST be logged as a warning and SHOULD NOT fail the
+/// container. Removes such names from every set of process.capabilities, with a warning naming each.
+fn drop_unknown_capabilities(config: &mut serde_json::Value) {
+    let Some(caps) = config.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    for (set, names) in caps.iter_mut() {
+        let Some(list) = names.as_array_mut() else { continue };
+        list.retain(|name| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(name.clone()).is_ok();
+            if !known {
+                tracing::warn!("process.capabilities.{set}: unknown capability {name}: ignored");
+            }
+            known
+        });
     }
 }
 
@@ -169,6 +188,14 @@ mod tests {
         let d = bundle(&MINIMAL.replace(r#""process""#, r#""linux":{"namespaces":[{"type":"foo"}]},"process""#));
         let err = Bundle::load(d.path()).unwrap_err().to_string();
         assert!(err.contains("foo"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped() {
+        let d = bundle(&MINIMAL.replace(r#""cwd":"/""#, r#""cwd":"/","capabilities":{"bounding":["CAP_KILL","CAP_NO_SUCH"]}"#));
+        let b = Bundle::load(d.path()).unwrap();
+        let caps = b.spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
     }
 
     #[test]

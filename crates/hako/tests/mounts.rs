@@ -30,14 +30,26 @@ struct HostDir {
 
 impl HostDir {
     fn new() -> HostDir {
-        HostDir { dir: tempfile::Builder::new().prefix("hako-e2e-host-").tempdir().expect("tempdir"), mounted: vec![] }
+        HostDir {
+            dir: tempfile::Builder::new()
+                .prefix("hako-e2e-host-")
+                .tempdir()
+                .expect("tempdir"),
+            mounted: vec![],
+        }
     }
     fn path(&self) -> &Path {
         self.dir.path()
     }
     fn mount_tmpfs(&mut self, at: &Path) {
-        nix::mount::mount(Some("tmpfs"), at, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1m"))
-            .expect("mount tmpfs on the host");
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount tmpfs on the host");
         self.mounted.push(at.to_path_buf());
     }
 }
@@ -61,8 +73,16 @@ fn pivot_root_and_no_pivot_confine_the_process_to_the_rootfs() {
         fs::write(b.rootfs().join("marker"), "in-rootfs\n").expect("marker");
         let out = rt.run_id(b.id(), &b, extra).expect_ok();
         assert!(out.stdout.starts_with("in-rootfs\n"), "{extra:?}: {out}");
-        assert!(!out.stdout.contains("HOST-ROOT-VISIBLE"), "{extra:?}: {out}");
+        assert!(
+            !out.stdout.contains("HOST-ROOT-VISIBLE"),
+            "{extra:?}: {out}"
+        );
         assert!(!out.stdout.contains("debian_version"), "{extra:?}: {out}");
+        assert_eq!(
+            out.stdout.lines().last(),
+            Some("1"),
+            "one mount at / expected, {extra:?}: {out}"
+        );
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     }
 }
@@ -70,17 +90,23 @@ fn pivot_root_and_no_pivot_confine_the_process_to_the_rootfs() {
 #[test]
 fn readonly_root_refuses_writes() {
     let rt = Runtime::new();
-    let b = Bundle::with_tag("roroot").sh("touch /newfile 2>&1; awk '$5==\"/\"' /proc/self/mountinfo");
+    let b =
+        Bundle::with_tag("roroot").sh("touch /newfile 2>&1; awk '$5==\"/\"' /proc/self/mountinfo");
     let out = rt.run(&b);
     assert!(out.stdout.contains("Read-only file system"), "{out}");
     let root = find(&mounts_inside(&out.stdout), "/").clone();
     assert!(root.has("ro"), "{root:?}");
     assert!(!b.rootfs().join("newfile").exists());
 
-    let b = Bundle::with_tag("rwroot").writable().sh("touch /newfile && echo wrote");
+    let b = Bundle::with_tag("rwroot")
+        .writable()
+        .sh("touch /newfile && echo wrote");
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout, "wrote\n");
-    assert!(b.rootfs().join("newfile").exists(), "a write to a writable root must reach the rootfs");
+    assert!(
+        b.rootfs().join("newfile").exists(),
+        "a write to a writable root must reach the rootfs"
+    );
 }
 
 #[test]
@@ -88,14 +114,21 @@ fn rootfs_propagation_is_applied() {
     let rt = Runtime::new();
     // What the container sees on its own "/" (as crun and youki do; "slave" shows nothing here
     // because the host's root mount is private).
-    for (prop, want) in [("shared", Some("shared:")), ("private", None), ("unbindable", Some("unbindable"))] {
+    for (prop, want) in [
+        ("shared", Some("shared:")),
+        ("private", None),
+        ("unbindable", Some("unbindable")),
+    ] {
         let b = Bundle::with_tag("rprop")
             .set("/linux/rootfsPropagation", json!(prop))
             .sh("awk '$5==\"/\"' /proc/self/mountinfo");
         let out = rt.run(&b).expect_ok();
         let root = find(&mounts_inside(&out.stdout), "/").clone();
         match want {
-            Some(p) => assert!(root.optional.iter().any(|o| o.starts_with(p)), "{prop}: {root:?}"),
+            Some(p) => assert!(
+                root.optional.iter().any(|o| o.starts_with(p)),
+                "{prop}: {root:?}"
+            ),
             None => assert!(root.optional.is_empty(), "{prop}: {root:?}"),
         }
     }
@@ -117,7 +150,10 @@ fn bind_mounts_read_only_and_read_write() {
     let m = mounts_inside(&out.stdout);
     assert!(find(&m, "/ro").has("ro"), "{:?}", find(&m, "/ro"));
     assert!(find(&m, "/rw").has("rw"), "{:?}", find(&m, "/rw"));
-    assert_eq!(fs::read_to_string(host.path().join("written")).expect("written via /rw"), "inside\n");
+    assert_eq!(
+        fs::read_to_string(host.path().join("written")).expect("written via /rw"),
+        "inside\n"
+    );
     assert!(!host.path().join("x").exists());
 }
 
@@ -141,7 +177,12 @@ fn rbind_carries_submounts_and_bind_does_not() {
 #[test]
 fn tmpfs_with_size_mode_and_flags() {
     let b = Bundle::with_tag("tmpfs")
-        .mount("/scratch", "tmpfs", "tmpfs", &["size=1m", "mode=1770", "nosuid", "nodev", "noexec"])
+        .mount(
+            "/scratch",
+            "tmpfs",
+            "tmpfs",
+            &["size=1m", "mode=1770", "nosuid", "nodev", "noexec"],
+        )
         .sh(
             "stat -c %a /scratch; grep ' /scratch ' /proc/self/mountinfo; \
              cp /bin/busybox /scratch/bb && /scratch/bb true 2>/dev/null || echo exec-refused; \
@@ -152,7 +193,9 @@ fn tmpfs_with_size_mode_and_flags() {
     let mut lines = out.stdout.lines();
     assert_eq!(lines.next(), Some("1770"), "{out}");
     let m = parse_mountinfo(lines.next().unwrap_or_default());
-    let m = m.first().unwrap_or_else(|| panic!("no /scratch mount: {out}"));
+    let m = m
+        .first()
+        .unwrap_or_else(|| panic!("no /scratch mount: {out}"));
     assert_eq!(m.fstype, "tmpfs");
     for o in ["nosuid", "nodev", "noexec"] {
         assert!(m.has(o), "{o} missing: {m:?}");
@@ -216,8 +259,19 @@ fn mount_propagation_flags_per_mount() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let m = mounts_inside(&out.stdout);
-    assert!(find(&m, "/shared").optional.iter().any(|o| o.starts_with("shared:")), "{:?}", find(&m, "/shared"));
-    assert!(find(&m, "/private").optional.is_empty(), "{:?}", find(&m, "/private"));
+    assert!(
+        find(&m, "/shared")
+            .optional
+            .iter()
+            .any(|o| o.starts_with("shared:")),
+        "{:?}",
+        find(&m, "/shared")
+    );
+    assert!(
+        find(&m, "/private").optional.is_empty(),
+        "{:?}",
+        find(&m, "/private")
+    );
 }
 
 #[test]
@@ -237,7 +291,10 @@ fn masked_paths_hide_files_and_directories() {
     let out = rt.run(&b).expect_ok();
     let v: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(v, ["0", "0", "0", "0", "0", "0"], "{out}");
-    assert_eq!(fs::read_to_string(b.rootfs().join("secret-file")).expect("read"), "hidden\n");
+    assert_eq!(
+        fs::read_to_string(b.rootfs().join("secret-file")).expect("read"),
+        "hidden\n"
+    );
 }
 
 #[test]

@@ -24,7 +24,11 @@ pub fn root() -> bool {
 
 /// A fresh absolute cgroup path such as /hako-test-123-4-memory.
 pub fn unique(tag: &str) -> String {
-    format!("/hako-test-{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "/hako-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Reads a cgroup file, trimmed.
@@ -38,12 +42,18 @@ pub fn rd(dir: &Path, file: &str) -> String {
 /// Where `controller` lives for this cgroup: a v1 hierarchy, or cgroup2 when its root lists it.
 pub fn where_is(cg: &Cgroup, controller: &str) -> Option<(Version, PathBuf)> {
     let hs = cg.hierarchies();
-    if let Some(h) = hs.iter().find(|h| h.version == Version::V1 && h.has(controller)) {
+    if let Some(h) = hs
+        .iter()
+        .find(|h| h.version == Version::V1 && h.has(controller))
+    {
         return Some((Version::V1, h.dir.clone()));
     }
     let h = hs.iter().find(|h| h.version == Version::V2)?;
-    let root = std::fs::read_to_string(h.mount_point.join("cgroup.controllers")).unwrap_or_default();
-    root.split_whitespace().any(|c| c == controller).then(|| (Version::V2, h.dir.clone()))
+    let root =
+        std::fs::read_to_string(h.mount_point.join("cgroup.controllers")).unwrap_or_default();
+    root.split_whitespace()
+        .any(|c| c == controller)
+        .then(|| (Version::V2, h.dir.clone()))
 }
 
 /// Removes a cgroup tree bottom-up (rmdir only: cgroup files cannot be unlinked).
@@ -74,7 +84,10 @@ impl Guard {
 
     /// Creates an already resolved cgroup.
     pub fn create(cg: Cgroup) -> Guard {
-        let g = Guard { cg, children: Vec::new() };
+        let g = Guard {
+            cg,
+            children: Vec::new(),
+        };
         g.cg.create().expect("create");
         g
     }
@@ -113,7 +126,12 @@ impl Guard {
     pub fn output(&self, script: &str) -> String {
         let mut child = self.start(script);
         let mut out = String::new();
-        child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read stdout");
         child.wait().expect("wait");
         out
     }
@@ -122,6 +140,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.cg.thaw();
+        let _ = self.cg.kill_all(libc::SIGKILL);
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
@@ -159,7 +178,10 @@ pub fn block_device() -> Option<(i64, i64)> {
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond() {
-        assert!(start.elapsed().as_secs() < 10, "timed out waiting for {what}");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -65,5 +65,5 @@ pub enum HostedSystemDocument {
     /// LCOW: `{SchemaVersion, OciBundlePath, OciSpecification, ScratchDirPath}`.
     Linux(LinuxHostedSystem),
     /// WCOW Hyper-V: `{SchemaVersion, Container}`.
-    Windows(HostedSystem),
+    Windows(Box<HostedSystem>),
 }

@@ -4,6 +4,7 @@
 //! skipped when empty, like hcsshim's `internal/hcs/schema2` Go structs (`omitempty`). Nothing
 //! here talks to HCS: the documents are plain serde types, usable on every host (`hako hcs-doc`).
 
+mod ccg;
 mod compute_system;
 mod container;
 mod devices;
@@ -18,6 +19,10 @@ mod storage;
 mod version;
 mod virtual_machine;
 
+pub use ccg::{
+    CcgInstance, CcgInstanceRequest, CcgOperationRequest, CcgSystemInfo,
+    ServiceModificationRequest, ServiceProperties,
+};
 pub use compute_system::{ComputeSystem, HostedSystem, HostedSystemDocument};
 pub use container::{
     Container, ContainerCredentialGuardState, ContainerMemory, ContainerProcessor, Device,

@@ -103,7 +103,9 @@ impl ProcessModifyRequest {
         ProcessModifyRequest {
             operation: "CloseHandle".to_string(),
             console_size: None,
-            close_handle: Some(CloseHandle { handle: "StdIn".to_string() }),
+            close_handle: Some(CloseHandle {
+                handle: "StdIn".to_string(),
+            }),
         }
     }
 }

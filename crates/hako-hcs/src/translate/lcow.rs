@@ -32,7 +32,8 @@ pub(crate) const KERNEL_DIRECT_MIN_BUILD: u32 = 18286;
 /// The Plan 9 server's vsock port.
 pub(crate) const PLAN9_PORT: u32 = 564;
 /// The guest's init arguments: entropy on vsock port 1, GCS stderr to vsock port 109.
-pub(crate) const LCOW_INIT_ARGS: &str = "-e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel info";
+pub(crate) const LCOW_INIT_ARGS: &str =
+    "-e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel info";
 
 /// Where a container's bundle lives in the guest (hcsshim `LCOWRootPrefixInUVM`).
 fn guest_bundle(id: &str) -> String {
@@ -44,7 +45,13 @@ fn scsi_mount(n: usize) -> String {
 }
 
 /// The kernel command line (hcsshim `MakeLCOWDoc` without the console and debugging variants).
-pub(crate) fn kernel_cmdline(kernel_direct: bool, vhd_rootfs: bool, extra: &str, vpci: bool, processors: u32) -> String {
+pub(crate) fn kernel_cmdline(
+    kernel_direct: bool,
+    vhd_rootfs: bool,
+    extra: &str,
+    vpci: bool,
+    processors: u32,
+) -> String {
     let mut args = String::new();
     if vhd_rootfs {
         args.push_str("root=/dev/pmem0 ro rootwait init=/init");
@@ -81,9 +88,16 @@ fn forwarded_spec(
         let windows = obj.remove("windows");
         let mut kept = serde_json::Map::new();
         if let Some(w) = windows.as_ref().and_then(|w| w.as_object()) {
-            if let Some(ns) = w.get("network").and_then(|n| n.get("networkNamespace")).and_then(|v| v.as_str()) {
+            if let Some(ns) = w
+                .get("network")
+                .and_then(|n| n.get("networkNamespace"))
+                .and_then(|v| v.as_str())
+            {
                 if !ns.is_empty() {
-                    kept.insert("network".to_string(), serde_json::json!({ "networkNamespace": ns }));
+                    kept.insert(
+                        "network".to_string(),
+                        serde_json::json!({ "networkNamespace": ns }),
+                    );
                 }
             }
             if let Some(devices) = w.get("devices") {
@@ -94,7 +108,11 @@ fn forwarded_spec(
             obj.insert("windows".to_string(), serde_json::Value::Object(kept));
         }
         obj.remove("hooks");
-        let readonly = obj.get("root").and_then(|r| r.get("readonly")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let readonly = obj
+            .get("root")
+            .and_then(|r| r.get("readonly"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         obj.insert(
             "root".to_string(),
             serde_json::json!({ "path": format!("{}/rootfs", guest_bundle(container_id)), "readonly": readonly }),
@@ -102,8 +120,14 @@ fn forwarded_spec(
         if let Some(mounts) = obj.get_mut("mounts").and_then(|m| m.as_array_mut()) {
             for (index, target) in plan9_targets {
                 if let Some(m) = mounts.get_mut(*index).and_then(|m| m.as_object_mut()) {
-                    m.insert("source".to_string(), serde_json::Value::String(target.clone()));
-                    m.insert("type".to_string(), serde_json::Value::String("bind".to_string()));
+                    m.insert(
+                        "source".to_string(),
+                        serde_json::Value::String(target.clone()),
+                    );
+                    m.insert(
+                        "type".to_string(),
+                        serde_json::Value::String("bind".to_string()),
+                    );
                     let opts = m.entry("options").or_insert_with(|| serde_json::json!([]));
                     if let Some(arr) = opts.as_array_mut() {
                         if !arr.iter().any(|o| o == "bind" || o == "rbind") {
@@ -114,7 +138,10 @@ fn forwarded_spec(
             }
         }
         if let Some(linux) = obj.get_mut("linux").and_then(|l| l.as_object_mut()) {
-            linux.insert("cgroupsPath".to_string(), serde_json::Value::String(String::new()));
+            linux.insert(
+                "cgroupsPath".to_string(),
+                serde_json::Value::String(String::new()),
+            );
             if let Some(res) = linux.get_mut("resources").and_then(|r| r.as_object_mut()) {
                 for key in ["devices", "pids", "blockIO", "hugepageLimits", "network"] {
                     res.remove(key);
@@ -154,7 +181,11 @@ pub(crate) fn lcow(
             "remove windows.devices",
         ));
     }
-    if windows.network.as_ref().map_or(false, |n| !n.endpoint_list.is_empty() || n.allow_unqualified_dns_query || !n.dns_search_list.is_empty()) {
+    if windows.network.as_ref().map_or(false, |n| {
+        !n.endpoint_list.is_empty()
+            || n.allow_unqualified_dns_query
+            || !n.dns_search_list.is_empty()
+    }) {
         resources::networking(windows)?;
     }
     let a = Annotations(&spec.annotations);
@@ -162,7 +193,11 @@ pub(crate) fn lcow(
     let uvm_id = utility_vm_id(&opts.container_id);
     let build = opts.host.version.build;
 
-    let boot_files = a.get(ann::BOOT_FILES_ROOT_PATH).unwrap_or(&opts.lcow_boot_files).trim_end_matches('\\').to_string();
+    let boot_files = a
+        .get(ann::BOOT_FILES_ROOT_PATH)
+        .unwrap_or(&opts.lcow_boot_files)
+        .trim_end_matches('\\')
+        .to_string();
     if !paths::is_absolute_drive_path(&boot_files) {
         return Err(SpecError::new(
             Rule::Annotation,
@@ -171,12 +206,18 @@ pub(crate) fn lcow(
             r"give the folder with the LCOW kernel and initrd, e.g. C:\Program Files\Linux Containers",
         ));
     }
-    let kernel_direct = a.bool(ann::LCOW_KERNEL_DIRECT_BOOT, build >= KERNEL_DIRECT_MIN_BUILD)?;
+    let kernel_direct = a.bool(
+        ann::LCOW_KERNEL_DIRECT_BOOT,
+        build >= KERNEL_DIRECT_MIN_BUILD,
+    )?;
     if kernel_direct && build < KERNEL_DIRECT_MIN_BUILD {
         return Err(SpecError::new(
             Rule::HostBuild,
             format!("annotations[{:?}]", ann::LCOW_KERNEL_DIRECT_BOOT),
-            format!("kernel direct boot needs build {} or newer; the host is {}", KERNEL_DIRECT_MIN_BUILD, build),
+            format!(
+                "kernel direct boot needs build {} or newer; the host is {}",
+                KERNEL_DIRECT_MIN_BUILD, build
+            ),
             "set the annotation to false",
         ));
     }
@@ -193,7 +234,9 @@ pub(crate) fn lcow(
         }
     };
     let vpmem_count = a.u32(ann::LCOW_VPMEM_COUNT)?.unwrap_or(64);
-    let vpmem_size = a.u64(ann::LCOW_VPMEM_SIZE)?.unwrap_or(4 * 1024 * 1024 * 1024);
+    let vpmem_size = a
+        .u64(ann::LCOW_VPMEM_SIZE)?
+        .unwrap_or(4 * 1024 * 1024 * 1024);
     if vpmem_count > 128 {
         return Err(SpecError::new(
             Rule::Annotation,
@@ -218,7 +261,11 @@ pub(crate) fn lcow(
     if kernel_direct {
         chipset.linux_kernel_direct = Some(LinuxKernelDirect {
             kernel_file_path: kernel_file,
-            init_rd_path: if vhd_rootfs { String::new() } else { paths::join(&boot_files, "initrd.img") },
+            init_rd_path: if vhd_rootfs {
+                String::new()
+            } else {
+                paths::join(&boot_files, "initrd.img")
+            },
             kernel_cmd_line: cmdline,
         });
     } else {
@@ -233,7 +280,11 @@ pub(crate) fn lcow(
             ..Uefi::default()
         });
     }
-    let mut vpmem = VirtualPMemController { maximum_count: vpmem_count, maximum_size_bytes: vpmem_size, ..VirtualPMemController::default() };
+    let mut vpmem = VirtualPMemController {
+        maximum_count: vpmem_count,
+        maximum_size_bytes: vpmem_size,
+        ..VirtualPMemController::default()
+    };
     if vhd_rootfs {
         if vpmem_count == 0 {
             return Err(SpecError::new(
@@ -243,11 +294,14 @@ pub(crate) fn lcow(
                 "allow at least one VPMem device or boot from initrd",
             ));
         }
-        vpmem.devices.insert("0".to_string(), VirtualPMemDevice {
-            host_path: paths::join(&boot_files, "rootfs.vhd"),
-            read_only: true,
-            image_format: "Vhd1".to_string(),
-        });
+        vpmem.devices.insert(
+            "0".to_string(),
+            VirtualPMemDevice {
+                host_path: paths::join(&boot_files, "rootfs.vhd"),
+                read_only: true,
+                image_format: "Vhd1".to_string(),
+            },
+        );
     }
 
     // SCSI controller 0: LUN 0 the container scratch, LUN 1.. the layers; 4 controllers as hcsshim.
@@ -259,33 +313,54 @@ pub(crate) fn lcow(
     let mut grant = vec![container_scratch.clone()];
     let mut guest_requests = Vec::new();
     let mut attachments = std::collections::BTreeMap::new();
-    attachments.insert("0".to_string(), Attachment {
-        attachment_type: AttachmentType::VirtualDisk,
-        path: container_scratch,
-        ignore_flushes: windows.ignore_flushes_during_boot,
-        read_only: false,
-    });
+    attachments.insert(
+        "0".to_string(),
+        Attachment {
+            attachment_type: AttachmentType::VirtualDisk,
+            path: container_scratch,
+            ignore_flushes: windows.ignore_flushes_during_boot,
+            read_only: false,
+        },
+    );
     guest_requests.push(guest_request(
         "MappedVirtualDisk",
-        serde_json::to_value(LcowMappedVirtualDisk { mount_path: scsi_mount(0), lun: 0, controller: 0, read_only: false }).unwrap_or_default(),
+        serde_json::to_value(LcowMappedVirtualDisk {
+            mount_path: scsi_mount(0),
+            lun: 0,
+            controller: 0,
+            read_only: false,
+        })
+        .unwrap_or_default(),
     ));
     let mut guest_layers = Vec::new();
     for (i, folder) in ro.iter().enumerate() {
         let lun = i as u32 + 1;
         let vhd = paths::join(folder, "layer.vhd");
         grant.push(vhd.clone());
-        attachments.insert(lun.to_string(), Attachment {
-            attachment_type: AttachmentType::VirtualDisk,
-            path: vhd,
-            ignore_flushes: false,
-            read_only: true,
-        });
+        attachments.insert(
+            lun.to_string(),
+            Attachment {
+                attachment_type: AttachmentType::VirtualDisk,
+                path: vhd,
+                ignore_flushes: false,
+                read_only: true,
+            },
+        );
         let mount = scsi_mount(i + 1);
         guest_requests.push(guest_request(
             "MappedVirtualDisk",
-            serde_json::to_value(LcowMappedVirtualDisk { mount_path: mount.clone(), lun, controller: 0, read_only: true }).unwrap_or_default(),
+            serde_json::to_value(LcowMappedVirtualDisk {
+                mount_path: mount.clone(),
+                lun,
+                controller: 0,
+                read_only: true,
+            })
+            .unwrap_or_default(),
         ));
-        guest_layers.push(Layer { path: mount, ..Layer::default() });
+        guest_layers.push(Layer {
+            path: mount,
+            ..Layer::default()
+        });
     }
     if ro.len() + 1 > 64 {
         return Err(SpecError::new(
@@ -303,7 +378,12 @@ pub(crate) fn lcow(
     let mut plan9 = Plan9::default();
     let mut targets = Vec::new();
     for m in mounts::lcow_mounts(spec)? {
-        if let LcowMount::HostDirectory { index, source, read_only } = m {
+        if let LcowMount::HostDirectory {
+            index,
+            source,
+            read_only,
+        } = m
+        {
             let n = plan9.shares.len() + 1;
             let name = n.to_string();
             let guest = format!("/mounts/m{}", n);
@@ -317,8 +397,13 @@ pub(crate) fn lcow(
             });
             guest_requests.push(guest_request(
                 "MappedDirectory",
-                serde_json::to_value(LcowMappedDirectory { mount_path: guest.clone(), port: PLAN9_PORT, share_name: name, read_only })
-                    .unwrap_or_default(),
+                serde_json::to_value(LcowMappedDirectory {
+                    mount_path: guest.clone(),
+                    port: PLAN9_PORT,
+                    share_name: name,
+                    read_only,
+                })
+                .unwrap_or_default(),
             ));
             targets.push((index, guest));
         }
@@ -335,7 +420,11 @@ pub(crate) fn lcow(
         })
         .unwrap_or_default(),
     ));
-    if windows.network.as_ref().map_or(false, |n| !n.network_namespace.is_empty()) {
+    if windows
+        .network
+        .as_ref()
+        .map_or(false, |n| !n.network_namespace.is_empty())
+    {
         warnings.push(
             "the network namespace's endpoints must be added to the utility VM as network adapters; hako does not do that yet, \
              so the container will have no network"
@@ -385,13 +474,21 @@ pub(crate) fn lcow(
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Linux(process::linux_process(p, bundle.raw.get("process"), opts.stdio)?)),
+        Some(p) => Some(InitProcess::Linux(process::linux_process(
+            p,
+            bundle.raw.get("process"),
+            opts.stdio,
+        )?)),
         None => None,
     };
     Ok(HcsPlan {
         isolation: Isolation::Lcow,
         schema_version: schema,
-        host: HostSummary { build, revision: opts.host.version.revision, measured: opts.host_measured },
+        host: HostSummary {
+            build,
+            revision: opts.host.version.revision,
+            measured: opts.host_measured,
+        },
         utility_vm: Some(UtilityVmPlan {
             id: uvm_id,
             document: uvm_doc,
@@ -399,7 +496,10 @@ pub(crate) fn lcow(
             scratch_from_template: None,
             guest_requests,
         }),
-        container: ContainerPlan { id: opts.container_id.clone(), document: container_doc },
+        container: ContainerPlan {
+            id: opts.container_id.clone(),
+            document: container_doc,
+        },
         process,
         image_os_version: None,
         compatibility: None,

@@ -65,7 +65,10 @@ impl std::str::FromStr for Isolation {
             "process" => Ok(Isolation::Process),
             "hyperv" | "hyper-v" | "vm" => Ok(Isolation::Hyperv),
             "lcow" => Ok(Isolation::Lcow),
-            _ => Err(format!("isolation {:?} is not one of process, hyperv, lcow", s)),
+            _ => Err(format!(
+                "isolation {:?} is not one of process, hyperv, lcow",
+                s
+            )),
         }
     }
 }
@@ -152,7 +155,12 @@ impl SpecError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        SpecError { rule, field: field.into(), problem: problem.into(), fix: fix.into() }
+        SpecError {
+            rule,
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -161,7 +169,7 @@ impl SpecError {
 pub type ProbeFn = fn(path: &str) -> bool;
 
 /// What the translation needs to know about the host and the caller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TranslateOptions {
     /// The container id (the HCS id of the container's compute system).
     pub container_id: String,
@@ -189,6 +197,25 @@ pub struct TranslateOptions {
     pub stdio: StdioPipes,
 }
 
+impl fmt::Debug for TranslateOptions {
+    // By hand: rustc 1.63 has no Debug for higher-ranked fn pointers.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TranslateOptions")
+            .field("container_id", &self.container_id)
+            .field("owner", &self.owner)
+            .field("host", &self.host)
+            .field("host_measured", &self.host_measured)
+            .field("host_processors", &self.host_processors)
+            .field("isolation", &self.isolation)
+            .field("image_os_version", &self.image_os_version)
+            .field("layer_id_is_real", &self.layer_id_is_real)
+            .field("probe", &self.probe.is_some())
+            .field("lcow_boot_files", &self.lcow_boot_files)
+            .field("stdio", &self.stdio)
+            .finish()
+    }
+}
+
 /// The LCOW boot files folder of a default install (hcsshim looks here too).
 pub const DEFAULT_LCOW_BOOT_FILES: &str = r"C:\Program Files\Linux Containers";
 
@@ -199,7 +226,10 @@ impl TranslateOptions {
         TranslateOptions {
             container_id: container_id.to_string(),
             owner: "hako".to_string(),
-            host: HostInfo { version: OsVersion::windows10(build, 0), is_client: false },
+            host: HostInfo {
+                version: OsVersion::windows10(build, 0),
+                is_client: false,
+            },
             host_measured: false,
             host_processors: None,
             isolation: None,
@@ -211,6 +241,24 @@ impl TranslateOptions {
             stdio: StdioPipes::default(),
         }
     }
+}
+
+/// The process parameters of a Windows process (for `exec`): `commandLine` or the escaped
+/// `args`, user, cwd, environment, console.
+pub fn windows_process_parameters(
+    process: &crate::oci::Process,
+    stdio: StdioPipes,
+) -> Result<crate::schema::ProcessParameters, SpecError> {
+    process::windows_process(process, stdio)
+}
+
+/// The process parameters of a Linux process (for `exec`): stdio flags plus the OCI process.
+pub fn linux_process_parameters(
+    process: &crate::oci::Process,
+    raw: Option<&serde_json::Value>,
+    stdio: StdioPipes,
+) -> Result<crate::schema::LcowProcessParameters, SpecError> {
+    process::linux_process(process, raw, stdio)
 }
 
 /// Decides the isolation from the spec and the caller's wish.
@@ -259,7 +307,9 @@ fn decide_isolation(
 fn check_container_id(id: &str) -> Result<(), SpecError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
     if ok {
         Ok(())
     } else {
@@ -277,7 +327,12 @@ pub fn translate(bundle: &Bundle, opts: &TranslateOptions) -> Result<HcsPlan, Sp
     check_container_id(&opts.container_id)?;
     let mut warnings = Vec::new();
     let schema = SchemaVersion::for_host_build(opts.host.version.build).map_err(|e| {
-        SpecError::new(Rule::HostBuild, "host", e.to_string(), "run hako on Windows 10 1809 / Server 2019 or newer")
+        SpecError::new(
+            Rule::HostBuild,
+            "host",
+            e.to_string(),
+            "run hako on Windows 10 1809 / Server 2019 or newer",
+        )
     })?;
     let ann = Annotations(&bundle.spec.annotations);
     if ann.bool(annotations::HOST_PROCESS_CONTAINER, false)? {
@@ -289,11 +344,17 @@ pub fn translate(bundle: &Bundle, opts: &TranslateOptions) -> Result<HcsPlan, Sp
         ));
     }
     for key in ann.unknown_microsoft() {
-        warnings.push(format!("annotation {} is not honoured by hako and was ignored", key));
+        warnings.push(format!(
+            "annotation {} is not honoured by hako and was ignored",
+            key
+        ));
     }
     let isolation = decide_isolation(bundle, opts.isolation, &mut warnings)?;
 
-    let image_version = match (&opts.image_os_version, ann.get(annotations::HAKO_IMAGE_OS_VERSION)) {
+    let image_version = match (
+        &opts.image_os_version,
+        ann.get(annotations::HAKO_IMAGE_OS_VERSION),
+    ) {
         (Some(v), _) => Some(*v),
         (None, Some(text)) => Some(text.parse::<OsVersion>().map_err(|e| {
             SpecError::new(

@@ -23,7 +23,11 @@ pub struct StdioPipes {
 
 impl Default for StdioPipes {
     fn default() -> Self {
-        StdioPipes { stdin: true, stdout: true, stderr: true }
+        StdioPipes {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        }
     }
 }
 
@@ -72,7 +76,10 @@ pub fn escape_arg(arg: &str) -> String {
 
 /// Joins `args` into one Windows command line.
 pub fn escape_args(args: &[String]) -> String {
-    args.iter().map(|a| escape_arg(a)).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| escape_arg(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The environment map: `KEY=VALUE` split at the first `=`; entries without `=` or with an
@@ -247,8 +254,17 @@ mod tests {
 
     #[test]
     fn environment_drops_empty_values_like_hcsshim() {
-        let env: Vec<String> =
-            ["PATH=C:\\Windows", "EMPTY=", "NOEQUALS", "A=1=2", "A=3", "=x"].iter().map(|s| s.to_string()).collect();
+        let env: Vec<String> = [
+            "PATH=C:\\Windows",
+            "EMPTY=",
+            "NOEQUALS",
+            "A=1=2",
+            "A=3",
+            "=x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let map = environment(&env);
         assert_eq!(map.len(), 2);
         assert_eq!(map["PATH"], "C:\\Windows");

@@ -39,7 +39,13 @@ pub(crate) const WCOW_GUEST_ROOT_PREFIX: &str = r"C:\c";
 
 /// VSMB options of a read-only share (hcsshim `DefaultVSMBOptions(true)`).
 pub(crate) fn vsmb_read_only() -> VirtualSmbShareOptions {
-    VirtualSmbShareOptions { read_only: true, share_read: true, cache_io: true, pseudo_oplocks: true, ..VirtualSmbShareOptions::default() }
+    VirtualSmbShareOptions {
+        read_only: true,
+        share_read: true,
+        cache_io: true,
+        pseudo_oplocks: true,
+        ..VirtualSmbShareOptions::default()
+    }
 }
 
 /// The utility VM id of a container (runhcs's `<id>@vm`).
@@ -112,7 +118,10 @@ pub(crate) fn vm_topology(size: &VmSizing, hot_hint: bool) -> Topology {
 }
 
 /// A guest request as the `ModifySettingRequest` that carries it.
-pub(crate) fn guest_request(resource_type: &str, settings: serde_json::Value) -> ModifySettingRequest {
+pub(crate) fn guest_request(
+    resource_type: &str,
+    settings: serde_json::Value,
+) -> ModifySettingRequest {
     let request = GuestModificationRequest {
         resource_type: resource_type.to_string(),
         request_type: ModifyRequestType::Add,
@@ -143,7 +152,10 @@ pub(crate) fn hyperv_isolated(
                 "remove root from config.json",
             ));
         }
-        warnings.push("root was ignored: a Hyper-V isolated container's root lives in the utility VM".to_string());
+        warnings.push(
+            "root was ignored: a Hyper-V isolated container's root lives in the utility VM"
+                .to_string(),
+        );
     }
     if !windows.devices.is_empty() {
         return Err(SpecError::new(
@@ -155,7 +167,16 @@ pub(crate) fn hyperv_isolated(
     }
     let a = Annotations(&spec.annotations);
     let size = resources::vm_sizing(spec, &a, opts.host_processors, warnings)?;
-    let uvm_path = utility_vm_folder(&ro, windows.hyperv.as_ref().map(|h| h.utility_vm_path.as_str()).unwrap_or(""), opts, warnings)?;
+    let uvm_path = utility_vm_folder(
+        &ro,
+        windows
+            .hyperv
+            .as_ref()
+            .map(|h| h.utility_vm_path.as_str())
+            .unwrap_or(""),
+        opts,
+        warnings,
+    )?;
     let uvm_id = utility_vm_id(&opts.container_id);
     let guest_root = format!(r"{}\{}", WCOW_GUEST_ROOT_PREFIX, opts.container_id);
 
@@ -169,19 +190,29 @@ pub(crate) fn hyperv_isolated(
         ..VirtualSmbShare::default()
     }];
     let mut counter = 0u32;
-    let mut next_share = |shares: &mut Vec<VirtualSmbShare>, path: &str, options: VirtualSmbShareOptions| {
-        counter += 1;
-        let name = format!("s{:x}", counter);
-        shares.push(VirtualSmbShare { name: name.clone(), path: path.to_string(), options: Some(options), ..VirtualSmbShare::default() });
-        format!("{}{}", paths::VSMB_GUEST_PREFIX, name)
-    };
+    let mut next_share =
+        |shares: &mut Vec<VirtualSmbShare>, path: &str, options: VirtualSmbShareOptions| {
+            counter += 1;
+            let name = format!("s{:x}", counter);
+            shares.push(VirtualSmbShare {
+                name: name.clone(),
+                path: path.to_string(),
+                options: Some(options),
+                ..VirtualSmbShare::default()
+            });
+            format!("{}{}", paths::VSMB_GUEST_PREFIX, name)
+        };
     let host_layers = wcow::layers(&ro, opts)?;
     let mut guest_layers = Vec::new();
     for layer in &host_layers {
         let mut options = vsmb_read_only();
         options.take_backup_privilege = true;
         let guest_path = next_share(&mut shares, &layer.path, options);
-        guest_layers.push(Layer { id: layer.id.clone(), path: guest_path, ..Layer::default() });
+        guest_layers.push(Layer {
+            id: layer.id.clone(),
+            path: guest_path,
+            ..Layer::default()
+        });
     }
 
     let mut c = wcow::container_common(spec, windows, true, Some(size.processors), warnings)?;
@@ -198,8 +229,16 @@ pub(crate) fn hyperv_isolated(
     }
     for m in mounts::wcow_mounts(spec, opts.host.version.build, warnings)? {
         match m {
-            WcowMount::Directory { source, container_path, read_only } => {
-                let options = if read_only { vsmb_read_only() } else { VirtualSmbShareOptions::default() };
+            WcowMount::Directory {
+                source,
+                container_path,
+                read_only,
+            } => {
+                let options = if read_only {
+                    vsmb_read_only()
+                } else {
+                    VirtualSmbShareOptions::default()
+                };
                 let guest_path = next_share(&mut shares, &source, options);
                 c.mapped_directories.push(MappedDirectory {
                     host_path: guest_path,
@@ -208,9 +247,16 @@ pub(crate) fn hyperv_isolated(
                     ..MappedDirectory::default()
                 });
             }
-            WcowMount::Pipe { source, container_pipe_name } => c.mapped_pipes.push(MappedPipe {
+            WcowMount::Pipe {
+                source,
                 container_pipe_name,
-                host_path: format!(r"{}IPC$\{}", paths::VSMB_GUEST_PREFIX, &source[paths::PIPE_PREFIX.len()..]),
+            } => c.mapped_pipes.push(MappedPipe {
+                container_pipe_name,
+                host_path: format!(
+                    r"{}IPC$\{}",
+                    paths::VSMB_GUEST_PREFIX,
+                    &source[paths::PIPE_PREFIX.len()..]
+                ),
                 ..MappedPipe::default()
             }),
         }
@@ -223,25 +269,35 @@ pub(crate) fn hyperv_isolated(
     let uvm_scratch = paths::join(&scratch, r"vm\sandbox.vhdx");
     let container_scratch = paths::join(&scratch, "sandbox.vhdx");
     let mut attachments = std::collections::BTreeMap::new();
-    attachments.insert("0".to_string(), Attachment {
-        attachment_type: AttachmentType::VirtualDisk,
-        path: uvm_scratch.clone(),
-        ignore_flushes: false,
-        read_only: false,
-    });
-    attachments.insert("1".to_string(), Attachment {
-        attachment_type: AttachmentType::VirtualDisk,
-        path: container_scratch.clone(),
-        ignore_flushes: windows.ignore_flushes_during_boot,
-        read_only: false,
-    });
+    attachments.insert(
+        "0".to_string(),
+        Attachment {
+            attachment_type: AttachmentType::VirtualDisk,
+            path: uvm_scratch.clone(),
+            ignore_flushes: false,
+            read_only: false,
+        },
+    );
+    attachments.insert(
+        "1".to_string(),
+        Attachment {
+            attachment_type: AttachmentType::VirtualDisk,
+            path: container_scratch.clone(),
+            ignore_flushes: windows.ignore_flushes_during_boot,
+            read_only: false,
+        },
+    );
     let mut scsi = std::collections::BTreeMap::new();
     scsi.insert(SCSI_CONTROLLER_GUIDS[0].to_string(), Scsi { attachments });
 
     let mut registry = RegistryChanges::default();
     if !a.bool(ann::VM_DISABLE_COMPARTMENT_NAMESPACE, false)? {
         registry.add_values.push(RegistryValue {
-            key: RegistryKey { hive: RegistryHive::System, name: r"CurrentControlSet\Services\gns".to_string(), volatile: false },
+            key: RegistryKey {
+                hive: RegistryHive::System,
+                name: r"CurrentControlSet\Services\gns".to_string(),
+                volatile: false,
+            },
             name: "EnableCompartmentNamespace".to_string(),
             value_type: RegistryValueType::DWord,
             string_value: String::new(),
@@ -273,10 +329,17 @@ pub(crate) fn hyperv_isolated(
                     ..HvSocketSystemConfig::default()
                 }),
             }),
-            virtual_smb: Some(VirtualSmb { shares, direct_file_mapping_in_mb: 1024 }),
+            virtual_smb: Some(VirtualSmb {
+                shares,
+                direct_file_mapping_in_mb: 1024,
+            }),
             ..Devices::default()
         }),
-        registry_changes: if registry.add_values.is_empty() { None } else { Some(registry) },
+        registry_changes: if registry.add_values.is_empty() {
+            None
+        } else {
+            Some(registry)
+        },
         storage_qos: size.qos,
         ..VirtualMachine::default()
     };
@@ -290,7 +353,11 @@ pub(crate) fn hyperv_isolated(
     let guest_requests = vec![
         guest_request(
             "MappedVirtualDisk",
-            serde_json::to_value(WcowMappedVirtualDisk { container_path: guest_root.clone(), lun: 1 }).unwrap_or_default(),
+            serde_json::to_value(WcowMappedVirtualDisk {
+                container_path: guest_root.clone(),
+                lun: 1,
+            })
+            .unwrap_or_default(),
         ),
         guest_request(
             "CombinedLayers",
@@ -302,7 +369,10 @@ pub(crate) fn hyperv_isolated(
             .unwrap_or_default(),
         ),
     ];
-    if c.networking.as_ref().map_or(false, |n| !n.namespace.is_empty()) {
+    if c.networking
+        .as_ref()
+        .map_or(false, |n| !n.namespace.is_empty())
+    {
         warnings.push(
             "the network namespace's endpoints must be added to the utility VM as network adapters; hako does not do that yet, \
              so the container will have no network"
@@ -313,26 +383,41 @@ pub(crate) fn hyperv_isolated(
         owner: opts.owner.clone(),
         schema_version: Some(schema),
         hosting_system_id: uvm_id.clone(),
-        hosted_system: Some(HostedSystemDocument::Windows(HostedSystem { schema_version: Some(schema), container: Some(c) })),
+        hosted_system: Some(HostedSystemDocument::Windows(Box::new(HostedSystem {
+            schema_version: Some(schema),
+            container: Some(c),
+        }))),
         should_terminate_on_last_handle_closed: true,
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Windows(process::windows_process(p, opts.stdio)?)),
+        Some(p) => Some(InitProcess::Windows(process::windows_process(
+            p, opts.stdio,
+        )?)),
         None => None,
     };
     Ok(HcsPlan {
         isolation: Isolation::Hyperv,
         schema_version: schema,
-        host: HostSummary { build: opts.host.version.build, revision: opts.host.version.revision, measured: opts.host_measured },
+        host: HostSummary {
+            build: opts.host.version.build,
+            revision: opts.host.version.revision,
+            measured: opts.host_measured,
+        },
         utility_vm: Some(UtilityVmPlan {
             id: uvm_id,
             document: uvm_doc,
             grant_vm_access: vec![uvm_scratch.clone(), container_scratch],
-            scratch_from_template: Some(ScratchCopy { template: paths::join(&uvm_path, "SystemTemplate.vhdx"), path: uvm_scratch }),
+            scratch_from_template: Some(ScratchCopy {
+                template: paths::join(&uvm_path, "SystemTemplate.vhdx"),
+                path: uvm_scratch,
+            }),
             guest_requests,
         }),
-        container: ContainerPlan { id: opts.container_id.clone(), document: container_doc },
+        container: ContainerPlan {
+            id: opts.container_id.clone(),
+            document: container_doc,
+        },
         process,
         image_os_version: None,
         compatibility: None,

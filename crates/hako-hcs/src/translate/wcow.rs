@@ -89,7 +89,11 @@ pub(crate) fn layers(folders: &[String], opts: &TranslateOptions) -> Result<Vec<
                     "check that the folder is an unpacked Windows layer",
                 )
             })?;
-            Ok(Layer { id, path: f.clone(), ..Layer::default() })
+            Ok(Layer {
+                id,
+                path: f.clone(),
+                ..Layer::default()
+            })
         })
         .collect()
 }
@@ -99,7 +103,11 @@ pub(crate) fn layers(folders: &[String], opts: &TranslateOptions) -> Result<Vec<
 pub(crate) fn registry_changes() -> RegistryChanges {
     RegistryChanges {
         add_values: vec![RegistryValue {
-            key: RegistryKey { hive: RegistryHive::System, name: r"ControlSet001\Control".to_string(), volatile: false },
+            key: RegistryKey {
+                hive: RegistryHive::System,
+                name: r"ControlSet001\Control".to_string(),
+                volatile: false,
+            },
             name: "WaitToKillServiceTimeout".to_string(),
             value_type: RegistryValueType::String,
             string_value: i32::MAX.to_string(),
@@ -122,9 +130,16 @@ pub(crate) fn container_common(
     let a = Annotations(&spec.annotations);
     let mut c = Container::default();
     if !spec.hostname.is_empty() {
-        c.guest_os = Some(GuestOs { host_name: spec.hostname.clone() });
+        c.guest_os = Some(GuestOs {
+            host_name: spec.hostname.clone(),
+        });
     }
-    c.processor = Some(resources::container_processor(spec, &a, max_processors, warnings)?);
+    c.processor = Some(resources::container_processor(
+        spec,
+        &a,
+        max_processors,
+        warnings,
+    )?);
     c.memory = resources::container_memory(spec, &a)?;
     c.networking = resources::networking(windows)?;
     c.container_credential_guard = resources::credential_guard(windows, hyperv)?;
@@ -132,14 +147,27 @@ pub(crate) fn container_common(
     if windows.servicing {
         warnings.push("windows.servicing is an HCS v1 setting and was ignored".to_string());
     }
-    if let Some(size) = windows.resources.as_ref().and_then(|r| r.storage.as_ref()).and_then(|s| s.sandbox_size) {
+    if let Some(size) = windows
+        .resources
+        .as_ref()
+        .and_then(|r| r.storage.as_ref())
+        .and_then(|s| s.sandbox_size)
+    {
         warnings.push(format!(
             "windows.resources.storage.sandboxSize ({} bytes) was ignored: the scratch is sized when the layer store creates it",
             size
         ));
     }
-    let qos = resources::storage_qos(spec, &a, ann::CONTAINER_STORAGE_IOPS_MAX, ann::CONTAINER_STORAGE_BANDWIDTH_MAX)?;
-    c.storage = Some(Storage { qos, ..Storage::default() });
+    let qos = resources::storage_qos(
+        spec,
+        &a,
+        ann::CONTAINER_STORAGE_IOPS_MAX,
+        ann::CONTAINER_STORAGE_BANDWIDTH_MAX,
+    )?;
+    c.storage = Some(Storage {
+        qos,
+        ..Storage::default()
+    });
     Ok(c)
 }
 
@@ -191,13 +219,20 @@ pub(crate) fn process_isolated(
     }
     for m in mounts::wcow_mounts(spec, opts.host.version.build, warnings)? {
         match m {
-            WcowMount::Directory { source, container_path, read_only } => c.mapped_directories.push(MappedDirectory {
+            WcowMount::Directory {
+                source,
+                container_path,
+                read_only,
+            } => c.mapped_directories.push(MappedDirectory {
                 host_path: source,
                 container_path,
                 read_only,
                 ..MappedDirectory::default()
             }),
-            WcowMount::Pipe { source, container_pipe_name } => c.mapped_pipes.push(MappedPipe {
+            WcowMount::Pipe {
+                source,
+                container_pipe_name,
+            } => c.mapped_pipes.push(MappedPipe {
                 container_pipe_name,
                 host_path: source,
                 ..MappedPipe::default()
@@ -213,15 +248,24 @@ pub(crate) fn process_isolated(
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Windows(process::windows_process(p, opts.stdio)?)),
+        Some(p) => Some(InitProcess::Windows(process::windows_process(
+            p, opts.stdio,
+        )?)),
         None => None,
     };
     Ok(HcsPlan {
         isolation: Isolation::Process,
         schema_version: schema,
-        host: HostSummary { build: opts.host.version.build, revision: opts.host.version.revision, measured: opts.host_measured },
+        host: HostSummary {
+            build: opts.host.version.build,
+            revision: opts.host.version.revision,
+            measured: opts.host_measured,
+        },
         utility_vm: None,
-        container: ContainerPlan { id: opts.container_id.clone(), document },
+        container: ContainerPlan {
+            id: opts.container_id.clone(),
+            document,
+        },
         process,
         image_os_version: None,
         compatibility: None,

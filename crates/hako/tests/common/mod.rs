@@ -7,8 +7,8 @@
 //!
 //! Everything here is runtime-agnostic: the same tests run against runc
 //! (`HAKO_TEST_RUNTIME=/usr/sbin/runc cargo test -p hako`) so the suite can be validated before
-//! hako works. Assertions that only hold for hako's own contract live in the test files and are
-//! named `hako_*`.
+//! hako works. Checks of hako's own contract (error messages, hako-only commands) sit in the
+//! test files, after the runtime-agnostic checks of the same test.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -21,11 +21,11 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// How long one runtime command may take before the harness kills it and fails the test.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +43,7 @@ pub fn runtime() -> PathBuf {
 
 /// True when the runtime under test is hako itself (no `HAKO_TEST_RUNTIME` override).
 pub fn testing_hako() -> bool {
-    std::env::var_os("HAKO_TEST_RUNTIME").map_or(true, |p| p.is_empty())
+    !matches!(std::env::var_os("HAKO_TEST_RUNTIME"), Some(p) if !p.is_empty())
 }
 
 /// The reference runtime of the differential tests: `HAKO_TEST_REFERENCE`, else /usr/sbin/runc.
@@ -86,7 +86,16 @@ fn busybox_applets() -> &'static Vec<String> {
 /// symlink per applet, /etc/passwd and /etc/group with root, a user 1000 and nobody, and empty
 /// /proc /sys /dev /tmp /root /home/user.
 pub fn busybox_rootfs(dir: &Path) {
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user"] {
+    for d in [
+        "bin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
+    ] {
         fs::create_dir_all(dir.join(d)).expect("create rootfs dir");
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod rootfs");
@@ -265,7 +274,11 @@ impl Bundle {
         busybox_rootfs(&dir.path().join("rootfs"));
         let id = unique_id(tag);
         let mut config = default_spec();
-        json_set(&mut config, "/linux/cgroupsPath", json!(format!("/{CGROUP_PARENT}/{id}")));
+        json_set(
+            &mut config,
+            "/linux/cgroupsPath",
+            json!(format!("/{CGROUP_PARENT}/{id}")),
+        );
         let b = Bundle { dir, id, config };
         register_bundle(&b.id, b.path());
         b.write();
@@ -359,7 +372,9 @@ impl Bundle {
     /// Adds a namespace entry (`{"type": ty}`) unless one of that type is already there.
     pub fn namespace(self, ty: &str) -> Self {
         self.with(|c| {
-            let list = c["linux"]["namespaces"].as_array_mut().expect("namespaces array");
+            let list = c["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces array");
             if !list.iter().any(|n| n["type"] == ty) {
                 list.push(json!({"type": ty}));
             }
@@ -452,7 +467,10 @@ impl CmdOut {
     pub fn expect_msg(&self, needles: &[&str]) -> &Self {
         let all = format!("{}\n{}", self.stderr, self.stdout);
         for n in needles {
-            assert!(all.contains(n), "expected the message to contain {n:?}: {self}");
+            assert!(
+                all.contains(n),
+                "expected the message to contain {n:?}: {self}"
+            );
         }
         self
     }
@@ -479,7 +497,10 @@ impl CmdOut {
             if s.contains(needle) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} on stdout: {s:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} on stdout: {s:?}"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -518,7 +539,8 @@ fn describe(cmd: &Command) -> String {
 pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> CmdOut {
     let out = tempfile::tempfile().expect("stdout capture file");
     let err = tempfile::tempfile().expect("stderr capture file");
-    cmd.stdout(out.try_clone().expect("dup")).stderr(err.try_clone().expect("dup"));
+    cmd.stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"));
     match stdin {
         Some(data) => {
             let mut f = tempfile::tempfile().expect("stdin file");
@@ -531,7 +553,9 @@ pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -
         }
     }
     let cmdline = describe(&cmd);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
     let status = wait_timeout(child, timeout).unwrap_or_else(|| {
         panic!(
             "`{cmdline}` did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -550,7 +574,10 @@ pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -
 }
 
 /// Waits for `child` up to `timeout`; on timeout kills it (SIGKILL), reaps it and returns None.
-pub fn wait_timeout(mut child: std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_timeout(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
@@ -566,8 +593,15 @@ pub fn wait_timeout(mut child: std::process::Child, timeout: Duration) -> Option
             libc::kill(pid, libc::SIGKILL);
         }
     }
-    let status = waiter.join().expect("waiter thread").expect("wait for child");
-    if timed_out { None } else { Some(status) }
+    let status = waiter
+        .join()
+        .expect("waiter thread")
+        .expect("wait for child");
+    if timed_out {
+        None
+    } else {
+        Some(status)
+    }
 }
 
 /// One runtime binary with its own `--root` (a temporary directory). Containers created
@@ -593,16 +627,23 @@ impl Runtime {
 
     /// Another runtime binary (e.g. runc for differential tests) with a fresh root.
     pub fn with_binary(bin: impl Into<PathBuf>) -> Runtime {
+        *live_runtimes().lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let root = tempfile::Builder::new()
             .prefix("hako-e2e-root-")
             .tempdir()
             .expect("create root tempdir");
-        Runtime { bin: bin.into(), root, tracked: Mutex::new(Vec::new()), extra_global: Vec::new() }
+        Runtime {
+            bin: bin.into(),
+            root,
+            tracked: Mutex::new(Vec::new()),
+            extra_global: Vec::new(),
+        }
     }
 
     /// Adds global flags (before the command), e.g. `--log`, `--log-format json`.
     pub fn with_global(mut self, flags: &[&str]) -> Self {
-        self.extra_global.extend(flags.iter().map(|s| s.to_string()));
+        self.extra_global
+            .extend(flags.iter().map(|s| s.to_string()));
         self
     }
 
@@ -704,14 +745,19 @@ impl Runtime {
     /// The `status` field of `state ID`.
     #[track_caller]
     pub fn status(&self, id: &str) -> String {
-        self.state_json(id)["status"].as_str().unwrap_or_default().to_string()
+        self.state_json(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The container's init pid from `state ID`.
     #[track_caller]
     pub fn pid(&self, id: &str) -> i32 {
         let st = self.state_json(id);
-        st["pid"].as_i64().unwrap_or_else(|| panic!("no pid in state {st}")) as i32
+        st["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no pid in state {st}")) as i32
     }
 
     /// Polls `state ID` until its status is `status`.
@@ -727,7 +773,10 @@ impl Runtime {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "container {id} never reached {status:?}: {out}");
+            assert!(
+                Instant::now() < deadline,
+                "container {id} never reached {status:?}: {out}"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -761,13 +810,33 @@ impl Runtime {
     }
 }
 
+/// How many [`Runtime`]s of this process are alive; when the last one goes, the shared
+/// parent cgroup `/hako-e2e` is removed if empty (no runtime command is in flight then).
+fn live_runtimes() -> &'static Mutex<usize> {
+    static LIVE: Mutex<usize> = Mutex::new(0);
+    &LIVE
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
+        self.delete_tracked();
+        let mut live = live_runtimes().lock().unwrap_or_else(|e| e.into_inner());
+        *live = live.saturating_sub(1);
+        if *live == 0 {
+            cleanup_cgroup_parent();
+        }
+    }
+}
+
+impl Runtime {
+    fn delete_tracked(&mut self) {
         let ids = std::mem::take(&mut *self.tracked.lock().unwrap_or_else(|e| e.into_inner()));
         for id in ids {
             if self.root.path().join(&id).exists() {
                 let mut c = self.command(&["delete", "--force", &id]);
-                c.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
+                c.stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .stdin(Stdio::null());
                 if let Ok(child) = c.spawn() {
                     let _ = wait_timeout(child, DEFAULT_TIMEOUT);
                 }
@@ -815,7 +884,10 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -832,7 +904,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     let mut v = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
         if fields.len() < sep + 3 || sep < 6 {
             continue;
         }
@@ -898,12 +972,18 @@ fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
 /// Pids of host processes whose root directory is `rootfs` (or lies under it).
 pub fn processes_rooted_in(rootfs: &Path) -> Vec<(i32, String)> {
     let mut found = Vec::new();
-    let Ok(target) = fs::metadata(rootfs) else { return found };
+    let Ok(target) = fs::metadata(rootfs) else {
+        return found;
+    };
     let canon = fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
     let me = std::process::id() as i32;
-    let Ok(rd) = fs::read_dir("/proc") else { return found };
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return found;
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -922,7 +1002,12 @@ pub fn processes_rooted_in(rootfs: &Path) -> Vec<(i32, String)> {
 
 /// Everything `id` left behind: state dir, cgroup dirs, mounts under the bundle, processes
 /// rooted in its rootfs. Empty when clean.
-pub fn leftovers(root: &Path, id: &str, cgroup_rel_path: &str, bundle: Option<&Path>) -> Vec<String> {
+pub fn leftovers(
+    root: &Path,
+    id: &str,
+    cgroup_rel_path: &str,
+    bundle: Option<&Path>,
+) -> Vec<String> {
     let mut v = Vec::new();
     let state = root.join(id);
     if fs::symlink_metadata(&state).is_ok() {
@@ -971,9 +1056,86 @@ pub fn assert_no_leftovers_at(root: &Path, id: &str, cgroup_rel_path: &str, bund
             return;
         }
         if Instant::now() > deadline {
-            panic!("container {id} left things behind:\n  {}", l.join("\n  "));
+            force_cleanup(root, id, cgroup_rel_path, bundle);
+            panic!(
+                "container {id} left things behind (the harness cleaned them up):\n  {}",
+                l.join("\n  ")
+            );
         }
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes what a failing runtime left behind for `id`, so one failure does not litter the
+/// host: kills processes in its cgroups or rooted in its rootfs, unmounts what is under the
+/// bundle, removes the cgroup directories and the state directory.
+pub fn force_cleanup(root: &Path, id: &str, cgroup_rel_path: &str, bundle: Option<&Path>) {
+    let rel = cgroup_rel_path.trim_start_matches('/');
+    let mut dirs = Vec::new();
+    if !rel.is_empty() {
+        for mnt in cgroup_mountpoints() {
+            let d = mnt.join(rel);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+    }
+    for d in &dirs {
+        let _ = fs::write(d.join("freezer.state"), "THAWED");
+        let _ = fs::write(d.join("cgroup.freeze"), "0");
+    }
+    for _ in 0..50 {
+        let mut pids: Vec<i32> = Vec::new();
+        for d in &dirs {
+            if let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        if let Some(b) = bundle {
+            pids.extend(
+                processes_rooted_in(&b.join("rootfs"))
+                    .into_iter()
+                    .map(|(p, _)| p),
+            );
+        }
+        pids.retain(|p| *p != std::process::id() as i32 && *p > 1);
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            // SAFETY: kill(2) with a plain pid; these processes belong to the failed container.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(b) = bundle {
+        let canon = fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
+        let mut targets: Vec<String> = host_mounts()
+            .into_iter()
+            .filter(|m| {
+                Path::new(&m.target).starts_with(&canon) || Path::new(&m.target).starts_with(b)
+            })
+            .map(|m| m.target)
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    // Deepest first; a cgroup empties a moment after its last process dies.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+    for d in &dirs {
+        for _ in 0..50 {
+            if fs::remove_dir(d).is_ok() || !d.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if !id.is_empty() && !id.contains('/') && id != "." && id != ".." {
+        let _ = fs::remove_dir_all(root.join(id));
     }
 }
 
@@ -1023,17 +1185,51 @@ pub fn section(output: &str, name: &str) -> String {
 /// Capability names and bit numbers (those the tests use).
 pub fn cap_bit(name: &str) -> u32 {
     const CAPS: &[&str] = &[
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ];
-    CAPS.iter().position(|c| *c == name).unwrap_or_else(|| panic!("unknown capability {name}")) as u32
+    CAPS.iter()
+        .position(|c| *c == name)
+        .unwrap_or_else(|| panic!("unknown capability {name}")) as u32
 }
 
 /// The bit mask of a list of capability names.
@@ -1061,11 +1257,20 @@ impl Default for ConsoleSocket {
 impl ConsoleSocket {
     /// Binds a listener in a fresh temporary directory.
     pub fn new() -> ConsoleSocket {
-        let dir = tempfile::Builder::new().prefix("hako-e2e-console-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hako-e2e-console-")
+            .tempdir()
+            .expect("tempdir");
         let path = dir.path().join("console.sock");
         let listener = UnixListener::bind(&path).expect("bind console socket");
-        listener.set_nonblocking(true).expect("nonblocking listener");
-        ConsoleSocket { _dir: dir, path, listener }
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        ConsoleSocket {
+            _dir: dir,
+            path,
+            listener,
+        }
     }
 
     /// The socket path to pass as `--console-socket`.
@@ -1086,14 +1291,19 @@ impl ConsoleSocket {
             match self.listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no connection on the console socket");
+                    assert!(
+                        Instant::now() < deadline,
+                        "no connection on the console socket"
+                    );
                     thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => panic!("accept on console socket: {e}"),
             }
         };
         stream.set_nonblocking(false).expect("blocking stream");
-        stream.set_read_timeout(Some(timeout)).expect("read timeout");
+        stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
         recv_fd(stream.as_raw_fd()).expect("receive the pty master over SCM_RIGHTS")
     }
 }
@@ -1103,7 +1313,10 @@ pub fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
     let mut data = [0u8; 4096];
     // Room for one cmsghdr carrying up to 4 fds.
     let mut cbuf = [0u64; 16];
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
     // SAFETY: msghdr is plain data; every pointer field is set to live buffers below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -1126,7 +1339,10 @@ pub fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no SCM_RIGHTS fd in the message"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "no SCM_RIGHTS fd in the message",
+    ))
 }
 
 /// Reads from `fd` (e.g. a pty master) until the accumulated text contains `needle`.
@@ -1140,8 +1356,15 @@ pub fn read_until(fd: &OwnedFd, needle: &str, timeout: Duration) -> String {
             return text;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out waiting for {needle:?}; got {text:?}");
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for {needle:?}; got {text:?}"
+        );
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: pfd is a valid pollfd for the duration of the call.
         let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         if r <= 0 {
@@ -1163,7 +1386,13 @@ pub fn write_fd(fd: &OwnedFd, data: &[u8]) {
     let mut off = 0;
     while off < data.len() {
         // SAFETY: the slice is valid for reads of its length; fd is open.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data[off..].as_ptr().cast(), data.len() - off) };
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                data[off..].as_ptr().cast(),
+                data.len() - off,
+            )
+        };
         assert!(n > 0, "write to fd: {}", std::io::Error::last_os_error());
         off += n as usize;
     }
