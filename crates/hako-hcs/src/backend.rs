@@ -347,7 +347,7 @@ impl Backend {
             }
         } else {
             let build = Some(state.host_build);
-            for sys_id in std::iter::once(state.id.clone()).chain(state.utility_vm_id.clone()) {
+            for sys_id in std::iter::once(state.id.clone()).chain(state.utility_vm_id) {
                 if let Ok(system) = ComputeSystem::open(&sys_id, build) {
                     if !force {
                         return Err(HcsError::WrongState {

@@ -119,8 +119,11 @@ pub fn translate_options(bundle: &Path, opts: &HcsDocOptions) -> TranslateOption
 
 #[cfg(windows)]
 fn host_defaults(t: &mut TranslateOptions, opts: &HcsDocOptions) {
-    t.layer_id = crate::ffi::name_to_guid;
-    t.layer_id_is_real = true;
+    // Without the Containers feature vmcompute.dll is missing: keep the stand-in ids then.
+    if crate::ffi::name_to_guid("hako").is_ok() {
+        t.layer_id = crate::ffi::name_to_guid;
+        t.layer_id_is_real = true;
+    }
     t.probe = Some(crate::host::path_exists);
     t.host_processors = crate::host::logical_processors();
     if opts.host_build.is_none() {

@@ -101,7 +101,25 @@ impl Channel {
 
     /// Receives the next message and any fds attached to it.
     pub fn recv_with_fds(&self) -> Result<(Message, Vec<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_PACKET];
+        // Peek at the packet's size first: most messages are a few bytes, the config a few kilobytes.
+        let size = loop {
+            let mut probe = [0u8; 1];
+            // SAFETY: recv writes at most 1 byte into `probe`; MSG_TRUNC makes it return the packet's real size.
+            let n = unsafe {
+                libc::recv(self.fd.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_TRUNC)
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            match nix::Error::last() {
+                nix::Error::EINTR => continue,
+                e => return Err(e.into()),
+            }
+        };
+        if size == 0 {
+            return Err(ChannelError::Closed);
+        }
+        let mut buf = vec![0u8; size.min(MAX_PACKET)];
         let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];

@@ -310,7 +310,31 @@ pub(crate) struct UpdateArgs {
 pub(crate) struct HcsDocArgs {
     /// Bundle directory holding a config.json with a `windows` section.
     pub bundle: PathBuf,
-    /// Output format.
+    /// Output format: json (the documents) or text (a summary).
     #[arg(long, default_value = "json")]
     pub format: String,
+    /// Container id (default: the bundle directory's name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// HCS owner (default: hako).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Windows host build to write the documents for (default: this host on Windows, 20348 elsewhere).
+    #[arg(long)]
+    pub host_build: Option<u32>,
+    /// Host update build revision (UBR).
+    #[arg(long)]
+    pub host_revision: Option<u32>,
+    /// Logical processors of the host.
+    #[arg(long)]
+    pub host_processors: Option<u32>,
+    /// Isolation: process, hyperv or lcow (default: what the spec asks for).
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// The image's os.version (10.0.BUILD.REV), for the compatibility verdict.
+    #[arg(long)]
+    pub image_os_version: Option<String>,
+    /// Folder with the LCOW kernel and initrd.
+    #[arg(long)]
+    pub lcow_boot_files: Option<String>,
 }

@@ -430,9 +430,9 @@ type NameToGuidFn = unsafe extern "system" fn(name: PCWSTR, guid: *mut GUID) -> 
 /// vmcompute.dll `NameToGuid`: the layer id Windows derives from a layer folder name.
 pub fn name_to_guid(name: &str) -> Result<String, String> {
     let dll = wide("vmcompute.dll");
+    let flags = LOAD_LIBRARY_SEARCH_SYSTEM32;
     // SAFETY: the name is NUL-terminated; loading from System32 only.
-    let module =
-        unsafe { LoadLibraryExW(dll.as_ptr(), ptr::null_mut(), LOAD_LIBRARY_SEARCH_SYSTEM32) };
+    let module = unsafe { LoadLibraryExW(dll.as_ptr(), ptr::null_mut(), flags) };
     if module.is_null() {
         return Err(format!(
             "cannot load vmcompute.dll ({}): enable the Containers feature",
@@ -446,10 +446,10 @@ pub fn name_to_guid(name: &str) -> Result<String, String> {
         Some(f) => f,
         None => return Err("vmcompute.dll has no NameToGuid export".to_string()),
     };
+    type Farproc = unsafe extern "system" fn() -> isize;
     // SAFETY: NameToGuid's documented signature is HRESULT NameToGuid(PCWSTR, GUID*), which is
     // what NameToGuidFn spells; both are `extern "system"` function pointers of the same size.
-    let f: NameToGuidFn =
-        unsafe { std::mem::transmute::<unsafe extern "system" fn() -> isize, NameToGuidFn>(sym) };
+    let f = unsafe { std::mem::transmute::<Farproc, NameToGuidFn>(sym) };
     let w = wide(name);
     let mut guid = GUID {
         data1: 0,

@@ -92,7 +92,10 @@ fn serve(store: &StateStore, id: &str) -> Result<(), HcsError> {
     loop {
         let mut conn = match listener.accept() {
             Ok(c) => c,
-            Err(_) => continue,
+            Err(_) => {
+                thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
         };
         let mut buf = vec![0u8; MAX_MESSAGE + 1];
         let n = match conn.read(&mut buf) {

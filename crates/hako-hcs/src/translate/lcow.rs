@@ -67,7 +67,8 @@ pub(crate) fn kernel_cmdline(
     if !vpci {
         args.push_str(" pci=off");
     }
-    args.push_str(&format!(" nr_cpus={}", processors));
+    args.push_str(" nr_cpus=");
+    args.push_str(&processors.to_string());
     args.push_str(" brd.rd_nr=0 pmtmr=0 -- ");
     args.push_str(LCOW_INIT_ARGS);
     args

@@ -23,6 +23,23 @@ pub(crate) fn info() -> Result<()> {
 }
 
 pub(crate) fn hcs_doc(a: &HcsDocArgs) -> Result<()> {
-    let _ = a;
-    anyhow::bail!("hcs-doc is not wired yet")
+    let opts = hako_hcs::HcsDocOptions {
+        format: a.format.parse().map_err(|e| anyhow::anyhow!("--format {}: {e}", a.format))?,
+        container_id: a.id.clone(),
+        owner: a.owner.clone(),
+        host_build: a.host_build,
+        host_revision: a.host_revision,
+        host_processors: a.host_processors,
+        isolation: a.isolation.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("--isolation: {e}"))?,
+        image_os_version: a
+            .image_os_version
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--image-os-version: {e}"))?,
+        lcow_boot_files: a.lcow_boot_files.clone(),
+    };
+    let out = hako_hcs::hcs_doc(&a.bundle, &opts)?;
+    println!("{}", out.trim_end());
+    Ok(())
 }
