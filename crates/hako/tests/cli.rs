@@ -249,7 +249,7 @@ fn hako_hcs_doc_command() {
         "ociVersion": "1.0.2",
         "process": {"terminal": false, "user": {"username": "ContainerUser"},
                     "args": ["cmd.exe", "/c", "echo hi"], "cwd": "C:\\"},
-        "root": {"path": ""},
+        "root": {"path": "\\\\?\\Volume{6a5fa0b5-95c1-4f8a-9a0f-1c4f3e2a7b10}\\"},
         "hostname": "win-host",
         "windows": {"layerFolders": ["C:\\hako\\layers\\base", "C:\\hako\\scratch"]}
     });
