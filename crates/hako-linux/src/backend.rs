@@ -255,7 +255,7 @@ impl Isolation for ProcessIsolation {
                 linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default(),
                 linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default(),
             );
-            let req = spawn::Request { config, cgroup: Some(&cgroup), id_maps: maps, console_socket: opts.console_socket.as_deref() };
+            let req = spawn::Request { config, cgroup: Some(&cgroup), id_maps: maps, console_socket: opts.console_socket.as_deref(), stdio: opts.stdio };
             let mut hooks = CreateHooks { dir, state: &mut state, spec };
             let s = spawn::spawn(req, &mut hooks)?;
             Ok(Spawned { pid: s.pid, console: s.console })
@@ -391,7 +391,7 @@ impl Isolation for ProcessIsolation {
                 Ok(String::new())
             }
         }
-        let req = spawn::Request { config, cgroup: d.cgroup.as_ref(), id_maps: Default::default(), console_socket: opts.console_socket.as_deref() };
+        let req = spawn::Request { config, cgroup: d.cgroup.as_ref(), id_maps: Default::default(), console_socket: opts.console_socket.as_deref(), stdio: opts.stdio };
         let s = spawn::spawn(req, &mut NoHooks)?;
         Ok(Spawned { pid: s.pid, console: s.console })
     }

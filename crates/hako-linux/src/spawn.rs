@@ -69,6 +69,8 @@ pub struct Request<'a> {
     pub id_maps: (Vec<LinuxIdMapping>, Vec<LinuxIdMapping>),
     /// Where to send the pty master, if anywhere.
     pub console_socket: Option<&'a Path>,
+    /// stdio for init instead of ours.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// The started process.
@@ -86,7 +88,7 @@ pub struct Spawned {
 /// namespace of the child just before execve (what runc 1.2 does with its read-only overlay): writing to
 /// `/proc/<init>/exe` then fails with EROFS for every user, root included, and nothing is copied. The fallback
 /// is a sealed memfd copy of the binary (what runc 1.1 does), for hosts where the child may not mount.
-fn start_init(child_fd: i32, bind: bool) -> std::io::Result<std::process::Child> {
+fn start_init(child_fd: i32, bind: bool, stdio: Option<[std::os::fd::RawFd; 3]>) -> std::io::Result<std::process::Child> {
     let me = std::process::id() as i32;
     let exe = std::fs::read_link("/proc/self/exe")?;
     let memfd = if bind { None } else { Some(sys::sealed_self_copy()?) };
@@ -97,6 +99,14 @@ fn start_init(child_fd: i32, bind: bool) -> std::io::Result<std::process::Child>
     let exe_c = sys::cstr(&exe)?;
     let mut cmd = Command::new(&program);
     cmd.arg0("hako").arg("init").env(INIT_FD_ENV, child_fd.to_string());
+    if let Some([i, o, e]) = stdio {
+        let dup = |fd: std::os::fd::RawFd| -> std::io::Result<std::process::Stdio> {
+            // SAFETY: the caller keeps these fds open while we spawn; we only borrow them to duplicate.
+            let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+            Ok(std::process::Stdio::from(owned))
+        };
+        cmd.stdin(dup(i)?).stdout(dup(o)?).stderr(dup(e)?);
+    }
     // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl) on data
     // prepared before fork.
     unsafe {
@@ -128,10 +138,10 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
     let exec_mode = req.config.exec;
     let (parent, child) = Channel::pair()?;
     let child_fd = child.as_raw_fd();
-    let mut stage1 = match start_init(child_fd, true) {
+    let mut stage1 = match start_init(child_fd, true, req.stdio) {
         Ok(c) => c,
         // No CAP_SYS_ADMIN for a private mount namespace (or a deleted binary): pay for the sealed copy.
-        Err(_) => start_init(child_fd, false).map_err(SpawnError::Start)?,
+        Err(_) => start_init(child_fd, false, req.stdio).map_err(SpawnError::Start)?,
     };
     drop(child);
     let stage1_pid = stage1.id() as i32;

@@ -31,6 +31,9 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Set by `run` in the foreground: the caller will wait for the process as its subreaper.
     pub foreground: bool,
+    /// stdin, stdout and stderr for the process, instead of the caller's own (the guest agent passes pipes).
+    /// The caller keeps them open until create returns.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Options of `exec`.
@@ -44,6 +47,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// `--detach` was not given: the caller waits for the process as its subreaper.
     pub foreground: bool,
+    /// stdin, stdout and stderr for the process, instead of the caller's own.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// What `create` and `exec` hand back.

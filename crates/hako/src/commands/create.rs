@@ -19,6 +19,7 @@ fn options(f: &CreateFlags, foreground: bool) -> CreateOptions {
         no_new_keyring: f.no_new_keyring,
         preserve_fds: f.preserve_fds + listen,
         foreground,
+        stdio: None,
     }
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
     require(&state, backend.status(&state), &[Status::Created, Status::Running], "exec in it")?;
     let config = locked.load_config()?;
     let process = build_process(a, config.process().clone())?;
-    let opts = ExecOptions { process, console_socket: a.console_socket.clone(), preserve_fds: a.preserve_fds, foreground };
+    let opts = ExecOptions { process, console_socket: a.console_socket.clone(), preserve_fds: a.preserve_fds, foreground, stdio: None };
     let sfd = if foreground { Some(console::block_signals()?) } else { None };
     let spawned = backend.exec(&state, &config, &opts).map_err(|e| anyhow::anyhow!(e)).with_context(|| format!("exec in container {}", state.id))?;
     drop(locked);
