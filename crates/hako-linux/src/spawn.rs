@@ -2,7 +2,7 @@
 //! into the cgroup, feed it its [`InitConfig`], and answer its requests (id maps, hooks, the pty master) until
 //! it reports Ready or fails. On failure nothing this module started is left running.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -189,7 +189,7 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
                 Message::ConsoleFd => {
                     let master = fds.pop().ok_or_else(|| SpawnError::Init("terminal: no pty master came with the message".into()))?;
                     match req.console_socket {
-                        Some(sock) => tty::send_to_console_socket(sock, master.as_fd(), "/dev/ptmx")?,
+                        Some(sock) => hako_runtime::console::send_pty_master(sock, &master).map_err(tty::TtyError::from)?,
                         None => console = Some(master),
                     }
                 }

@@ -2,13 +2,11 @@
 //! of its master to whoever listens on `--console-socket` (as SCM_RIGHTS, like runc).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 /// A terminal step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +20,8 @@ pub enum TtyError {
         source: io::Error,
     },
     /// The console socket is unusable.
-    #[error("console socket {path}: {source}; pass the path of a listening unix socket with --console-socket")]
-    Socket {
-        /// The socket path.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Socket(#[from] hako_runtime::console::ConsoleSocketError),
 }
 
 fn pty(what: &'static str) -> impl FnOnce(nix::Error) -> TtyError {
@@ -65,16 +58,5 @@ pub fn become_console(slave: &Path, size: Option<(u32, u32)>) -> Result<(), TtyE
     if fd > 2 {
         let _ = nix::unistd::close(fd);
     }
-    Ok(())
-}
-
-/// Sends `master` to the listener at `socket`, with the pty name as payload (what runc's recvtty expects).
-pub fn send_to_console_socket(socket: &Path, master: BorrowedFd<'_>, name: &str) -> Result<(), TtyError> {
-    let err = |source| TtyError::Socket { path: socket.to_owned(), source };
-    let stream = UnixStream::connect(socket).map_err(err)?;
-    let fds: [RawFd; 1] = [master.as_raw_fd()];
-    let iov = [io::IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(stream.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(|e| err(e.into()))?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod console;
 pub mod hooks;
 pub mod id;
 pub mod isolation;

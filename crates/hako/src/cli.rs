@@ -84,6 +84,20 @@ pub(crate) enum Command {
     /// Internal: the container's init (never run it by hand).
     #[command(hide = true)]
     Init,
+    /// Internal: the process that holds a container's VM.
+    #[command(hide = true)]
+    VmSupervisor {
+        /// The container's state directory.
+        dir: PathBuf,
+    },
+    /// Internal: the host process standing for a process in a VM.
+    #[command(hide = true)]
+    VmShadow {
+        /// The container's state directory.
+        dir: PathBuf,
+        /// The request to send.
+        opfile: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

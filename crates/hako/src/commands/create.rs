@@ -27,8 +27,9 @@ fn options(f: &CreateFlags, foreground: bool) -> CreateOptions {
 fn create_inner(ctx: &Ctx, id: &str, f: &CreateFlags, foreground: bool) -> Result<(State, hako_runtime::isolation::Spawned)> {
     let id = ContainerId::parse(id)?;
     let bundle = Bundle::load(&f.bundle)?;
+    let mode = super::isolation::choose(&bundle.spec)?;
     let dir = ctx.store.create(&id)?;
-    let backend: Box<dyn hako_runtime::isolation::Isolation> = Box::new(hako_linux::ProcessIsolation);
+    let backend = super::isolation::backend(mode);
     match backend.create(&dir, &bundle, &options(f, foreground)) {
         Ok((state, spawned)) => {
             if let Some(p) = &f.pid_file {

@@ -10,8 +10,12 @@ pub(crate) fn info() -> Result<()> {
     let v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "isolation": {
-            "default": "process",
-            "modes": {"process": {"available": true, "why": "namespaces and cgroups of the host kernel"}},
+            "default": super::isolation::default_mode().unwrap_or("process"),
+            "annotation": hako_vm::ISOLATION_ANNOTATION,
+            "modes": {
+                "process": {"available": true, "why": "namespaces and cgroups of the host kernel"},
+                "vm": hako_vm::info(),
+            },
         },
         "cgroups": {"layout": layout, "controllers": controllers},
         "seccomp": {"libseccomp": libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default()},

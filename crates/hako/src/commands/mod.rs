@@ -6,6 +6,7 @@ mod delete;
 mod exec;
 mod features;
 mod info;
+pub(crate) mod isolation;
 mod inspect;
 mod signal;
 mod spec;
@@ -30,9 +31,9 @@ impl Ctx {
         Ok(Ctx { store: Store::open(root)? })
     }
 
-    /// The backend that runs `state` (only process isolation exists so far).
-    pub(crate) fn backend(&self, _state: &State) -> Box<dyn Isolation> {
-        Box::new(hako_linux::ProcessIsolation)
+    /// The backend that runs `state`.
+    pub(crate) fn backend(&self, state: &State) -> Box<dyn Isolation> {
+        isolation::backend(&state.isolation)
     }
 
     /// Locks `id` and loads its state, which must exist.
@@ -76,6 +77,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Info => info::info().map(|_| 0),
         Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
         Command::Init => bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`"),
+        Command::VmSupervisor { dir } => Ok(hako_vm::supervisor_main(&dir)),
+        Command::VmShadow { dir, opfile } => Ok(hako_vm::shadow_main(&dir, &opfile)),
         command => {
             let ctx = Ctx::open(&cli.root)?;
             match command {
@@ -92,7 +95,13 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 Command::Resume(a) => signal::resume(&ctx, &a.id).map(|_| 0),
                 Command::Events(a) => inspect::events(&ctx, &a).map(|_| 0),
                 Command::Update(a) => update::update(&ctx, &a).map(|_| 0),
-                Command::Spec(_) | Command::Features | Command::Info | Command::HcsDoc(_) | Command::Init => unreachable!(),
+                Command::Spec(_)
+                | Command::Features
+                | Command::Info
+                | Command::HcsDoc(_)
+                | Command::Init
+                | Command::VmSupervisor { .. }
+                | Command::VmShadow { .. } => unreachable!(),
             }
         }
     }

@@ -1,0 +1,140 @@
+//! The agent's raw system calls that nix does not wrap (or wraps behind features the workspace does not
+//! enable): power-off, module loading, the loopback interface, pty window size, fd flags, the subreaper bit.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Flushes every file system and powers the machine off. Only pid 1 of the guest calls this.
+pub(crate) fn power_off() -> ! {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    // SAFETY: reboot with a valid command constant; on success it does not return.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    // Not allowed (not pid 1 of the VM, or no CAP_SYS_BOOT): nothing else to do.
+    std::process::exit(1)
+}
+
+/// Loads a kernel module from an open `.ko` file (finit_module with no parameters).
+pub(crate) fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let params = c"";
+    // SAFETY: finit_module takes an fd, a NUL-terminated parameter string that outlives the call, and flags.
+    let ret = unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), 0) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Brings a network interface up (`ip link set NAME up`).
+pub(crate) fn link_up(name: &str) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if cname.as_bytes_with_nul().len() > libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: socket with constant arguments; the fd is closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(sock)?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(cname.as_bytes_with_nul()) {
+        *dst = *src as libc::c_char;
+    }
+    let result = (|| {
+        // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+        check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
+        // SAFETY: ifru_flags is the union member SIOCGIFFLAGS just wrote.
+        unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+        // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
+    })();
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(sock) };
+    result
+}
+
+/// Sets the window size of a pty (through its master).
+pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize struct that lives through the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
+}
+
+/// Reads the window size of a pty.
+#[cfg(test)]
+pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: winsize is plain data; all-zero is valid.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize struct that we own.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok((ws.ws_row, ws.ws_col))
+}
+
+/// Adds O_NONBLOCK to an fd's file status flags.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL on an fd the caller keeps open.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check(flags)?;
+    // SAFETY: F_SETFL with flags read just above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })
+}
+
+/// Clears O_NONBLOCK (for the last blocking writes before power-off).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL on an fd the caller keeps open.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check(flags)?;
+    // SAFETY: F_SETFL with flags read just above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
+}
+
+/// Makes this process the reaper of its orphaned descendants (what pid 1 is anyway).
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
+}
+
+/// Whether `fd` is open in this process.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the fd table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn winsize_roundtrips_on_a_pty() {
+        let (master, _slave) = hako_linux::tty::open_pty().unwrap();
+        set_winsize(master.as_fd(), 33, 101).unwrap();
+        assert_eq!(get_winsize(master.as_fd()).unwrap(), (33, 101));
+    }
+
+    #[test]
+    fn fd_flags() {
+        let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        assert!(fd_is_open(r.as_raw_fd()));
+        set_nonblocking(r.as_fd()).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf), Err(nix::errno::Errno::EAGAIN));
+        set_blocking(r.as_fd()).unwrap();
+        assert!(!fd_is_open(9999));
+    }
+
+    #[test]
+    fn bad_interface_names_are_errors() {
+        assert!(link_up("this-name-is-far-too-long-for-linux").is_err());
+        assert!(link_up("nosuchif0").is_err());
+    }
+}
