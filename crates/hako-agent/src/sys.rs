@@ -88,14 +88,6 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })
 }
 
-/// Clears O_NONBLOCK (for the last blocking writes before power-off).
-pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_GETFL on an fd the caller keeps open.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    check(flags)?;
-    // SAFETY: F_SETFL with flags read just above.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
-}
 
 /// Makes this process the reaper of its orphaned descendants (what pid 1 is anyway).
 pub(crate) fn become_subreaper() -> io::Result<()> {
@@ -128,7 +120,6 @@ mod tests {
         set_nonblocking(r.as_fd()).unwrap();
         let mut buf = [0u8; 1];
         assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf), Err(nix::errno::Errno::EAGAIN));
-        set_blocking(r.as_fd()).unwrap();
         assert!(!fd_is_open(9999));
     }
 

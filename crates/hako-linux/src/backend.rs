@@ -427,9 +427,12 @@ impl Isolation for ProcessIsolation {
         let d = data(state);
         let alive = sys::process_alive(state.pid, state.pid_start_time);
         if let Some(cg) = &d.cgroup {
-            // Every process of the container, also those outside its pid namespace's reach.
-            let _ = cg.kill_all(libc::SIGKILL);
-            let _ = cg.thaw();
+            // Every process of the container, also those outside its pid namespace's reach. Freezing for
+            // kill_all is costly, so skip it when the cgroup is already empty (the common case after exit).
+            if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                let _ = cg.thaw();
+            }
         }
         if alive {
             let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);

@@ -584,3 +584,74 @@ pub fn info() -> serde_json::Value {
         Err(e) => serde_json::json!({"available": false, "why": e.to_string()}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(config: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        std::fs::write(d.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::write(d.path().join("config.json"), config.to_string()).unwrap();
+        let b = Bundle::load(d.path()).unwrap();
+        (d, b)
+    }
+
+    fn config(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "rootfs"},
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
+        });
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn sizing_never_gives_less_than_promised() {
+        let (_d, b) = bundle(config(serde_json::json!({})));
+        assert_eq!(sizing(&b.spec), (1, DEFAULT_MEMORY_MIB));
+        let (_d, b) = bundle(config(serde_json::json!({"linux": {"resources": {"memory": {"limit": 512u64 << 20},
+            "cpu": {"quota": 150000, "period": 100000}}}})));
+        let host = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        assert_eq!(sizing(&b.spec), (2.min(host), 512 + GUEST_OVERHEAD_MIB));
+        let (_d, b) = bundle(config(serde_json::json!({"annotations": {MEMORY_ANNOTATION: "1024"}})));
+        assert_eq!(sizing(&b.spec).1, 1024);
+    }
+
+    #[test]
+    fn bind_sources_become_shares() {
+        let (d, b) = bundle(config(serde_json::json!({"mounts": [
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": d_hosts(), "options": ["bind"]},
+            {"destination": "/proc", "type": "proc", "source": "proc"}
+        ]})));
+        let _ = d;
+        let (guest, shares) = to_guest(&b.spec, &b).unwrap();
+        assert_eq!(guest["root"]["path"], "/run/hako/shares/rootfs");
+        assert_eq!(shares[0].tag, "rootfs");
+        assert_eq!(guest["mounts"][0]["source"], "/run/hako/shares/m1");
+        assert!(guest["mounts"][1]["source"].as_str().unwrap().ends_with("/hosts"));
+        assert_eq!(guest["mounts"][2]["source"], "proc");
+        assert!(guest.get("hooks").is_none());
+    }
+
+    fn d_hosts() -> String {
+        let p = std::env::temp_dir().join(format!("hako-vm-test-hosts-{}", std::process::id()));
+        std::fs::write(&p, "x").unwrap();
+        p.display().to_string()
+    }
+
+    #[test]
+    fn host_namespace_paths_are_refused() {
+        let (_d, b) = bundle(config(serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]}})));
+        let e = to_guest(&b.spec, &b).unwrap_err().to_string();
+        assert!(e.contains("not possible with VM isolation") && e.contains("/proc/1/ns/net"), "{e}");
+    }
+}
