@@ -637,7 +637,8 @@ mod tests {
         assert_eq!(guest["root"]["path"], "/run/hako/shares/rootfs");
         assert_eq!(shares[0].tag, "rootfs");
         assert_eq!(guest["mounts"][0]["source"], "/run/hako/shares/m1");
-        assert!(guest["mounts"][1]["source"].as_str().unwrap().ends_with("/hosts"));
+        let hosts = guest["mounts"][1]["source"].as_str().unwrap();
+        assert!(hosts.starts_with("/run/hako/shares/m2/") && hosts.ends_with(&format!("hako-vm-test-hosts-{}", std::process::id())), "{hosts}");
         assert_eq!(guest["mounts"][2]["source"], "proc");
         assert!(guest.get("hooks").is_none());
     }

@@ -1,0 +1,244 @@
+//! VM isolation end to end: the same bundles as the process-isolation tests, run inside hako's micro-VM
+//! (selected with the `org.hako.isolation` annotation), through the CLI, with the guest's own kernel.
+//!
+//! These tests need the VM assets (`scripts/vm-assets`). Without them they print a note and pass, unless
+//! `HAKO_REQUIRE_VM=1` (set by scripts/test, so CI cannot silently skip them).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+/// VMs under TCG are CPU-heavy: one test at a time keeps each within its timeouts on 2 cores.
+static ONE_VM_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_VM_TEST.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn vm_ready() -> bool {
+    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
+    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
+    if !ok {
+        assert!(
+            std::env::var("HAKO_REQUIRE_VM").as_deref() != Ok("1"),
+            "HAKO_REQUIRE_VM=1 but the VM assets are missing in {dir}: run scripts/vm-assets"
+        );
+        eprintln!("VM assets missing in {dir} (scripts/vm-assets): skipping");
+    }
+    ok && testing_hako()
+}
+
+fn vm_bundle(tag: &str) -> Bundle {
+    Bundle::with_tag(tag).set("/annotations", json!({"org.hako.isolation": "vm"}))
+}
+
+/// Processes that belong to container `id` of `root` (QEMU, the supervisor, shadows all name the state dir).
+fn vm_processes(root: &Path, id: &str) -> Vec<String> {
+    let dir = root.join(id);
+    let needle = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().parse::<i32>().is_err() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn assert_vm_gone(rt: &Runtime, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = vm_processes(rt.root(), id);
+        if p.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "VM processes of {id} are still running: {p:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!rt.root().join(id).exists(), "state dir of {id} still exists");
+}
+
+fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string()
+}
+
+#[test]
+fn vm_run_has_its_own_kernel_and_exact_exit_code() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let b = vm_bundle("vmrun").sh("uname -r; hostname; id -u; cat /proc/self/status | grep ^NoNewPrivs; exit 7");
+    let rt = Runtime::new();
+    let out = rt.run(&b);
+    assert_eq!(out.code, Some(7), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.len() >= 3, "{out}");
+    assert_ne!(lines[0], host_kernel(), "uname -r in the VM is the host's kernel: {out}");
+    let b2 = Bundle::with_tag("procrun").sh("uname -r");
+    let host = rt.run(&b2).expect_ok();
+    assert_eq!(host.stdout.trim(), host_kernel());
+    assert_vm_gone(&rt, b.id());
+}
+
+#[test]
+fn vm_lifecycle_exec_ps_stats_pause_kill_delete() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let b = vm_bundle("vmlife").args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    let id = b.id();
+    rt.create(&b).expect_ok();
+    assert_eq!(rt.status(id), "created");
+    rt.start(id).expect_ok();
+    assert_eq!(rt.status(id), "running");
+    let out = rt.exec(id, &["sh", "-c", "echo from-exec; exit 3"]);
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stdout.contains("from-exec"), "{out}");
+    let ps = rt.cmd(&["ps", "--format", "json", id]).expect_ok();
+    let pids: Vec<i32> = serde_json::from_str(ps.stdout.trim()).unwrap_or_else(|e| panic!("ps json: {e}: {ps}"));
+    assert!(!pids.is_empty(), "{ps}");
+    let ev = rt.cmd(&["events", "--stats", id]).expect_ok();
+    let v: serde_json::Value = serde_json::from_str(ev.stdout.trim()).unwrap_or_else(|e| panic!("events: {e}: {ev}"));
+    assert_eq!(v["type"], "stats", "{ev}");
+    assert!(v["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1, "{ev}");
+    rt.cmd(&["pause", id]).expect_ok();
+    assert_eq!(rt.status(id), "paused");
+    rt.cmd(&["resume", id]).expect_ok();
+    assert_eq!(rt.status(id), "running");
+    rt.delete(id).expect_fail().expect_msg(&["--force"]);
+    rt.kill(id, "TERM").expect_ok();
+    rt.wait_status(id, "stopped", Duration::from_secs(30));
+    rt.delete(id).expect_ok();
+    assert_vm_gone(&rt, id);
+}
+
+#[test]
+fn vm_same_semantics_as_process_isolation() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let script = "hostname; id; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ulimit -n; \
+                  touch /ro-test 2>&1 | sed 's/.*: //'; cat /sys/fs/cgroup/memory.max 2>/dev/null || \
+                  cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+    let mk = |tag: &str| {
+        Bundle::with_tag(tag)
+            .set("/hostname", json!("semantics"))
+            .set("/process/user", json!({"uid": 1000, "gid": 1000, "additionalGids": [10]}))
+            .set("/linux/resources/memory", json!({"limit": 64u64 << 20}))
+            .sh(script)
+    };
+    let rt = Runtime::new();
+    let host = rt.run(&mk("semproc")).expect_ok();
+    let vm = rt.run(&mk("semvm").set("/annotations", json!({"org.hako.isolation": "vm"}))).expect_ok();
+    let h: Vec<&str> = host.stdout.lines().collect();
+    let v: Vec<&str> = vm.stdout.lines().collect();
+    assert_eq!(h[..h.len() - 1], v[..v.len() - 1], "process:\n{}\nvm:\n{}", host.stdout, vm.stdout);
+    // The memory limit: 67108864 in both (v1 or v2 file).
+    assert_eq!(h.last(), Some(&"67108864"), "{host}");
+    assert_eq!(v.last(), Some(&"67108864"), "{vm}");
+}
+
+#[test]
+fn vm_selection_errors_and_hyperv() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let bad = Bundle::with_tag("vmbad").set("/annotations", json!({"org.hako.isolation": "hyperv"}));
+    let out = rt.run(&bad).expect_fail();
+    out.expect_msg(&["hyperv", "process", "vm"]);
+    assert_no_leftovers(rt.root(), bad.id(), &bad.cgroup_rel());
+    // runtime-spec's windows.hyperv is the request for Hyper-V isolation: hako runs a VM.
+    let hv = Bundle::with_tag("vmhyperv").set("/windows", json!({"hyperv": {}})).sh("uname -r");
+    let out = rt.run(&hv).expect_ok();
+    assert_ne!(out.stdout.trim(), host_kernel(), "{out}");
+    // Joining a host namespace cannot cross into a VM.
+    let ns = vm_bundle("vmns").with(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]);
+    });
+    rt.run(&ns).expect_fail().expect_msg(&["not possible with VM isolation"]);
+    assert_vm_gone(&rt, ns.id());
+}
+
+#[test]
+fn vm_faults_end_with_a_stopped_container_and_clean_delete() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    // QEMU dies under the container.
+    let b = vm_bundle("vmqemu").args(&["sleep", "1000"]);
+    let id = b.id();
+    rt.create(&b).expect_ok();
+    rt.start(id).expect_ok();
+    let qemu: i32 = std::fs::read_to_string(rt.root().join(id).join("qemu.pid")).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(qemu, libc::SIGKILL) };
+    rt.wait_status(id, "stopped", Duration::from_secs(30));
+    rt.delete(id).expect_ok();
+    assert_vm_gone(&rt, id);
+
+    // The supervisor is killed: the container stops and delete --force cleans everything.
+    let b = vm_bundle("vmsup").args(&["sleep", "1000"]);
+    let id = b.id();
+    rt.create(&b).expect_ok();
+    let sup: i32 = {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(rt.root().join(id).join("state.json")).unwrap()).unwrap();
+        state["backend"]["supervisor_pid"].as_i64().unwrap() as i32
+    };
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    rt.wait_status(id, "stopped", Duration::from_secs(30));
+    rt.delete_force(id).expect_ok();
+    assert_vm_gone(&rt, id);
+
+    // The guest kernel panics (sysrq crash from a privileged container).
+    let b = vm_bundle("vmpanic")
+        .with(|c| {
+            c["linux"]["readonlyPaths"] = json!([]);
+            c["linux"]["maskedPaths"] = json!([]);
+        })
+        .sh("sleep 0.5; echo c > /proc/sysrq-trigger; sleep 100");
+    let out = rt.run(&b);
+    assert!(!out.ok(), "a guest kernel panic must not look like success: {out}");
+    assert_vm_gone(&rt, b.id());
+}
+
+#[test]
+fn vm_boot_timeout_and_missing_assets_are_clear() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let b = vm_bundle("vmtimeout").args(&["true"]);
+    let mut c = Runtime::new().command(&["run", "--bundle", &b.path().to_string_lossy(), b.id()]);
+    c.env("HAKO_VM_BOOT_TIMEOUT_MS", "1");
+    let out = run_captured(c, None, BOOT);
+    assert!(!out.ok(), "{out}");
+    out.expect_msg(&["did not boot"]);
+    let b = vm_bundle("vmnoassets").args(&["true"]);
+    let root = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(runtime());
+    c.args(["--root", &root.path().to_string_lossy(), "run", "--bundle", &b.path().to_string_lossy(), b.id()]);
+    c.env("HAKO_VM_ASSETS", "/nonexistent/hako-vm");
+    let out = run_captured(c, None, BOOT);
+    out.expect_msg(&["guest kernel", "scripts/vm-assets"]);
+    assert!(!root.path().join(b.id()).exists());
+}
