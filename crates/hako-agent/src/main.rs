@@ -4,11 +4,11 @@
 //! creating containers with hako's process isolation (`hako_linux::ProcessIsolation`) inside the guest.
 //!
 //! Usage:
-//! - `hako-agent` as pid 1: the VM's init.
+//! - `hako-agent` as pid 1: the VM's init; its state root is `/run/hako` (`state/`, `bundles/`).
 //! - `hako-agent --port PATH [--state DIR]`: standalone, for development and tests, on any Linux host (as
 //!   root). PATH is `-` for stdin (host to agent) and stdout (agent to host), a unix socket to connect to,
-//!   or a character device or fifo opened read-write. DIR (default `/run/hako`) holds `state/` (container
-//!   state) and `bundles/` (configs). The agent becomes a child subreaper; when the port closes or on
+//!   or a character device or fifo opened read-write. DIR (default `/run/hako-agent`, apart from the host's
+//!   own `/run/hako`) holds `state/` (container state) and `bundles/` (configs). The agent becomes a child subreaper; when the port closes or on
 //!   SIGTERM/SIGINT it deletes every container it made and exits (pid 1 powers the VM off instead).
 //! - `hako-agent init` with `_HAKO_INIT_FD` set: the container init that ProcessIsolation starts by
 //!   re-executing this binary.
@@ -43,12 +43,19 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().map(PathBuf::from).ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match a.to_str() {
             Some("--port") => o.port = Some(value("--port")?),
             Some("--state") => o.state = Some(value("--state")?),
             Some("--version") => {
-                println!("hako-agent {} (protocol {VERSION})", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "hako-agent {} (protocol {VERSION})",
+                    env!("CARGO_PKG_VERSION")
+                );
                 std::process::exit(0);
             }
             Some("--help" | "-h") => {
@@ -62,12 +69,17 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
 }
 
 fn hello() -> Message {
-    Message::Hello { version: VERSION, agent: format!("hako-agent {}", env!("CARGO_PKG_VERSION")) }
+    Message::Hello {
+        version: VERSION,
+        agent: format!("hako-agent {}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "init") && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some() {
+    if args.get(1).is_some_and(|a| a == "init")
+        && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some()
+    {
         hako_linux::init::main();
     }
     let opts = match parse(&args[1..]) {
@@ -79,7 +91,15 @@ fn main() {
     };
     log::install();
     let pid1 = std::process::id() == 1;
-    let root = opts.state.clone().unwrap_or_else(|| PathBuf::from("/run/hako"));
+    let default_root = if pid1 && opts.port.is_none() {
+        "/run/hako"
+    } else {
+        "/run/hako-agent"
+    };
+    let root = opts
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(default_root));
     match (&opts.port, pid1) {
         (Some(path), _) => standalone(path, &root, pid1),
         (None, true) => vm(&root),
@@ -129,7 +149,12 @@ fn vm(root: &std::path::Path) {
             sys::power_off();
         }
     };
-    let port = match std::fs::OpenOptions::new().read(true).write(true).open(&dev).map(|f| Port::from_fd(f.into())) {
+    let port = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&dev)
+        .map(|f| Port::from_fd(f.into()))
+    {
         Ok(Ok(p)) => p,
         Ok(Err(e)) | Err(e) => {
             log(format!("opening {}: {e}", dev.display()));
@@ -151,7 +176,13 @@ mod tests {
     fn options() {
         let a = |v: &[&str]| parse(&v.iter().map(OsString::from).collect::<Vec<_>>());
         assert_eq!(a(&[]).unwrap(), Options::default());
-        assert_eq!(a(&["--port", "-", "--state", "/x"]).unwrap(), Options { port: Some("-".into()), state: Some("/x".into()) });
+        assert_eq!(
+            a(&["--port", "-", "--state", "/x"]).unwrap(),
+            Options {
+                port: Some("-".into()),
+                state: Some("/x".into())
+            }
+        );
         assert!(a(&["--port"]).unwrap_err().contains("needs a value"));
         assert!(a(&["--bogus"]).unwrap_err().contains("unknown argument"));
     }

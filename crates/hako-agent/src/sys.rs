@@ -64,7 +64,12 @@ pub(crate) fn link_up(name: &str) -> io::Result<()> {
 
 /// Sets the window size of a pty (through its master).
 pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads one winsize struct that lives through the call.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
 }
@@ -87,7 +92,6 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_SETFL with flags read just above.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })
 }
-
 
 /// Makes this process the reaper of its orphaned descendants (what pid 1 is anyway).
 pub(crate) fn become_subreaper() -> io::Result<()> {
@@ -119,7 +123,10 @@ mod tests {
         assert!(fd_is_open(r.as_raw_fd()));
         set_nonblocking(r.as_fd()).unwrap();
         let mut buf = [0u8; 1];
-        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf), Err(nix::errno::Errno::EAGAIN));
+        assert_eq!(
+            nix::unistd::read(r.as_raw_fd(), &mut buf),
+            Err(nix::errno::Errno::EAGAIN)
+        );
         assert!(!fd_is_open(9999));
     }
 

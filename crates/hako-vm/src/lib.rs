@@ -43,8 +43,8 @@ pub enum VmError {
     /// The config asks for something a VM cannot do.
     #[error("{0}")]
     Config(String),
-    /// The VM did not boot.
-    #[error("VM boot failed: {0}")]
+    /// The VM did not boot (the text says how; the supervisor reports it through `create`).
+    #[error("{0}")]
     Boot(String),
     /// The supervisor is unreachable or failed.
     #[error("{0}")]

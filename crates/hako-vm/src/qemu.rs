@@ -54,7 +54,8 @@ fn tsc_khz() -> u64 {
 impl VmConfig {
     /// The kernel command line.
     pub fn cmdline(&self) -> String {
-        let mut c = String::from("console=ttyS0 quiet panic=-1 reboot=t pci=off nomodule");
+        // Every word without "=" that the kernel does not know becomes an argument of /init: keep them all known.
+        let mut c = String::from("console=ttyS0 quiet panic=-1 reboot=t pci=off");
         if self.accel.name == "tcg" {
             c.push_str(&format!(" tsc_early_khz={} clocksource=tsc tsc=reliable", tsc_khz()));
         }

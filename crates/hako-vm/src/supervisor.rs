@@ -343,7 +343,7 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
             let _ = e.read_to_string(&mut err);
         }
         let tail = tail_of(&console, 5);
-        VmError::Boot(format!("{what} (qemu {status}{}){}", if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) }, tail))
+        VmError::Boot(format!("VM boot failed: {what} (qemu {status}{}){}", if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) }, tail))
     };
     let agent = loop {
         match ctl.accept() {
@@ -416,15 +416,21 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
     Ok(if clean { 0 } else { 1 })
 }
 
-/// The last `n` lines of the guest console, as a suffix for error messages.
+/// What the guest console says about a failure, as a suffix for error messages: the agent's own lines and
+/// kernel panics first, else the last `n` lines.
 pub fn tail_of(console: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(console).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if lines.is_empty() {
-        return format!("; guest console: {} (empty)", console.display());
+        return format!("; guest console {} is empty", console.display());
     }
-    let tail = lines[lines.len().saturating_sub(n)..].join(" | ");
-    format!("; guest console {}: ... {tail}", console.display())
+    let telling: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("hako") || l.contains("Kernel panic") || l.contains("not syncing"))
+        .collect();
+    let pick = if telling.is_empty() { &lines[lines.len().saturating_sub(n)..] } else { &telling[telling.len().saturating_sub(n)..] };
+    format!("; guest console {}: {}", console.display(), pick.join(" | "))
 }
 
 /// The paths a supervisor leaves in a state directory.
