@@ -355,7 +355,7 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
             return Err(fail(&mut qemu, &mut qemu_err, "QEMU exited before the VM started".into()));
         }
         if Instant::now() > deadline {
-            return Err(fail(&mut qemu, &mut qemu_err, "QEMU did not connect the protocol port".into()));
+            return Err(fail(&mut qemu, &mut qemu_err, format!("the VM did not boot within {} ms (QEMU did not connect the protocol port)", plan.boot_timeout_ms)));
         }
         std::thread::sleep(Duration::from_millis(2));
     };

@@ -99,7 +99,8 @@ fn vm_lifecycle_exec_ps_stats_pause_kill_delete() {
         return;
     }
     let _one = serial();
-    let b = vm_bundle("vmlife").args(&["sleep", "1000"]);
+    // pid 1 of a pid namespace ignores signals it has no handler for: trap TERM.
+    let b = vm_bundle("vmlife").sh("trap 'exit 42' TERM; while true; do sleep 0.1; done");
     let rt = Runtime::new();
     let id = b.id();
     rt.create(&b).expect_ok();

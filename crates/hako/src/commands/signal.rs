@@ -16,15 +16,19 @@ pub(crate) fn kill(ctx: &Ctx, a: &KillArgs) -> Result<()> {
 }
 
 pub(crate) fn pause(ctx: &Ctx, id: &str) -> Result<()> {
-    let (_locked, state) = ctx.locked(id)?;
+    let (locked, mut state) = ctx.locked(id)?;
     let backend = ctx.backend(&state);
     require(&state, backend.status(&state), &[Status::Running], "pause it")?;
-    backend.pause(&state).map_err(|e| anyhow::anyhow!(e))
+    backend.pause(&state).map_err(|e| anyhow::anyhow!(e))?;
+    state.status = Status::Paused;
+    Ok(locked.save(&state)?)
 }
 
 pub(crate) fn resume(ctx: &Ctx, id: &str) -> Result<()> {
-    let (_locked, state) = ctx.locked(id)?;
+    let (locked, mut state) = ctx.locked(id)?;
     let backend = ctx.backend(&state);
     require(&state, backend.status(&state), &[Status::Paused], "resume it")?;
-    backend.resume(&state).map_err(|e| anyhow::anyhow!(e))
+    backend.resume(&state).map_err(|e| anyhow::anyhow!(e))?;
+    state.status = Status::Running;
+    Ok(locked.save(&state)?)
 }
