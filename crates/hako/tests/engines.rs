@@ -1429,3 +1429,62 @@ fn remove_stale_console_sockets() {
         }
     }
 }
+
+/// VM isolation needs the guest assets (scripts/vm-assets); without them these tests note it and pass,
+/// unless HAKO_REQUIRE_VM=1 (scripts/test sets it).
+fn vm_assets_present() -> bool {
+    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
+    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
+    if !ok {
+        assert!(std::env::var("HAKO_REQUIRE_VM").as_deref() != Ok("1"), "VM assets missing in {dir}: run scripts/vm-assets");
+        eprintln!("VM assets missing in {dir}: skipping");
+    }
+    ok && std::env::var_os("HAKO_TEST_RUNTIME").is_none()
+}
+
+fn host_kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+#[test]
+fn podman_runs_a_vm_isolated_container_by_annotation() {
+    if !vm_assets_present() {
+        return;
+    }
+    let p = podman();
+    let name = unique("hako-pdvm");
+    let out = run(p.run_cmd(&["--rm", "--name", &name, "--annotation", "org.hako.isolation=vm"]).args([
+        "/bin/sh",
+        "-c",
+        "uname -r; echo in-vm; exit 5",
+    ]));
+    assert_eq!(out.code(), Some(5), "exit status must come through: {out}");
+    let mut lines = out.stdout.lines();
+    let kernel = lines.next().unwrap_or_default();
+    assert_ne!(kernel, host_kernel(), "the container ran on the host kernel: {out}");
+    assert_eq!(lines.next(), Some("in-vm"), "{out}");
+
+    // exec into a running VM-isolated container.
+    let name = unique("hako-pdvmx");
+    run(p.run_cmd(&["-d", "--name", &name, "--annotation", "org.hako.isolation=vm"]).args(["sleep", "1000"])).ok();
+    let ex = run(p.cmd().args(["exec", &name, "/bin/sh", "-c", "uname -r; exit 4"]));
+    assert_eq!(ex.code(), Some(4), "{ex}");
+    assert_ne!(ex.stdout.trim(), host_kernel(), "{ex}");
+    run(p.cmd().args(["rm", "-f", "-t", "0", &name])).ok();
+}
+
+#[test]
+fn containerd_runs_a_vm_isolated_container_by_annotation() {
+    if !vm_assets_present() {
+        return;
+    }
+    let d = containerd();
+    let id = unique("hako-ctrvm");
+    let out = run(d.run_cmd(&["--rm", "--annotation", "org.hako.isolation=vm"], &id).args([
+        "/bin/sh",
+        "-c",
+        "uname -r; exit 6",
+    ]));
+    assert_eq!(out.code(), Some(6), "exit status must come through: {out}");
+    assert_ne!(out.stdout.trim(), host_kernel(), "the container ran on the host kernel: {out}");
+}
