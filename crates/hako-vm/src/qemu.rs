@@ -82,7 +82,10 @@ impl VmConfig {
             .args(["-append", &self.cmdline()])
             .args(["-device", "virtio-serial-device"])
             .args(["-chardev", &format!("socket,id=ctl,path={}", self.ctl_socket.display())])
-            .args(["-device", &format!("virtserialport,chardev=ctl,name={}", hako_proto::PORT_NAME)]);
+            .args(["-device", &format!("virtserialport,chardev=ctl,name={}", hako_proto::PORT_NAME)])
+            // Free page reporting: pages the guest frees go back to the host, so an idle VM costs what the
+            // guest uses rather than everything it ever touched (boot memory, the unpacked initramfs).
+            .args(["-device", "virtio-balloon-device,free-page-reporting=on"]);
         for (i, s) in self.shares.iter().enumerate() {
             let ro = if s.readonly { ",readonly=on" } else { "" };
             cmd.args(["-fsdev", &format!("local,id=fs{i},path={},security_model=passthrough{ro}", s.host.display())])
