@@ -229,7 +229,6 @@ impl Isolation for ProcessIsolation {
         dir.save(&state)?;
         dir.save_config(spec)?;
         let result = (|| -> Result<Spawned, BoxError> {
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T create-saved {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
             cgroup.create()?;
             if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
                 cgroup.apply(&with_default_devices(r, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default()))?;

@@ -115,7 +115,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         other => return Err(ChannelError::Unexpected { expected: "Config", got: describe(&other) }.into()),
     };
     let spec = &cfg.spec;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T init-config {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     let linux = spec.linux().as_ref();
     let proc_ = spec.process().as_ref().ok_or_else(|| sys_err("config")(std::io::Error::other("process is missing")))?;
 
@@ -170,7 +169,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     }
 
     // 3. The root filesystem (create only).
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T init-forked {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     let mut hook_state = String::new();
     if !cfg.exec {
         if cfg.ns.creates("mount") {
@@ -185,7 +183,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
             rootfs::prepare(spec, &plan)?;
         }
         ch.send(&Message::RunCreateRuntimeHooks)?;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T init-mounted {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
         hook_state = expect_hooks_done(ch)?;
         // The parent recorded our pid: from here `delete --force` can clean up after it, so init need not die with it.
         // SAFETY: prctl with integer arguments.
@@ -210,7 +207,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     }
 
     // 4. The process.
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T init-pivoted {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     if proc_.terminal().unwrap_or(false) {
         let (master, slave) = tty::open_pty()?;
         if !cfg.exec {
@@ -256,7 +252,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     }
     sys::cloexec_from(3 + cfg.preserve_fds).map_err(sys_err("closing inherited file descriptors"))?;
     ch.send(&Message::Ready)?;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T init-ready {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
 
     // 5. Wait for start, then exec. The fifo stays open (close-on-exec) until execve, so `hako start` reads
     // until end-of-file and learns whether startContainer hooks and execve succeeded; a failure is written

@@ -136,7 +136,6 @@ fn start_init(child_fd: i32, bind: bool, stdio: Option<[std::os::fd::RawFd; 3]>)
 /// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
 pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnError> {
     let exec_mode = req.config.exec;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T spawn {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     let (parent, child) = Channel::pair()?;
     let child_fd = child.as_raw_fd();
     let mut stage1 = match start_init(child_fd, true, req.stdio) {
@@ -146,7 +145,6 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
     };
     drop(child);
     let stage1_pid = stage1.id() as i32;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T spawned {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     let mut container_pid = 0;
     let result = (|| {
         if let Some(cg) = req.cgroup {

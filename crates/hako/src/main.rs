@@ -11,7 +11,6 @@ mod logging;
 use clap::Parser;
 
 fn main() {
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T main {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     if std::env::args_os().nth(1).is_some_and(|a| a == "init") && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some() {
         hako_linux::init::main();
     }

@@ -81,7 +81,6 @@ pub(crate) fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     console::become_subreaper()?;
     let (_, spawned) = create_inner(ctx, &a.id, &a.flags, true)?;
     let sfd = console::block_signals()?;
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T created {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
     let started = (|| {
         let (locked, mut state) = ctx.locked(&a.id)?;
         start_locked(ctx, &locked, &mut state)
@@ -94,7 +93,6 @@ pub(crate) fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
         }
     };
     if !a.keep {
-    { let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 }; unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) }; eprintln!("T exited {}", t.tv_sec as f64*1000.0+t.tv_nsec as f64/1e6); }
         super::delete::delete(ctx, &a.id, true)?;
     }
     Ok(code)
