@@ -157,22 +157,7 @@ pub fn sched_setattr(attr: &mut SchedAttr) -> io::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) }).map(drop)
 }
 
-/// Start time (clock ticks since boot) and state letter of `pid`, from /proc/PID/stat.
-pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((start, state))
-}
-
-/// Whether `pid` is the same live (not zombie) process that started at `start_time`.
-pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    pid > 0
-        && matches!(proc_stat(pid), Some((st, state)) if (start_time == 0 || st == start_time) && state != 'Z' && state != 'X')
-}
+pub use hako_runtime::procfs::{proc_stat, process_alive};
 
 /// A path as a C string.
 pub fn cstr(p: &Path) -> io::Result<CString> {

@@ -11,6 +11,7 @@ pub mod console;
 pub mod hooks;
 pub mod id;
 pub mod isolation;
+pub mod procfs;
 pub mod signal;
 pub mod state;
 

@@ -95,23 +95,11 @@ fn boxed(e: VmError) -> BoxError {
 }
 
 fn proc_start(pid: i32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    text.rfind(')').and_then(|i| text[i + 2..].split(' ').nth(19)).and_then(|s| s.parse().ok()).unwrap_or(0)
+    hako_runtime::procfs::proc_stat(pid).map(|s| s.0).unwrap_or(0)
 }
 
 fn alive(pid: i32, start: u64) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(t) => t,
-        Err(_) => return false,
-    };
-    let Some(i) = text.rfind(')') else { return false };
-    let mut f = text[i + 2..].split(' ');
-    let st = f.next().unwrap_or("X");
-    let started: u64 = f.nth(18).and_then(|s| s.parse().ok()).unwrap_or(0);
-    st != "Z" && st != "X" && (start == 0 || started == start)
+    hako_runtime::procfs::process_alive(pid, start)
 }
 
 /// The VM's vCPUs and RAM: never less than the container was promised, plus the guest's own needs.
