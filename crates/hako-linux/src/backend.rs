@@ -54,10 +54,6 @@ pub struct ProcessIsolation;
 
 const FIFO: &str = "exec.fifo";
 
-fn owner() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
-}
 
 /// The cgroup hierarchies as a container's /sys/fs/cgroup shows them.
 fn cgroup_plans(cg: &Cgroup) -> Vec<CgroupMountPlan> {
@@ -220,7 +216,7 @@ impl Isolation for ProcessIsolation {
             rootfs: bundle.rootfs.clone(),
             annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             created: now_rfc3339(),
-            owner: owner(),
+            owner: hako_runtime::state::owner_name(),
             isolation: self.name().into(),
             hooks: spec.hooks().clone(),
             backend: serde_json::to_value(Data { cgroup: Some(cgroup.clone()), namespaces: ns.kinds(), own_pid_ns: ns.has("pid"), state_dir: dir.dir().to_owned() })?,

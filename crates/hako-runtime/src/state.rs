@@ -299,6 +299,19 @@ fn read_state(id: &ContainerId, dir: &Path) -> Result<State, StateError> {
     serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { id: id.to_string(), path, source })
 }
 
+/// The name of the calling user from /etc/passwd, else the uid as a number (no NSS: hako may be linked
+/// statically, and the guest agent has no NSS modules).
+pub fn owner_name() -> String {
+    let uid = nix::unistd::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2].parse() == Ok(uid))
+        .map(|f| f[0].to_string())
+        .unwrap_or_else(|| uid.to_string())
+}
+
 /// Now as RFC 3339 UTC with nanoseconds, e.g. `2026-11-30T05:29:46.123456789Z`.
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

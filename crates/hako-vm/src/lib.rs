@@ -361,7 +361,7 @@ impl Isolation for VmIsolation {
             rootfs: bundle.rootfs.clone(),
             annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             created: now_rfc3339(),
-            owner: nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_else(|| "root".into()),
+            owner: hako_runtime::state::owner_name(),
             isolation: self.name().into(),
             hooks: spec.hooks().clone(),
             backend: serde_json::to_value(Data { state_dir: dir.dir().to_owned(), accel: accel.name.clone(), cpus, memory_mib, ..Default::default() })?,
