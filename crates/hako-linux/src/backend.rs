@@ -422,9 +422,11 @@ impl Isolation for ProcessIsolation {
     fn cleanup(&self, state: &State) -> Result<(), BoxError> {
         let d = data(state);
         let alive = sys::process_alive(state.pid, state.pid_start_time);
-        if let Some(cg) = &d.cgroup {
-            // Every process of the container, also those outside its pid namespace's reach. Freezing for
-            // kill_all is costly, so skip it when the cgroup is already empty (the common case after exit).
+        // When the init of the container's own pid namespace is gone, the kernel has killed every process
+        // in it already; otherwise kill everything in the cgroup (freezing for that is costly, so only when
+        // the cgroup is not empty).
+        let ns_gone = d.own_pid_ns && !alive;
+        if let Some(cg) = d.cgroup.as_ref().filter(|_| !ns_gone) {
             if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
                 let _ = cg.kill_all(libc::SIGKILL);
                 let _ = cg.thaw();

@@ -23,8 +23,13 @@ fn options(f: &CreateFlags, foreground: bool) -> CreateOptions {
     }
 }
 
-/// Creates the container; on failure its state directory is gone again.
-fn create_inner(ctx: &Ctx, id: &str, f: &CreateFlags, foreground: bool) -> Result<(State, hako_runtime::isolation::Spawned)> {
+/// Creates the container and returns it still locked; on failure its state directory is gone again.
+fn create_inner(
+    ctx: &Ctx,
+    id: &str,
+    f: &CreateFlags,
+    foreground: bool,
+) -> Result<(hako_runtime::state::Locked, State, hako_runtime::isolation::Spawned)> {
     let id = ContainerId::parse(id)?;
     let bundle = Bundle::load(&f.bundle)?;
     let mode = super::isolation::choose(&bundle.spec)?;
@@ -39,7 +44,7 @@ fn create_inner(ctx: &Ctx, id: &str, f: &CreateFlags, foreground: bool) -> Resul
                     return Err(e);
                 }
             }
-            Ok((state, spawned))
+            Ok((dir, state, spawned))
         }
         Err(e) => {
             let _ = dir.remove();
@@ -79,12 +84,11 @@ pub(crate) fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
         return Ok(0);
     }
     console::become_subreaper()?;
-    let (_, spawned) = create_inner(ctx, &a.id, &a.flags, true)?;
+    let (locked, mut state, spawned) = create_inner(ctx, &a.id, &a.flags, true)?;
     let sfd = console::block_signals()?;
-    let started = (|| {
-        let (locked, mut state) = ctx.locked(&a.id)?;
-        start_locked(ctx, &locked, &mut state)
-    })();
+    let started = start_locked(ctx, &locked, &mut state);
+    // Other commands (kill, state, exec) may reach the container while it runs.
+    drop(locked);
     let code = match started {
         Ok(()) => console::wait(spawned.pid, sfd, spawned.console)?,
         Err(e) => {
