@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hako_cgroups::{Cgroup, Version};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
-use hako_runtime::state::{now_rfc3339, Locked, State, Status};
+use hako_runtime::state::{Locked, State, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -206,21 +206,7 @@ impl Isolation for ProcessIsolation {
         let ns = NsPlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
         validate(spec, &ns, opts)?;
         let cgroup = Cgroup::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), dir.id().as_str())?;
-        let mut state = State {
-            oci_version: spec.version().clone(),
-            id: dir.id().to_string(),
-            status: Status::Creating,
-            pid: 0,
-            pid_start_time: 0,
-            bundle: bundle.path.clone(),
-            rootfs: bundle.rootfs.clone(),
-            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-            created: now_rfc3339(),
-            owner: hako_runtime::state::owner_name(),
-            isolation: self.name().into(),
-            hooks: spec.hooks().clone(),
-            backend: serde_json::to_value(Data { cgroup: Some(cgroup.clone()), namespaces: ns.kinds(), own_pid_ns: ns.has("pid"), state_dir: dir.dir().to_owned() })?,
-        };
+        let mut state = State::creating(dir.id(), bundle, self.name(), serde_json::to_value(Data { cgroup: Some(cgroup.clone()), namespaces: ns.kinds(), own_pid_ns: ns.has("pid"), state_dir: dir.dir().to_owned() })?);
         // From here on, state.json names everything to clean up.
         dir.save(&state)?;
         dir.save_config(spec)?;

@@ -124,6 +124,27 @@ pub struct State {
 }
 
 impl State {
+    /// The state of container `id` whose `create` starts now: status `creating`, no pid yet, everything else
+    /// from the bundle. `backend` is the backend's own data (what it must find again to clean up).
+    pub fn creating(id: &ContainerId, bundle: &crate::bundle::Bundle, isolation: &str, backend: serde_json::Value) -> State {
+        let spec = &bundle.spec;
+        State {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start_time: 0,
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            created: now_rfc3339(),
+            owner: owner_name(),
+            isolation: isolation.into(),
+            hooks: spec.hooks().clone(),
+            backend,
+        }
+    }
+
     /// The runtime-spec state document (`hako state`, hook stdin) with `status` as given.
     pub fn oci_json(&self, status: Status) -> serde_json::Value {
         serde_json::json!({

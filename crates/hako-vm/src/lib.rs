@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use hako_proto::{Op, Reply};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
-use hako_runtime::state::{now_rfc3339, Locked, State, Status};
+use hako_runtime::state::{Locked, State, Status};
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -351,21 +351,7 @@ impl Isolation for VmIsolation {
         let assets = assets::Assets::locate().map_err(boxed)?;
         let accel = accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
         let (cpus, memory_mib) = sizing(spec);
-        let mut state = State {
-            oci_version: spec.version().clone(),
-            id: dir.id().to_string(),
-            status: Status::Creating,
-            pid: 0,
-            pid_start_time: 0,
-            bundle: bundle.path.clone(),
-            rootfs: bundle.rootfs.clone(),
-            annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-            created: now_rfc3339(),
-            owner: hako_runtime::state::owner_name(),
-            isolation: self.name().into(),
-            hooks: spec.hooks().clone(),
-            backend: serde_json::to_value(Data { state_dir: dir.dir().to_owned(), accel: accel.name.clone(), cpus, memory_mib, ..Default::default() })?,
-        };
+        let mut state = State::creating(dir.id(), bundle, self.name(), serde_json::to_value(Data { state_dir: dir.dir().to_owned(), accel: accel.name.clone(), cpus, memory_mib, ..Default::default() })?);
         dir.save(&state)?;
         dir.save_config(spec)?;
         let result = (|| -> Result<Spawned, BoxError> {
