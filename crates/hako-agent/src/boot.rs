@@ -50,13 +50,7 @@ pub(crate) enum BootError {
     },
 }
 
-fn mnt(
-    source: &str,
-    target: &str,
-    fstype: &str,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<(), BootError> {
+fn mnt(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<(), BootError> {
     fs::create_dir_all(target).map_err(|source| BootError::Mount {
         fstype: fstype.into(),
         target: target.into(),
@@ -72,9 +66,7 @@ fn mnt(
 /// Whether `/` is a mount without a parent (the kernel's initramfs root, rootfs), which `pivot_root` refuses
 /// to leave.
 fn root_is_rootfs() -> bool {
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| root_without_parent(&t))
-        .unwrap_or(false)
+    fs::read_to_string("/proc/self/mountinfo").map(|t| root_without_parent(&t)).unwrap_or(false)
 }
 
 /// In mountinfo a mount without a parent is its own parent (field 2 equals field 1).
@@ -88,22 +80,12 @@ fn root_without_parent(mountinfo: &str) -> bool {
 /// Makes `/` a bind mount of the initramfs that has a parent mount: `pivot_root` needs its current root to
 /// have one, and the kernel's rootfs has none. No file is copied.
 fn leave_rootfs() -> Result<(), BootError> {
-    let step = |step: &'static str| {
-        move |e: nix::Error| BootError::SwitchRoot {
-            step,
-            source: e.into(),
-        }
-    };
+    let step = |step: &'static str| move |e: nix::Error| BootError::SwitchRoot { step, source: e.into() };
     let new = "/.hako-root";
-    fs::create_dir_all(new).map_err(|source| BootError::SwitchRoot {
-        step: "mkdir /.hako-root",
-        source,
-    })?;
-    mount(Some("/"), new, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(step("bind / on /.hako-root"))?;
+    fs::create_dir_all(new).map_err(|source| BootError::SwitchRoot { step: "mkdir /.hako-root", source })?;
+    mount(Some("/"), new, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(step("bind / on /.hako-root"))?;
     nix::unistd::chdir(new).map_err(step("chdir /.hako-root"))?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(step("move /.hako-root to /"))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(step("move /.hako-root to /"))?;
     nix::unistd::chroot(".").map_err(step("chroot"))?;
     nix::unistd::chdir("/").map_err(step("chdir /"))?;
     let _ = fs::remove_dir(new);
@@ -120,12 +102,7 @@ fn ensure_stdio() {
         .read(true)
         .write(true)
         .open("/dev/console")
-        .or_else(|_| {
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-        });
+        .or_else(|_| fs::OpenOptions::new().read(true).write(true).open("/dev/null"));
     if let Ok(f) = f {
         for fd in missing {
             let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), fd);
@@ -136,44 +113,16 @@ fn ensure_stdio() {
 /// Everything pid 1 sets up before it looks for the port.
 pub(crate) fn setup() -> Result<(), BootError> {
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mnt(
-        "proc",
-        "/proc",
-        "proc",
-        nosuid_nodev | MsFlags::MS_NOEXEC,
-        None,
-    )?;
+    mnt("proc", "/proc", "proc", nosuid_nodev | MsFlags::MS_NOEXEC, None)?;
     if root_is_rootfs() {
-        nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
-            BootError::SwitchRoot {
-                step: "unmount /proc",
-                source: e.into(),
-            }
-        })?;
+        nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| BootError::SwitchRoot { step: "unmount /proc", source: e.into() })?;
         leave_rootfs()?;
-        mnt(
-            "proc",
-            "/proc",
-            "proc",
-            nosuid_nodev | MsFlags::MS_NOEXEC,
-            None,
-        )?;
+        mnt("proc", "/proc", "proc", nosuid_nodev | MsFlags::MS_NOEXEC, None)?;
     }
-    mnt(
-        "devtmpfs",
-        "/dev",
-        "devtmpfs",
-        MsFlags::MS_NOSUID,
-        Some("mode=0755"),
-    )?;
+    mnt("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755"))?;
     ensure_stdio();
-    mnt(
-        "sysfs",
-        "/sys",
-        "sysfs",
-        nosuid_nodev | MsFlags::MS_NOEXEC,
-        None,
-    )?;
+    mnt("sysfs", "/sys", "sysfs", nosuid_nodev | MsFlags::MS_NOEXEC, None)?;
     mnt(
         "devpts",
         "/dev/pts",
@@ -184,13 +133,7 @@ pub(crate) fn setup() -> Result<(), BootError> {
     mnt("shm", "/dev/shm", "tmpfs", nosuid_nodev, Some("mode=1777"))?;
     mnt("tmpfs", "/run", "tmpfs", nosuid_nodev, Some("mode=0755"))?;
     mnt("tmpfs", "/tmp", "tmpfs", nosuid_nodev, Some("mode=1777"))?;
-    mnt(
-        "cgroup2",
-        "/sys/fs/cgroup",
-        "cgroup2",
-        nosuid_nodev | MsFlags::MS_NOEXEC,
-        None,
-    )?;
+    mnt("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid_nodev | MsFlags::MS_NOEXEC, None)?;
     enable_controllers(Path::new("/sys/fs/cgroup"));
     load_modules(Path::new("/lib/modules"));
     if let Err(e) = sys::link_up("lo") {
@@ -203,18 +146,12 @@ pub(crate) fn setup() -> Result<(), BootError> {
 /// one so that one controller the kernel refuses does not keep the others off.
 pub(crate) fn enable_controllers(dir: &Path) {
     let Ok(list) = fs::read_to_string(dir.join("cgroup.controllers")) else {
-        log(format!(
-            "cgroup: cannot read {}/cgroup.controllers",
-            dir.display()
-        ));
+        log(format!("cgroup: cannot read {}/cgroup.controllers", dir.display()));
         return;
     };
     for c in list.split_whitespace() {
         if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
-            log(format!(
-                "cgroup: enabling controller {c} in {}: {e}",
-                dir.display()
-            ));
+            log(format!("cgroup: enabling controller {c} in {}: {e}", dir.display()));
         }
     }
 }
@@ -232,11 +169,8 @@ fn module_list(dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "ko")).collect();
     files.sort();
     files
 }
@@ -264,10 +198,7 @@ pub(crate) fn find_port(name: &'static str, timeout: Duration) -> Result<PathBuf
             }
         }
         if start.elapsed() > timeout {
-            return Err(BootError::NoPort {
-                name,
-                secs: timeout.as_secs(),
-            });
+            return Err(BootError::NoPort { name, secs: timeout.as_secs() });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -288,18 +219,14 @@ mod tests {
 
     #[test]
     fn rootfs_root_is_recognised() {
-        let initramfs =
-            "1 1 0:2 / / rw - rootfs rootfs rw\n17 1 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw\n";
+        let initramfs = "1 1 0:2 / / rw - rootfs rootfs rw\n17 1 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw\n";
         assert!(root_without_parent(initramfs));
         // After leave_rootfs: a bind of the same file system, whose parent is the hidden rootfs.
         let moved = "25 1 0:2 / / rw - rootfs rootfs rw\n";
         assert!(!root_without_parent(moved));
-        let disk =
-            "22 1 8:1 / / rw,relatime - ext4 /dev/vda rw\n23 22 0:2 / /x rw - tmpfs tmpfs rw\n";
+        let disk = "22 1 8:1 / / rw,relatime - ext4 /dev/vda rw\n23 22 0:2 / /x rw - tmpfs tmpfs rw\n";
         assert!(!root_without_parent(disk));
-        assert!(!root_without_parent(
-            &fs::read_to_string("/proc/self/mountinfo").unwrap()
-        ));
+        assert!(!root_without_parent(&fs::read_to_string("/proc/self/mountinfo").unwrap()));
     }
 
     #[test]
@@ -309,23 +236,11 @@ mod tests {
             fs::write(d.path().join(m), b"").unwrap();
         }
         let names = |v: Vec<PathBuf>| -> Vec<String> {
-            v.iter()
-                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-                .collect()
+            v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
         };
-        assert_eq!(
-            names(module_list(d.path())),
-            ["9p.ko", "virtio.ko", "virtio_ring.ko"]
-        );
-        fs::write(
-            d.path().join("load-order"),
-            "virtio_ring.ko\nvirtio.ko\n\n9p.ko\n",
-        )
-        .unwrap();
-        assert_eq!(
-            names(module_list(d.path())),
-            ["virtio_ring.ko", "virtio.ko", "9p.ko"]
-        );
+        assert_eq!(names(module_list(d.path())), ["9p.ko", "virtio.ko", "virtio_ring.ko"]);
+        fs::write(d.path().join("load-order"), "virtio_ring.ko\nvirtio.ko\n\n9p.ko\n").unwrap();
+        assert_eq!(names(module_list(d.path())), ["virtio_ring.ko", "virtio.ko", "9p.ko"]);
         assert!(module_list(&d.path().join("none")).is_empty());
     }
 
@@ -336,10 +251,7 @@ mod tests {
             fs::create_dir(d.path().join(dir)).unwrap();
             fs::write(d.path().join(dir).join("name"), format!("{name}\n")).unwrap();
         }
-        assert_eq!(
-            port_in(d.path(), hako_proto::PORT_NAME).as_deref(),
-            Some("vport0p1")
-        );
+        assert_eq!(port_in(d.path(), hako_proto::PORT_NAME).as_deref(), Some("vport0p1"));
         assert_eq!(port_in(d.path(), "nope"), None);
     }
 }

@@ -71,11 +71,7 @@ impl Subscriber for Forward {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut fields = Fields(String::new());
         event.record(&mut fields);
-        log(format!(
-            "{}: {}",
-            event.metadata().level().as_str().to_lowercase(),
-            fields.0
-        ));
+        log(format!("{}: {}", event.metadata().level().as_str().to_lowercase(), fields.0));
     }
 
     fn enter(&self, _: &span::Id) {}
@@ -95,13 +91,7 @@ mod tests {
             tracing::debug!("not forwarded");
         });
         let lines = take();
-        assert!(
-            lines.iter().any(|l| l == "warn: cleanup of c1 failed"),
-            "{lines:?}"
-        );
-        assert!(
-            !lines.iter().any(|l| l.contains("not forwarded")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l == "warn: cleanup of c1 failed"), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("not forwarded")), "{lines:?}");
     }
 }

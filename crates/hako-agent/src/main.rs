@@ -43,19 +43,13 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .map(PathBuf::from)
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
+        let mut value =
+            |name: &str| it.next().map(PathBuf::from).ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match a.to_str() {
             Some("--port") => o.port = Some(value("--port")?),
             Some("--state") => o.state = Some(value("--state")?),
             Some("--version") => {
-                println!(
-                    "hako-agent {} (protocol {VERSION})",
-                    env!("CARGO_PKG_VERSION")
-                );
+                println!("hako-agent {} (protocol {VERSION})", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             Some("--help" | "-h") => {
@@ -69,17 +63,12 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
 }
 
 fn hello() -> Message {
-    Message::Hello {
-        version: VERSION,
-        agent: format!("hako-agent {}", env!("CARGO_PKG_VERSION")),
-    }
+    Message::Hello { version: VERSION, agent: format!("hako-agent {}", env!("CARGO_PKG_VERSION")) }
 }
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "init")
-        && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some()
-    {
+    if args.get(1).is_some_and(|a| a == "init") && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some() {
         hako_linux::init::main();
     }
     let opts = match parse(&args[1..]) {
@@ -91,15 +80,8 @@ fn main() {
     };
     log::install();
     let pid1 = std::process::id() == 1;
-    let default_root = if pid1 && opts.port.is_none() {
-        "/run/hako"
-    } else {
-        "/run/hako-agent"
-    };
-    let root = opts
-        .state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(default_root));
+    let default_root = if pid1 && opts.port.is_none() { "/run/hako" } else { "/run/hako-agent" };
+    let root = opts.state.clone().unwrap_or_else(|| PathBuf::from(default_root));
     match (&opts.port, pid1) {
         (Some(path), _) => standalone(path, &root, pid1),
         (None, true) => vm(&root),
@@ -149,12 +131,7 @@ fn vm(root: &std::path::Path) {
             sys::power_off();
         }
     };
-    let port = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&dev)
-        .map(|f| Port::from_fd(f.into()))
-    {
+    let port = match std::fs::OpenOptions::new().read(true).write(true).open(&dev).map(|f| Port::from_fd(f.into())) {
         Ok(Ok(p)) => p,
         Ok(Err(e)) | Err(e) => {
             log(format!("opening {}: {e}", dev.display()));
@@ -178,10 +155,7 @@ mod tests {
         assert_eq!(a(&[]).unwrap(), Options::default());
         assert_eq!(
             a(&["--port", "-", "--state", "/x"]).unwrap(),
-            Options {
-                port: Some("-".into()),
-                state: Some("/x".into())
-            }
+            Options { port: Some("-".into()), state: Some("/x".into()) }
         );
         assert!(a(&["--port"]).unwrap_err().contains("needs a value"));
         assert!(a(&["--bogus"]).unwrap_err().contains("unknown argument"));

@@ -79,30 +79,16 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-fn failed<'a>(
-    who: &'a str,
-    step: &'static str,
-) -> impl FnOnce(hako_runtime::isolation::BoxError) -> OpError + 'a {
-    move |e| OpError::Failed {
-        who: who.to_owned(),
-        step,
-        cause: chain(e.as_ref()),
-    }
+fn failed<'a>(who: &'a str, step: &'static str) -> impl FnOnce(hako_runtime::isolation::BoxError) -> OpError + 'a {
+    move |e| OpError::Failed { who: who.to_owned(), step, cause: chain(e.as_ref()) }
 }
 
 fn io_failed<'a>(who: &'a str, step: &'static str) -> impl FnOnce(std::io::Error) -> OpError + 'a {
-    move |e| OpError::Failed {
-        who: who.to_owned(),
-        step,
-        cause: e.to_string(),
-    }
+    move |e| OpError::Failed { who: who.to_owned(), step, cause: e.to_string() }
 }
 
 fn refused(who: &str, what: impl Into<String>) -> OpError {
-    OpError::Refused {
-        who: who.to_owned(),
-        what: what.into(),
-    }
+    OpError::Refused { who: who.to_owned(), what: what.into() }
 }
 
 /// A request's answer: now, or later (Wait).
@@ -122,11 +108,7 @@ struct Plumbing {
 }
 
 fn null(write: bool) -> std::io::Result<OwnedFd> {
-    Ok(std::fs::OpenOptions::new()
-        .read(!write)
-        .write(write)
-        .open("/dev/null")?
-        .into())
+    Ok(std::fs::OpenOptions::new().read(!write).write(write).open("/dev/null")?.into())
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -137,11 +119,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// puts the pty on 0, 1 and 2).
 fn plumb(stdio: &Stdio, terminal: bool) -> std::io::Result<Plumbing> {
     if terminal {
-        return Ok(Plumbing {
-            child: [null(false)?, null(true)?, null(true)?],
-            stdin: None,
-            outputs: Vec::new(),
-        });
+        return Ok(Plumbing { child: [null(false)?, null(true)?, null(true)?], stdin: None, outputs: Vec::new() });
     }
     let (stdin_child, stdin) = match stdio.stdin {
         Some(s) => {
@@ -165,49 +143,30 @@ fn plumb(stdio: &Stdio, terminal: bool) -> std::io::Result<Plumbing> {
     };
     let stdout_child = out(stdio.stdout)?;
     let stderr_child = out(stdio.stderr)?;
-    Ok(Plumbing {
-        child: [stdin_child, stdout_child, stderr_child],
-        stdin,
-        outputs,
-    })
+    Ok(Plumbing { child: [stdin_child, stdout_child, stderr_child], stdin, outputs })
 }
 
 /// Mounts one share; returns where.
 fn mount_share(who: &str, share: &Share) -> Result<PathBuf, OpError> {
     let (fstype, source, data) = match share.tag.strip_prefix("virtiofs:") {
         Some(tag) => ("virtiofs", tag, None),
-        None => (
-            "9p",
-            share.tag.as_str(),
-            Some("trans=virtio,version=9p2000.L,msize=512000"),
-        ),
+        None => ("9p", share.tag.as_str(), Some("trans=virtio,version=9p2000.L,msize=512000")),
     };
     let path = PathBuf::from(&share.guest_path);
-    let fail = |e: std::io::Error| {
-        OpError::Failed {
+    let fail = |e: std::io::Error| OpError::Failed {
         who: who.to_owned(),
         step: "mounting a share",
-        cause: format!("{fstype} tag {source} on {}: {e}; the VM needs a {fstype} device with mount tag {source}", path.display()),
-    }
+        cause: format!(
+            "{fstype} tag {source} on {}: {e}; the VM needs a {fstype} device with mount tag {source}",
+            path.display()
+        ),
     };
     if !path.is_absolute() {
-        return Err(refused(
-            who,
-            format!(
-                "share {} has a relative guest path {}",
-                share.tag,
-                path.display()
-            ),
-        ));
+        return Err(refused(who, format!("share {} has a relative guest path {}", share.tag, path.display())));
     }
     std::fs::create_dir_all(&path).map_err(fail)?;
-    let flags = if share.readonly {
-        MsFlags::MS_RDONLY
-    } else {
-        MsFlags::empty()
-    };
-    nix::mount::mount(Some(source), &path, Some(fstype), flags, data)
-        .map_err(|e| fail(e.into()))?;
+    let flags = if share.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    nix::mount::mount(Some(source), &path, Some(fstype), flags, data).map_err(|e| fail(e.into()))?;
     Ok(path)
 }
 
@@ -231,25 +190,10 @@ impl Server {
     fn dispatch(&mut self, req: u64, op: Op) -> Answer {
         let done = |r: Result<(), OpError>| Answer::Now(r.map(|()| Reply::Done));
         match op {
-            Op::Create {
-                id,
-                config,
-                shares,
-                stdio,
-            } => Answer::Now(self.create(&id, config, &shares, &stdio)),
+            Op::Create { id, config, shares, stdio } => Answer::Now(self.create(&id, config, &shares, &stdio)),
             Op::Start { id } => done(self.start(&id)),
-            Op::Exec {
-                id,
-                exec_id,
-                process,
-                stdio,
-            } => Answer::Now(self.exec(&id, &exec_id, process, &stdio)),
-            Op::Kill {
-                id,
-                exec_id,
-                signal,
-                all,
-            } => done(self.kill(&id, exec_id, signal, all)),
+            Op::Exec { id, exec_id, process, stdio } => Answer::Now(self.exec(&id, &exec_id, process, &stdio)),
+            Op::Kill { id, exec_id, signal, all } => done(self.kill(&id, exec_id, signal, all)),
             Op::Wait { id, exec_id } => self.wait(req, id, exec_id),
             Op::Ps { id } => Answer::Now(self.container(&id).and_then(|c| {
                 self.iso
@@ -263,22 +207,15 @@ impl Server {
                     .map(|data| Reply::Stats { data })
                     .map_err(failed(&who(&(id.clone(), None)), "stats"))
             })),
-            Op::Resize {
-                id,
-                exec_id,
-                rows,
-                cols,
-            } => done(self.resize(&id, exec_id, rows, cols)),
-            Op::Pause { id } => done(self.container(&id).and_then(|c| {
-                self.iso
-                    .pause(&c.state)
-                    .map_err(failed(&format!("container {id}"), "pause"))
-            })),
-            Op::Resume { id } => done(self.container(&id).and_then(|c| {
-                self.iso
-                    .resume(&c.state)
-                    .map_err(failed(&format!("container {id}"), "resume"))
-            })),
+            Op::Resize { id, exec_id, rows, cols } => done(self.resize(&id, exec_id, rows, cols)),
+            Op::Pause { id } => done(
+                self.container(&id)
+                    .and_then(|c| self.iso.pause(&c.state).map_err(failed(&format!("container {id}"), "pause"))),
+            ),
+            Op::Resume { id } => done(
+                self.container(&id)
+                    .and_then(|c| self.iso.resume(&c.state).map_err(failed(&format!("container {id}"), "resume"))),
+            ),
             Op::Update { id, resources } => done(self.update(&id, resources)),
             Op::Delete { id } => done(self.delete(&id)),
             Op::Shutdown => {
@@ -290,28 +227,20 @@ impl Server {
     }
 
     fn container(&self, id: &str) -> Result<&Container, OpError> {
-        self.containers
-            .get(id)
-            .ok_or_else(|| OpError::NoContainer(id.to_owned()))
+        self.containers.get(id).ok_or_else(|| OpError::NoContainer(id.to_owned()))
     }
 
     fn proc_of(&self, key: &Key) -> Result<&Proc, OpError> {
         self.container(&key.0)?;
         self.procs.get(key).ok_or_else(|| match &key.1 {
-            Some(e) => OpError::NoProcess {
-                id: key.0.clone(),
-                exec_id: e.clone(),
-            },
+            Some(e) => OpError::NoProcess { id: key.0.clone(), exec_id: e.clone() },
             None => OpError::NoContainer(key.0.clone()),
         })
     }
 
     /// Refuses stream ids that a live process already uses.
     fn check_streams(&self, who: &str, stdio: &Stdio) -> Result<(), OpError> {
-        for s in [stdio.stdin, stdio.stdout, stdio.stderr]
-            .into_iter()
-            .flatten()
-        {
+        for s in [stdio.stdin, stdio.stdout, stdio.stderr].into_iter().flatten() {
             if self.inputs.contains_key(&s) || self.outputs.iter().any(|o| o.stream == Some(s)) {
                 return Err(refused(
                     who,
@@ -323,19 +252,8 @@ impl Server {
     }
 
     /// Records a new process and its streams.
-    fn register(
-        &mut self,
-        key: Key,
-        pid: i32,
-        plumbing: Plumbing,
-        console: Option<OwnedFd>,
-        stdio: &Stdio,
-    ) {
-        let Plumbing {
-            child,
-            mut stdin,
-            mut outputs,
-        } = plumbing;
+    fn register(&mut self, key: Key, pid: i32, plumbing: Plumbing, console: Option<OwnedFd>, stdio: &Stdio) {
+        let Plumbing { child, mut stdin, mut outputs } = plumbing;
         drop(child);
         if let Some(master) = &console {
             if let Err(e) = sys::set_nonblocking(master.as_fd()) {
@@ -355,33 +273,14 @@ impl Server {
         let has_console = console.is_some();
         self.procs.insert(
             key.clone(),
-            Proc {
-                pid,
-                status: None,
-                open_outputs: outputs.len(),
-                console,
-                waiters: Vec::new(),
-                finished: false,
-            },
+            Proc { pid, status: None, open_outputs: outputs.len(), console, waiters: Vec::new(), finished: false },
         );
         self.pids.insert(pid, key.clone());
         for (stream, fd) in outputs {
-            self.outputs.push(Output {
-                fd,
-                stream,
-                key: key.clone(),
-            });
+            self.outputs.push(Output { fd, stream, key: key.clone() });
         }
         if let Some((s, fd)) = stdin {
-            self.inputs.insert(
-                s,
-                Input {
-                    fd,
-                    pending: Vec::new(),
-                    eof: false,
-                    key: key.clone(),
-                },
-            );
+            self.inputs.insert(s, Input { fd, pending: Vec::new(), eof: false, key: key.clone() });
         }
         if has_console || stdio.terminal {
             if let Some(s) = stdio.stderr {
@@ -404,43 +303,20 @@ impl Server {
             return Err(OpError::Exists(id.to_owned()));
         }
         self.check_streams(&who, stdio)?;
-        let terminal = config
-            .pointer("/process/terminal")
-            .and_then(|t| t.as_bool())
-            .unwrap_or(false);
+        let terminal = config.pointer("/process/terminal").and_then(|t| t.as_bool()).unwrap_or(false);
         if terminal != stdio.terminal {
             return Err(refused(
                 &who,
-                format!(
-                    "stdio.terminal is {} but process.terminal is {terminal}: they must agree",
-                    stdio.terminal
-                ),
+                format!("stdio.terminal is {} but process.terminal is {terminal}: they must agree", stdio.terminal),
             ));
         }
         let bundle_dir = self.bundles.join(id);
         let mut mounts = Vec::new();
-        let result = self.create_in(
-            &who,
-            &cid,
-            &config,
-            shares,
-            stdio,
-            terminal,
-            &bundle_dir,
-            &mut mounts,
-        );
+        let result = self.create_in(&who, &cid, &config, shares, stdio, terminal, &bundle_dir, &mut mounts);
         match result {
             Ok((state, spec, spawned, plumbing)) => {
                 let pid = spawned.pid;
-                self.containers.insert(
-                    id.to_owned(),
-                    Container {
-                        state,
-                        spec,
-                        bundle_dir,
-                        mounts,
-                    },
-                );
+                self.containers.insert(id.to_owned(), Container { state, spec, bundle_dir, mounts });
                 self.register((id.to_owned(), None), pid, plumbing, spawned.console, stdio);
                 Ok(Reply::Created { pid })
             }
@@ -464,12 +340,7 @@ impl Server {
         bundle_dir: &Path,
         mounts: &mut Vec<PathBuf>,
     ) -> Result<
-        (
-            hako_runtime::state::State,
-            oci_spec::runtime::Spec,
-            hako_runtime::isolation::Spawned,
-            Plumbing,
-        ),
+        (hako_runtime::state::State, oci_spec::runtime::Spec, hako_runtime::isolation::Spawned, Plumbing),
         OpError,
     > {
         for share in shares {
@@ -477,21 +348,13 @@ impl Server {
         }
         std::fs::create_dir_all(bundle_dir).map_err(io_failed(who, "bundle directory"))?;
         let text = serde_json::to_vec(config).map_err(|e| io_failed(who, "config")(e.into()))?;
-        std::fs::write(bundle_dir.join("config.json"), text)
-            .map_err(io_failed(who, "writing config.json"))?;
+        std::fs::write(bundle_dir.join("config.json"), text).map_err(io_failed(who, "writing config.json"))?;
         let bundle = Bundle::load(bundle_dir).map_err(|e| refused(who, chain(&e)))?;
         let plumbing = plumb(stdio, terminal).map_err(io_failed(who, "stdio pipes"))?;
-        let locked = self
-            .store
-            .create(cid)
-            .map_err(|e| refused(who, chain(&e)))?;
+        let locked = self.store.create(cid).map_err(|e| refused(who, chain(&e)))?;
         let opts = CreateOptions {
             foreground: true,
-            stdio: Some([
-                plumbing.child[0].as_raw_fd(),
-                plumbing.child[1].as_raw_fd(),
-                plumbing.child[2].as_raw_fd(),
-            ]),
+            stdio: Some([plumbing.child[0].as_raw_fd(), plumbing.child[1].as_raw_fd(), plumbing.child[2].as_raw_fd()]),
             ..Default::default()
         };
         match self.iso.create(&locked, &bundle, &opts) {
@@ -508,63 +371,37 @@ impl Server {
         let c = self.container(id)?;
         let status = self.iso.status(&c.state);
         if status != Status::Created {
-            return Err(refused(
-                &who,
-                format!("cannot start it: it is {}, not created", status.as_str()),
-            ));
+            return Err(refused(&who, format!("cannot start it: it is {}, not created", status.as_str())));
         }
         let cid = ContainerId::parse(id).map_err(|e| refused(&who, e.to_string()))?;
-        let locked = self
-            .store
-            .lock(&cid)
-            .map_err(|e| refused(&who, chain(&e)))?;
-        self.iso
-            .start(&locked, &c.state)
-            .map_err(failed(&who, "start"))
+        let locked = self.store.lock(&cid).map_err(|e| refused(&who, chain(&e)))?;
+        self.iso.start(&locked, &c.state).map_err(failed(&who, "start"))
     }
 
-    fn exec(
-        &mut self,
-        id: &str,
-        exec_id: &str,
-        process: serde_json::Value,
-        stdio: &Stdio,
-    ) -> Result<Reply, OpError> {
+    fn exec(&mut self, id: &str, exec_id: &str, process: serde_json::Value, stdio: &Stdio) -> Result<Reply, OpError> {
         let key: Key = (id.to_owned(), Some(exec_id.to_owned()));
         let who = who(&key);
         let c = self.container(id)?;
         let status = self.iso.status(&c.state);
         if !matches!(status, Status::Created | Status::Running) {
-            return Err(refused(
-                &who,
-                format!("cannot exec in container {id}: it is {}", status.as_str()),
-            ));
+            return Err(refused(&who, format!("cannot exec in container {id}: it is {}", status.as_str())));
         }
         if exec_id.is_empty() {
             return Err(refused(&who, "the exec id is empty"));
         }
         if self.procs.get(&key).is_some_and(|p| !p.finished) {
-            return Err(refused(
-                &who,
-                "a process with this exec id is still running: choose another exec id",
-            ));
+            return Err(refused(&who, "a process with this exec id is still running: choose another exec id"));
         }
-        let process: oci_spec::runtime::Process = serde_json::from_value(process)
-            .map_err(|e| refused(&who, format!("invalid process: {e}")))?;
+        let process: oci_spec::runtime::Process =
+            serde_json::from_value(process).map_err(|e| refused(&who, format!("invalid process: {e}")))?;
         if process.args().as_ref().map(|a| a.len()).unwrap_or(0) == 0 {
-            return Err(refused(
-                &who,
-                "process.args is empty: name the program to run",
-            ));
+            return Err(refused(&who, "process.args is empty: name the program to run"));
         }
         let terminal = process.terminal().unwrap_or(false);
         if terminal != stdio.terminal {
             return Err(refused(
                 &who,
-                format!(
-                    "stdio.terminal is {} but process.terminal is {terminal}: they must agree",
-                    stdio.terminal
-                ),
+                format!("stdio.terminal is {} but process.terminal is {terminal}: they must agree", stdio.terminal),
             ));
         }
         self.check_streams(&who, stdio)?;
@@ -574,55 +411,30 @@ impl Server {
             console_socket: None,
             preserve_fds: 0,
             foreground: true,
-            stdio: Some([
-                plumbing.child[0].as_raw_fd(),
-                plumbing.child[1].as_raw_fd(),
-                plumbing.child[2].as_raw_fd(),
-            ]),
+            stdio: Some([plumbing.child[0].as_raw_fd(), plumbing.child[1].as_raw_fd(), plumbing.child[2].as_raw_fd()]),
         };
-        let spawned = self
-            .iso
-            .exec(&c.state, &c.spec, &opts)
-            .map_err(failed(&who, "exec"))?;
+        let spawned = self.iso.exec(&c.state, &c.spec, &opts).map_err(failed(&who, "exec"))?;
         self.procs.remove(&key);
         self.register(key, spawned.pid, plumbing, spawned.console, stdio);
         Ok(Reply::Created { pid: spawned.pid })
     }
 
-    fn kill(
-        &mut self,
-        id: &str,
-        exec_id: Option<String>,
-        signal: i32,
-        all: bool,
-    ) -> Result<(), OpError> {
+    fn kill(&mut self, id: &str, exec_id: Option<String>, signal: i32, all: bool) -> Result<(), OpError> {
         let key: Key = (id.to_owned(), exec_id);
         let who = who(&key);
         if !(1..=64).contains(&signal) {
-            return Err(refused(
-                &who,
-                format!("{signal} is not a signal number (1 to 64)"),
-            ));
+            return Err(refused(&who, format!("{signal} is not a signal number (1 to 64)")));
         }
         let c = self.container(id)?;
         if all {
-            return self
-                .iso
-                .kill(&c.state, signal, true)
-                .map_err(failed(&who, "signalling every process"));
+            return self.iso.kill(&c.state, signal, true).map_err(failed(&who, "signalling every process"));
         }
         let p = self.proc_of(&key)?;
         if let Some(status) = p.status {
-            return Err(refused(
-                &who,
-                format!("it is not running: it exited with status {status}"),
-            ));
+            return Err(refused(&who, format!("it is not running: it exited with status {status}")));
         }
         match &key.1 {
-            None => self
-                .iso
-                .kill(&c.state, signal, false)
-                .map_err(failed(&who, "kill")),
+            None => self.iso.kill(&c.state, signal, false).map_err(failed(&who, "kill")),
             Some(_) => {
                 // SAFETY: kill takes two integers; the pid is our unreaped child, so it cannot be reused.
                 if unsafe { libc::kill(p.pid, signal) } != 0 {
@@ -650,31 +462,20 @@ impl Server {
         }
     }
 
-    fn resize(
-        &mut self,
-        id: &str,
-        exec_id: Option<String>,
-        rows: u16,
-        cols: u16,
-    ) -> Result<(), OpError> {
+    fn resize(&mut self, id: &str, exec_id: Option<String>, rows: u16, cols: u16) -> Result<(), OpError> {
         let key: Key = (id.to_owned(), exec_id);
         let who = who(&key);
         let p = self.proc_of(&key)?;
-        let console = p
-            .console
-            .as_ref()
-            .ok_or_else(|| refused(&who, "it has no terminal to resize"))?;
+        let console = p.console.as_ref().ok_or_else(|| refused(&who, "it has no terminal to resize"))?;
         sys::set_winsize(console.as_fd(), rows, cols).map_err(io_failed(&who, "resize"))
     }
 
     fn update(&mut self, id: &str, resources: serde_json::Value) -> Result<(), OpError> {
         let who = format!("container {id}");
         let c = self.container(id)?;
-        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(resources)
-            .map_err(|e| refused(&who, format!("invalid resources: {e}")))?;
-        self.iso
-            .update(&c.state, &r)
-            .map_err(failed(&who, "update"))
+        let r: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(resources).map_err(|e| refused(&who, format!("invalid resources: {e}")))?;
+        self.iso.update(&c.state, &r).map_err(failed(&who, "update"))
     }
 
     /// Kills what runs of container `id`, delivers its last output and exit statuses, and removes everything
@@ -683,11 +484,7 @@ impl Server {
         let who = format!("container {id}");
         let state = self.container(id)?.state.clone();
         let live = |s: &Server| -> Vec<i32> {
-            s.procs
-                .iter()
-                .filter(|(k, p)| k.0 == id && p.status.is_none())
-                .map(|(_, p)| p.pid)
-                .collect()
+            s.procs.iter().filter(|(k, p)| k.0 == id && p.status.is_none()).map(|(_, p)| p.pid).collect()
         };
         if !live(self).is_empty() {
             let _ = self.iso.kill(&state, libc::SIGKILL, true);
@@ -704,10 +501,7 @@ impl Server {
         self.drain_outputs_of(id);
         let stuck = live(self);
         if !stuck.is_empty() {
-            return Err(refused(
-                &who,
-                format!("processes {stuck:?} did not die after SIGKILL; try again"),
-            ));
+            return Err(refused(&who, format!("processes {stuck:?} did not die after SIGKILL; try again")));
         }
         self.iso.cleanup(&state).map_err(failed(&who, "cleanup"))?;
         let Some(c) = self.containers.remove(id) else {
@@ -740,42 +534,15 @@ mod tests {
 
     #[test]
     fn plumbing_follows_the_stream_ids() {
-        let p = plumb(
-            &Stdio {
-                terminal: false,
-                stdin: Some(1),
-                stdout: Some(2),
-                stderr: None,
-            },
-            false,
-        )
-        .unwrap();
+        let p = plumb(&Stdio { terminal: false, stdin: Some(1), stdout: Some(2), stderr: None }, false).unwrap();
         assert_eq!(p.stdin.as_ref().map(|s| s.0), Some(1));
-        assert_eq!(
-            p.outputs.iter().map(|o| o.0).collect::<Vec<_>>(),
-            vec![Some(2)]
-        );
+        assert_eq!(p.outputs.iter().map(|o| o.0).collect::<Vec<_>>(), vec![Some(2)]);
         // What the process writes on stdout reaches the agent's end.
         nix::unistd::write(&p.child[1], b"x").unwrap();
         let mut b = [0u8; 4];
-        assert_eq!(
-            nix::unistd::read(p.outputs[0].1.as_raw_fd(), &mut b).unwrap(),
-            1
-        );
-        let t = plumb(
-            &Stdio {
-                terminal: true,
-                stdin: Some(1),
-                stdout: Some(2),
-                stderr: Some(3),
-            },
-            true,
-        )
-        .unwrap();
-        assert!(
-            t.stdin.is_none() && t.outputs.is_empty(),
-            "with a terminal the pty carries everything"
-        );
+        assert_eq!(nix::unistd::read(p.outputs[0].1.as_raw_fd(), &mut b).unwrap(), 1);
+        let t = plumb(&Stdio { terminal: true, stdin: Some(1), stdout: Some(2), stderr: Some(3) }, true).unwrap();
+        assert!(t.stdin.is_none() && t.outputs.is_empty(), "with a terminal the pty carries everything");
     }
 
     #[test]
@@ -800,18 +567,8 @@ mod tests {
             readonly: true,
         };
         let e = mount_share("container c", &share).unwrap_err().to_string();
-        assert!(
-            e.starts_with("container c: mounting a share: 9p tag no-such-tag on "),
-            "{e}"
-        );
-        let rel = Share {
-            tag: "t".into(),
-            guest_path: "rel".into(),
-            readonly: false,
-        };
-        assert!(mount_share("container c", &rel)
-            .unwrap_err()
-            .to_string()
-            .contains("relative"));
+        assert!(e.starts_with("container c: mounting a share: 9p tag no-such-tag on "), "{e}");
+        let rel = Share { tag: "t".into(), guest_path: "rel".into(), readonly: false };
+        assert!(mount_share("container c", &rel).unwrap_err().to_string().contains("relative"));
     }
 }

@@ -68,24 +68,16 @@ impl Port {
     /// Opens `path`: `-` is stdin/stdout (both moved to private fds, 0 and 1 then read and write /dev/null so
     /// that no child inherits the link), a unix socket is connected to, anything else is opened read-write.
     pub(crate) fn open(path: &Path) -> Result<Port, PortError> {
-        let open_err = |source| PortError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |source| PortError::Open { path: path.to_owned(), source };
         if path == Path::new("-") {
             let dup = |fd: i32| -> io::Result<OwnedFd> {
-                let fd = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-                    .map_err(io::Error::from)?;
+                let fd = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(io::Error::from)?;
                 // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
                 Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
             };
             let rfd = dup(0).map_err(open_err)?;
             let wfd = dup(1).map_err(open_err)?;
-            let null = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map_err(open_err)?;
+            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(open_err)?;
             for fd in [0, 1] {
                 nix::unistd::dup2(null.as_raw_fd(), fd).map_err(|e| open_err(e.into()))?;
             }
@@ -95,12 +87,7 @@ impl Port {
         let fd: OwnedFd = if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
             UnixStream::connect(path).map_err(open_err)?.into()
         } else {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(open_err)?
-                .into()
+            std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(open_err)?.into()
         };
         Port::from_fd(fd).map_err(open_err)
     }
@@ -112,28 +99,17 @@ impl Port {
     }
 
     fn from_fds(rfd: OwnedFd, wfd: OwnedFd) -> io::Result<Port> {
-        Ok(Port {
-            rfd,
-            wfd,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-        })
+        Ok(Port { rfd, wfd, inbuf: Vec::new(), out: Vec::new(), out_pos: 0 })
     }
 
     /// Sends `msg` right away with a blocking write (the hello: the agent speaks first, and on a virtio-serial
     /// port the write waits until the host has connected); then switches the link to non-blocking.
     pub(crate) fn hello(&mut self, msg: &Message) -> Result<(), PortError> {
         let bytes = hako_proto::encode(&Frame::Msg(msg.clone()))?;
-        write_all(self.wfd.as_fd(), &bytes).map_err(|source| PortError::Io {
-            what: "sending hello",
-            source,
-        })?;
+        write_all(self.wfd.as_fd(), &bytes).map_err(|source| PortError::Io { what: "sending hello", source })?;
         for fd in [self.rfd.as_fd(), self.wfd.as_fd()] {
-            sys::set_nonblocking(fd).map_err(|source| PortError::Io {
-                what: "making the port non-blocking",
-                source,
-            })?;
+            sys::set_nonblocking(fd)
+                .map_err(|source| PortError::Io { what: "making the port non-blocking", source })?;
         }
         Ok(())
     }
@@ -157,12 +133,7 @@ impl Port {
                 Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
                 Err(nix::errno::Errno::EAGAIN) => return Ok(true),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(PortError::Io {
-                        what: "reading",
-                        source: e.into(),
-                    })
-                }
+                Err(e) => return Err(PortError::Io { what: "reading", source: e.into() }),
             }
         }
     }
@@ -172,15 +143,10 @@ impl Port {
         if self.inbuf.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_be_bytes([self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]])
-            as usize;
+        let len = u32::from_be_bytes([self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]]) as usize;
         if len == 0 || len > hako_proto::MAX_FRAME {
             // The framing is lost: nothing after this can be trusted.
-            return Err(ProtoError::Frame(format!(
-                "length {len} is out of range 1..={}",
-                hako_proto::MAX_FRAME
-            ))
-            .into());
+            return Err(ProtoError::Frame(format!("length {len} is out of range 1..={}", hako_proto::MAX_FRAME)).into());
         }
         if self.inbuf.len() < 4 + len {
             return Ok(None);
@@ -193,15 +159,9 @@ impl Port {
                 let req = serde_json::from_slice::<serde_json::Value>(&bytes[5..])
                     .ok()
                     .and_then(|v| v.get("req").and_then(|r| r.as_u64()));
-                Incoming::Unreadable {
-                    req,
-                    error: e.to_string(),
-                }
+                Incoming::Unreadable { req, error: e.to_string() }
             }
-            Err(ProtoError::Frame(e)) => Incoming::Unreadable {
-                req: None,
-                error: e,
-            },
+            Err(ProtoError::Frame(e)) => Incoming::Unreadable { req: None, error: e },
             Err(e) => return Err(e.into()),
         }))
     }
@@ -225,12 +185,7 @@ impl Port {
                 Ok(n) => self.out_pos += n,
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(PortError::Io {
-                        what: "writing",
-                        source: e.into(),
-                    })
-                }
+                Err(e) => return Err(PortError::Io { what: "writing", source: e.into() }),
             }
         }
         if self.out_pos == self.out.len() {
@@ -251,10 +206,7 @@ impl Port {
                 return;
             }
             if self.queued() > 0 {
-                let mut pfd = [nix::poll::PollFd::new(
-                    self.wfd.as_fd(),
-                    nix::poll::PollFlags::POLLOUT,
-                )];
+                let mut pfd = [nix::poll::PollFd::new(self.wfd.as_fd(), nix::poll::PollFlags::POLLOUT)];
                 let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u8));
             }
         }
@@ -281,31 +233,16 @@ mod tests {
     fn pair() -> (Port, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
         let mut port = Port::from_fd(a.into()).unwrap();
-        port.hello(&Message::Hello {
-            version: VERSION,
-            agent: "test".into(),
-        })
-        .unwrap();
+        port.hello(&Message::Hello { version: VERSION, agent: "test".into() }).unwrap();
         (port, b)
     }
 
     #[test]
     fn frames_are_cut_from_partial_reads() {
         let (mut port, mut host) = pair();
-        assert!(matches!(
-            hako_proto::read_frame(&mut host).unwrap(),
-            Some(Frame::Msg(Message::Hello { .. }))
-        ));
-        let req = hako_proto::encode(&Frame::Msg(Message::Request {
-            req: 9,
-            op: Op::Ps { id: "c".into() },
-        }))
-        .unwrap();
-        let data = hako_proto::encode(&Frame::Data {
-            stream: 4,
-            data: b"abc".to_vec(),
-        })
-        .unwrap();
+        assert!(matches!(hako_proto::read_frame(&mut host).unwrap(), Some(Frame::Msg(Message::Hello { .. }))));
+        let req = hako_proto::encode(&Frame::Msg(Message::Request { req: 9, op: Op::Ps { id: "c".into() } })).unwrap();
+        let data = hako_proto::encode(&Frame::Data { stream: 4, data: b"abc".to_vec() }).unwrap();
         use std::io::Write;
         host.write_all(&req[..3]).unwrap();
         assert!(port.fill().unwrap());
@@ -317,10 +254,7 @@ mod tests {
             port.next_frame().unwrap(),
             Some(Incoming::Frame(Frame::Msg(Message::Request { req: 9, .. })))
         ));
-        assert!(matches!(
-            port.next_frame().unwrap(),
-            Some(Incoming::Frame(Frame::Data { stream: 4, .. }))
-        ));
+        assert!(matches!(port.next_frame().unwrap(), Some(Incoming::Frame(Frame::Data { stream: 4, .. }))));
         assert!(port.next_frame().unwrap().is_none());
         drop(host);
         assert!(!port.fill().unwrap(), "a closed host reads as the end");
@@ -337,10 +271,7 @@ mod tests {
         host.write_all(&frame).unwrap();
         port.fill().unwrap();
         match port.next_frame().unwrap() {
-            Some(Incoming::Unreadable {
-                req: Some(77),
-                error,
-            }) => assert!(error.contains("teleport"), "{error}"),
+            Some(Incoming::Unreadable { req: Some(77), error }) => assert!(error.contains("teleport"), "{error}"),
             other => panic!("{other:?}"),
         }
     }
@@ -350,17 +281,10 @@ mod tests {
         let (mut port, host) = pair();
         let chunk = vec![7u8; 60000];
         for _ in 0..100 {
-            port.send(&Frame::Data {
-                stream: 1,
-                data: chunk.clone(),
-            })
-            .unwrap();
+            port.send(&Frame::Data { stream: 1, data: chunk.clone() }).unwrap();
         }
         assert!(port.queued() > 0, "a unix socket cannot take 6 MB unread");
         drop(host);
-        assert!(
-            port.flush().is_err(),
-            "writing to a closed host is an error"
-        );
+        assert!(port.flush().is_err(), "writing to a closed host is an error");
     }
 }

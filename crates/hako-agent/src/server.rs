@@ -132,17 +132,10 @@ pub(crate) struct Server {
 impl Server {
     /// Sets up the state root (`<root>/state` for container state, `<root>/bundles` for configs) and blocks
     /// SIGCHLD (and, standalone, the terminating signals) into a signalfd.
-    pub(crate) fn new(
-        port: Port,
-        root: &std::path::Path,
-        pid1: bool,
-    ) -> Result<Server, ServerError> {
+    pub(crate) fn new(port: Port, root: &std::path::Path, pid1: bool) -> Result<Server, ServerError> {
         let store = Store::open(&root.join("state"))?;
         let bundles = root.join("bundles");
-        std::fs::create_dir_all(&bundles).map_err(|source| ServerError::Dir {
-            path: bundles.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&bundles).map_err(|source| ServerError::Dir { path: bundles.clone(), source })?;
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         if !pid1 {
@@ -190,9 +183,7 @@ impl Server {
 
     fn send_logs(&mut self) {
         for msg in crate::log::take() {
-            self.send_msg(Message::Event {
-                event: Event::Log { msg },
-            });
+            self.send_msg(Message::Event { event: Event::Log { msg } });
         }
     }
 
@@ -226,31 +217,18 @@ impl Server {
     /// One poll and whatever it found.
     fn turn(&mut self) {
         let read_outputs = self.port.queued() < Port::HIGH_WATER;
-        let input_ids: Vec<u32> = self
-            .inputs
-            .iter()
-            .filter(|(_, i)| !i.pending.is_empty())
-            .map(|(s, _)| *s)
-            .collect();
+        let input_ids: Vec<u32> = self.inputs.iter().filter(|(_, i)| !i.pending.is_empty()).map(|(s, _)| *s).collect();
         let (sig_ev, port_ev, portw_ev, out_ev, in_ev) = {
             let mut fds = vec![
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.port.read_fd(), PollFlags::POLLIN),
                 PollFd::new(
                     self.port.write_fd(),
-                    if self.port.queued() > 0 {
-                        PollFlags::POLLOUT
-                    } else {
-                        PollFlags::empty()
-                    },
+                    if self.port.queued() > 0 { PollFlags::POLLOUT } else { PollFlags::empty() },
                 ),
             ];
             if read_outputs {
-                fds.extend(
-                    self.outputs
-                        .iter()
-                        .map(|o| PollFd::new(o.fd.as_fd(), PollFlags::POLLIN)),
-                );
+                fds.extend(self.outputs.iter().map(|o| PollFd::new(o.fd.as_fd(), PollFlags::POLLIN)));
             }
             fds.extend(
                 input_ids
@@ -267,18 +245,9 @@ impl Server {
                     return;
                 }
             }
-            let ev: Vec<PollFlags> = fds
-                .iter()
-                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                .collect();
+            let ev: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
             let n_out = if read_outputs { self.outputs.len() } else { 0 };
-            (
-                ev[0],
-                ev[1],
-                ev[2],
-                ev[3..3 + n_out].to_vec(),
-                ev[3 + n_out..].to_vec(),
-            )
+            (ev[0], ev[1], ev[2], ev[3..3 + n_out].to_vec(), ev[3 + n_out..].to_vec())
         };
         if !sig_ev.is_empty() {
             self.signals();
@@ -323,10 +292,7 @@ impl Server {
     fn signals(&mut self) {
         while let Ok(Some(info)) = self.sigfd.read_signal() {
             if info.ssi_signo != Signal::SIGCHLD as u32 {
-                log(format!(
-                    "signal {}: removing every container and exiting",
-                    info.ssi_signo
-                ));
+                log(format!("signal {}: removing every container and exiting", info.ssi_signo));
                 self.stop = Some(Stop::Signal);
             }
         }
@@ -349,20 +315,22 @@ impl Server {
             };
             match frame {
                 Incoming::Frame(Frame::Msg(Message::Request { req, op })) => self.request(req, op),
-                Incoming::Frame(Frame::Msg(other)) => log(format!(
-                    "ignoring a message the host should not send: {other:?}"
-                )),
+                Incoming::Frame(Frame::Msg(other)) => {
+                    log(format!("ignoring a message the host should not send: {other:?}"))
+                }
                 Incoming::Frame(Frame::Data { stream, data }) => self.stdin_data(stream, data),
                 Incoming::Frame(Frame::Eof { stream }) => self.stdin_eof(stream),
-                Incoming::Unreadable {
-                    req: Some(req),
-                    error,
-                } => {
-                    self.respond(req, Err(format!("the guest agent cannot read request {req}: {error} (agent {}, protocol {})", env!("CARGO_PKG_VERSION"), hako_proto::VERSION)));
+                Incoming::Unreadable { req: Some(req), error } => {
+                    self.respond(
+                        req,
+                        Err(format!(
+                            "the guest agent cannot read request {req}: {error} (agent {}, protocol {})",
+                            env!("CARGO_PKG_VERSION"),
+                            hako_proto::VERSION
+                        )),
+                    );
                 }
-                Incoming::Unreadable { req: None, error } => {
-                    log(format!("ignoring an unreadable frame: {error}"))
-                }
+                Incoming::Unreadable { req: None, error } => log(format!("ignoring an unreadable frame: {error}")),
             }
         }
     }
@@ -477,13 +445,7 @@ impl Server {
         for req in waiters {
             self.respond(req, Ok(Reply::Exited { status }));
         }
-        self.send_msg(Message::Event {
-            event: Event::Exited {
-                id: key.0.clone(),
-                exec_id: key.1.clone(),
-                status,
-            },
-        });
+        self.send_msg(Message::Event { event: Event::Exited { id: key.0.clone(), exec_id: key.1.clone(), status } });
     }
 
     /// Reaps every zombie child and records the statuses of known processes.

@@ -64,12 +64,7 @@ pub(crate) fn link_up(name: &str) -> io::Result<()> {
 
 /// Sets the window size of a pty (through its master).
 pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads one winsize struct that lives through the call.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) })
 }
@@ -123,10 +118,7 @@ mod tests {
         assert!(fd_is_open(r.as_raw_fd()));
         set_nonblocking(r.as_fd()).unwrap();
         let mut buf = [0u8; 1];
-        assert_eq!(
-            nix::unistd::read(r.as_raw_fd(), &mut buf),
-            Err(nix::errno::Errno::EAGAIN)
-        );
+        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf), Err(nix::errno::Errno::EAGAIN));
         assert!(!fd_is_open(9999));
     }
 

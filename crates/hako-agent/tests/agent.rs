@@ -82,10 +82,7 @@ impl Agent {
                     b.last_data.insert(stream, seq);
                 }
                 Ok(Some(Frame::Eof { stream })) => {
-                    assert!(
-                        b.eof.insert(stream, seq).is_none(),
-                        "two Eof frames for stream {stream}"
-                    );
+                    assert!(b.eof.insert(stream, seq).is_none(), "two Eof frames for stream {stream}");
                 }
                 Ok(None) | Err(_) => {
                     b.closed = true;
@@ -96,13 +93,7 @@ impl Agent {
             cv.notify_all();
         });
         busybox_rootfs(&dir.path().join("rootfs"));
-        let a = Agent {
-            child,
-            port: None,
-            inbox,
-            next_req: AtomicU64::new(1),
-            dir,
-        };
+        let a = Agent { child, port: None, inbox, next_req: AtomicU64::new(1), dir };
         let hello = a.until("hello", |b| b.hello.clone());
         hako_proto::check_hello(&hello).expect("hello with this build's version");
         a
@@ -118,10 +109,7 @@ impl Agent {
                 return t;
             }
             let now = Instant::now();
-            assert!(
-                !b.closed,
-                "the agent closed the link while waiting for {what}: {b:?}"
-            );
+            assert!(!b.closed, "the agent closed the link while waiting for {what}: {b:?}");
             assert!(now < deadline, "timed out waiting for {what}: {b:?}");
             b = cv.wait_timeout(b, deadline - now).unwrap().0;
         }
@@ -136,8 +124,7 @@ impl Agent {
             Some(p) => p,
             None => self.port.insert(self.child.stdin.take().expect("stdin")),
         };
-        port.write_all(&hako_proto::encode(&frame).unwrap())
-            .expect("write to the agent");
+        port.write_all(&hako_proto::encode(&frame).unwrap()).expect("write to the agent");
     }
 
     fn send(&mut self, op: Op) -> u64 {
@@ -147,9 +134,7 @@ impl Agent {
     }
 
     fn response(&self, req: u64) -> (u64, Result<Reply, String>) {
-        self.until(&format!("response {req}"), |b| {
-            b.responses.get(&req).cloned()
-        })
+        self.until(&format!("response {req}"), |b| b.responses.get(&req).cloned())
     }
 
     fn call(&mut self, op: Op) -> Result<Reply, String> {
@@ -159,17 +144,11 @@ impl Agent {
 
     fn ok(&mut self, op: Op) -> Reply {
         let what = format!("{op:?}");
-        self.call(op)
-            .unwrap_or_else(|e| panic!("{what} failed: {e}"))
+        self.call(op).unwrap_or_else(|e| panic!("{what} failed: {e}"))
     }
 
     fn create(&mut self, b: &Bundle, stdio: Stdio) -> i32 {
-        match self.ok(Op::Create {
-            id: b.id.clone(),
-            config: b.config.clone(),
-            shares: vec![],
-            stdio,
-        }) {
+        match self.ok(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio }) {
             Reply::Created { pid } => {
                 assert!(pid > 0);
                 pid
@@ -192,10 +171,7 @@ impl Agent {
 
     fn wait_output(&self, stream: u32, needle: &str) {
         self.until(&format!("{needle:?} on stream {stream}"), |b| {
-            b.data
-                .get(&stream)
-                .filter(|d| String::from_utf8_lossy(d).contains(needle))
-                .map(|_| ())
+            b.data.get(&stream).filter(|d| String::from_utf8_lossy(d).contains(needle)).map(|_| ())
         });
     }
 
@@ -212,10 +188,7 @@ impl Agent {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st.code().unwrap_or(-1);
             }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not exit after its port closed"
-            );
+            assert!(Instant::now() < deadline, "the agent did not exit after its port closed");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -240,8 +213,7 @@ fn busybox_rootfs(dir: &Path) {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
-        .expect("copy /bin/busybox (install busybox-static)");
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy /bin/busybox (install busybox-static)");
     let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let link = dir.join("bin").join(applet.trim());
@@ -261,11 +233,7 @@ struct Bundle {
 impl Bundle {
     fn new(rootfs: &Path, tag: &str, args: &[&str]) -> Bundle {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "hako-agent-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
+        let id = format!("hako-agent-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
         let config = json!({
             "ociVersion": "1.0.2",
             "process": {
@@ -311,29 +279,18 @@ impl Bundle {
     }
 
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let cg = hako_cgroups::Cgroup::resolve(Some(Path::new(&format!("/{}", self.id))), &self.id)
-            .unwrap();
+        let cg = hako_cgroups::Cgroup::resolve(Some(Path::new(&format!("/{}", self.id))), &self.id).unwrap();
         cg.hierarchies().iter().map(|h| h.dir.clone()).collect()
     }
 }
 
 fn pipes(stdin: Option<u32>, stdout: Option<u32>, stderr: Option<u32>) -> Stdio {
-    Stdio {
-        terminal: false,
-        stdin,
-        stdout,
-        stderr,
-    }
+    Stdio { terminal: false, stdin, stdout, stderr }
 }
 
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !matches!(
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next()),
-            Some("Z" | "X")
-        ),
+        Ok(s) => !matches!(s.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z" | "X")),
         Err(_) => false,
     }
 }
@@ -346,63 +303,43 @@ fn assert_gone(agent: &Agent, b: &Bundle, pids: &[i32]) {
         assert!(!alive(*pid), "process {pid} of {} is still alive", b.id);
     }
     let root = agent.dir.path().join("root");
-    assert!(
-        !root.join("state").join(&b.id).exists(),
-        "state directory of {} is left",
-        b.id
-    );
-    assert!(
-        !root.join("bundles").join(&b.id).exists(),
-        "bundle of {} is left",
-        b.id
-    );
+    assert!(!root.join("state").join(&b.id).exists(), "state directory of {} is left", b.id);
+    assert!(!root.join("bundles").join(&b.id).exists(), "bundle of {} is left", b.id);
 }
 
 #[test]
 fn output_arrives_before_the_exact_exit_status() {
     let mut a = Agent::start();
-    let b = a.bundle("exit", &["sh", "-c", "echo hello; echo oops >&2; i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; exit 3"]);
+    let b = a.bundle(
+        "exit",
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; exit 3",
+        ],
+    );
     let pid = a.create(&b, pipes(None, Some(1), Some(2)));
     // A wait sent before start is answered when the process is done.
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: None,
-    });
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: None });
     assert_eq!(a.ok(Op::Start { id: b.id.clone() }), Reply::Done);
     let (exit_seq, status) = a.exited(wait);
     assert_eq!(status, 3);
     let out = a.output(1);
-    assert!(
-        out.starts_with("hello\nline0\n") && out.ends_with("line1999\n"),
-        "stdout: {out:?}"
-    );
+    assert!(out.starts_with("hello\nline0\n") && out.ends_with("line1999\n"), "stdout: {out:?}");
     assert_eq!(a.output(2), "oops\n");
     for s in [1, 2] {
         let eof = a.eof_seq(s).expect("Eof before the exit status");
-        assert!(
-            eof < exit_seq,
-            "stream {s} ended after the exit status was sent"
-        );
+        assert!(eof < exit_seq, "stream {s} ended after the exit status was sent");
     }
     // The event, and a later wait, carry the same status.
     let ev = a.until("exit event", |ib| {
         ib.events.iter().find_map(|(_, e)| match e {
-            Event::Exited {
-                id,
-                exec_id: None,
-                status,
-            } if *id == b.id => Some(*status),
+            Event::Exited { id, exec_id: None, status } if *id == b.id => Some(*status),
             _ => None,
         })
     });
     assert_eq!(ev, 3);
-    assert_eq!(
-        a.ok(Op::Wait {
-            id: b.id.clone(),
-            exec_id: None
-        }),
-        Reply::Exited { status: 3 }
-    );
+    assert_eq!(a.ok(Op::Wait { id: b.id.clone(), exec_id: None }), Reply::Exited { status: 3 });
     assert_eq!(a.ok(Op::Delete { id: b.id.clone() }), Reply::Done);
     assert_gone(&a, &b, &[pid]);
     assert_eq!(a.close(), 0);
@@ -414,20 +351,11 @@ fn stdin_reaches_the_process_and_eof_closes_it() {
     let b = a.bundle("stdin", &["sh", "-c", "cat; echo end"]);
     a.create(&b, pipes(Some(10), Some(11), None));
     a.ok(Op::Start { id: b.id.clone() });
-    a.write(Frame::Data {
-        stream: 10,
-        data: b"one\n".to_vec(),
-    });
+    a.write(Frame::Data { stream: 10, data: b"one\n".to_vec() });
     a.wait_output(11, "one\n");
-    a.write(Frame::Data {
-        stream: 10,
-        data: b"two\n".to_vec(),
-    });
+    a.write(Frame::Data { stream: 10, data: b"two\n".to_vec() });
     a.write(Frame::Eof { stream: 10 });
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: None,
-    });
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: None });
     assert_eq!(a.exited(wait).1, 0);
     assert_eq!(a.output(11), "one\ntwo\nend\n");
     a.ok(Op::Delete { id: b.id.clone() });
@@ -437,60 +365,29 @@ fn stdin_reaches_the_process_and_eof_closes_it() {
 fn terminal_process_gets_a_pty_and_its_size() {
     let mut a = Agent::start();
     let b = a.bundle("tty", &["sh"]).terminal();
-    let stdio = Stdio {
-        terminal: true,
-        stdin: Some(1),
-        stdout: Some(2),
-        stderr: Some(3),
-    };
+    let stdio = Stdio { terminal: true, stdin: Some(1), stdout: Some(2), stderr: Some(3) };
     // Disagreeing terminal flags are refused.
     let mut bad = a.bundle("tty-bad", &["sh"]);
     bad.config["process"]["terminal"] = json!(false);
     let e = a
-        .call(Op::Create {
-            id: bad.id.clone(),
-            config: bad.config.clone(),
-            shares: vec![],
-            stdio: stdio.clone(),
-        })
+        .call(Op::Create { id: bad.id.clone(), config: bad.config.clone(), shares: vec![], stdio: stdio.clone() })
         .unwrap_err();
     assert!(e.contains(&bad.id) && e.contains("terminal"), "{e}");
 
     a.create(&b, stdio);
     // A terminal has no separate stderr: that stream ends at once.
     a.until("stderr Eof", |ib| ib.eof.get(&3).copied());
-    a.ok(Op::Resize {
-        id: b.id.clone(),
-        exec_id: None,
-        rows: 33,
-        cols: 101,
-    });
+    a.ok(Op::Resize { id: b.id.clone(), exec_id: None, rows: 33, cols: 101 });
     a.ok(Op::Start { id: b.id.clone() });
-    a.write(Frame::Data {
-        stream: 1,
-        data: b"[ -t 0 ] && echo IS-A-TTY; stty size; exit 7\n".to_vec(),
-    });
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: None,
-    });
+    a.write(Frame::Data { stream: 1, data: b"[ -t 0 ] && echo IS-A-TTY; stty size; exit 7\n".to_vec() });
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: None });
     assert_eq!(a.exited(wait).1, 7);
     let out = a.output(2);
-    assert!(
-        out.contains("IS-A-TTY") && out.contains("33 101"),
-        "terminal output: {out:?}"
-    );
+    assert!(out.contains("IS-A-TTY") && out.contains("33 101"), "terminal output: {out:?}");
     // Resizing a process without a terminal is an error naming it.
     let p = a.bundle("notty", &["true"]);
     a.create(&p, pipes(None, None, None));
-    let e = a
-        .call(Op::Resize {
-            id: p.id.clone(),
-            exec_id: None,
-            rows: 1,
-            cols: 1,
-        })
-        .unwrap_err();
+    let e = a.call(Op::Resize { id: p.id.clone(), exec_id: None, rows: 1, cols: 1 }).unwrap_err();
     assert!(e.contains(&p.id) && e.contains("no terminal"), "{e}");
     a.ok(Op::Delete { id: b.id.clone() });
     a.ok(Op::Delete { id: p.id.clone() });
@@ -504,20 +401,9 @@ fn exec_ps_stats_kill_and_delete() {
     a.ok(Op::Start { id: b.id.clone() });
 
     let process = json!({"args": ["sh", "-c", "echo $((6*7)); exit 5"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
-    let r = a.ok(Op::Exec {
-        id: b.id.clone(),
-        exec_id: "e1".into(),
-        process,
-        stdio: pipes(None, Some(5), None),
-    });
+    let r = a.ok(Op::Exec { id: b.id.clone(), exec_id: "e1".into(), process, stdio: pipes(None, Some(5), None) });
     assert!(matches!(r, Reply::Created { pid } if pid > 0), "{r:?}");
-    assert_eq!(
-        a.ok(Op::Wait {
-            id: b.id.clone(),
-            exec_id: Some("e1".into())
-        }),
-        Reply::Exited { status: 5 }
-    );
+    assert_eq!(a.ok(Op::Wait { id: b.id.clone(), exec_id: Some("e1".into()) }), Reply::Exited { status: 5 });
     assert_eq!(a.output(5), "42\n");
 
     // An exec'd process with a terminal.
@@ -526,30 +412,11 @@ fn exec_ps_stats_kill_and_delete() {
         id: b.id.clone(),
         exec_id: "t".into(),
         process,
-        stdio: Stdio {
-            terminal: true,
-            stdin: Some(6),
-            stdout: Some(7),
-            stderr: None,
-        },
+        stdio: Stdio { terminal: true, stdin: Some(6), stdout: Some(7), stderr: None },
     });
-    a.ok(Op::Resize {
-        id: b.id.clone(),
-        exec_id: Some("t".into()),
-        rows: 20,
-        cols: 60,
-    });
-    a.write(Frame::Data {
-        stream: 6,
-        data: b"go\n".to_vec(),
-    });
-    assert_eq!(
-        a.ok(Op::Wait {
-            id: b.id.clone(),
-            exec_id: Some("t".into())
-        }),
-        Reply::Exited { status: 0 }
-    );
+    a.ok(Op::Resize { id: b.id.clone(), exec_id: Some("t".into()), rows: 20, cols: 60 });
+    a.write(Frame::Data { stream: 6, data: b"go\n".to_vec() });
+    assert_eq!(a.ok(Op::Wait { id: b.id.clone(), exec_id: Some("t".into()) }), Reply::Exited { status: 0 });
     let out = a.output(7);
     assert!(out.contains("20 60") && out.contains("TTY"), "{out:?}");
 
@@ -565,72 +432,30 @@ fn exec_ps_stats_kill_and_delete() {
         r => panic!("{r:?}"),
     };
     let e = a
-        .call(Op::Exec {
-            id: b.id.clone(),
-            exec_id: "s".into(),
-            process,
-            stdio: pipes(None, None, None),
-        })
+        .call(Op::Exec { id: b.id.clone(), exec_id: "s".into(), process, stdio: pipes(None, None, None) })
         .unwrap_err();
-    assert!(
-        e.contains("process s") && e.contains("still running"),
-        "{e}"
-    );
+    assert!(e.contains("process s") && e.contains("still running"), "{e}");
     match a.ok(Op::Ps { id: b.id.clone() }) {
-        Reply::Pids { pids } => assert!(
-            pids.contains(&pid) && pids.contains(&epid),
-            "ps {pids:?} lacks {pid} or {epid}"
-        ),
+        Reply::Pids { pids } => {
+            assert!(pids.contains(&pid) && pids.contains(&epid), "ps {pids:?} lacks {pid} or {epid}")
+        }
         r => panic!("{r:?}"),
     }
     match a.ok(Op::Stats { id: b.id.clone() }) {
         Reply::Stats { data } => {
-            assert!(
-                data["pids"]["current"].as_u64().unwrap_or(0) >= 2,
-                "stats: {data}"
-            );
+            assert!(data["pids"]["current"].as_u64().unwrap_or(0) >= 2, "stats: {data}");
             assert!(data["memory"].is_object(), "stats: {data}");
         }
         r => panic!("{r:?}"),
     }
-    a.ok(Op::Update {
-        id: b.id.clone(),
-        resources: json!({"pids": {"limit": 77}}),
-    });
-    let pids_dir = b
-        .cgroup_dirs()
-        .into_iter()
-        .find(|d| d.join("pids.max").exists())
-        .expect("a pids cgroup");
-    assert_eq!(
-        std::fs::read_to_string(pids_dir.join("pids.max"))
-            .unwrap()
-            .trim(),
-        "77"
-    );
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: Some("s".into()),
-    });
-    a.ok(Op::Kill {
-        id: b.id.clone(),
-        exec_id: Some("s".into()),
-        signal: 15,
-        all: false,
-    });
+    a.ok(Op::Update { id: b.id.clone(), resources: json!({"pids": {"limit": 77}}) });
+    let pids_dir = b.cgroup_dirs().into_iter().find(|d| d.join("pids.max").exists()).expect("a pids cgroup");
+    assert_eq!(std::fs::read_to_string(pids_dir.join("pids.max")).unwrap().trim(), "77");
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: Some("s".into()) });
+    a.ok(Op::Kill { id: b.id.clone(), exec_id: Some("s".into()), signal: 15, all: false });
     assert_eq!(a.exited(wait).1, 143);
-    let e = a
-        .call(Op::Kill {
-            id: b.id.clone(),
-            exec_id: Some("s".into()),
-            signal: 15,
-            all: false,
-        })
-        .unwrap_err();
-    assert!(
-        e.contains(&b.id) && e.contains("exited with status 143"),
-        "{e}"
-    );
+    let e = a.call(Op::Kill { id: b.id.clone(), exec_id: Some("s".into()), signal: 15, all: false }).unwrap_err();
+    assert!(e.contains(&b.id) && e.contains("exited with status 143"), "{e}");
 
     // Pause and resume through the freezer.
     a.ok(Op::Pause { id: b.id.clone() });
@@ -646,24 +471,13 @@ fn exec_ps_stats_kill_and_delete() {
     a.ok(Op::Resume { id: b.id.clone() });
 
     // Delete a running container: its pending wait gets the SIGKILL status, nothing is left.
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: None,
-    });
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: None });
     let dirs = b.cgroup_dirs();
-    assert!(
-        dirs.iter().all(|d| d.exists()),
-        "cgroups exist while it runs"
-    );
+    assert!(dirs.iter().all(|d| d.exists()), "cgroups exist while it runs");
     assert_eq!(a.ok(Op::Delete { id: b.id.clone() }), Reply::Done);
     assert_eq!(a.exited(wait).1, 137);
     assert_gone(&a, &b, &[pid, epid]);
-    let e = a
-        .call(Op::Wait {
-            id: b.id.clone(),
-            exec_id: None,
-        })
-        .unwrap_err();
+    let e = a.call(Op::Wait { id: b.id.clone(), exec_id: None }).unwrap_err();
     assert!(e.contains(&b.id), "{e}");
 }
 
@@ -674,16 +488,8 @@ fn sigterm_to_the_container_gives_143_and_kill_all_137() {
     let b = a.bundle("term", &["sleep", "1000"]).without_pid_namespace();
     a.create(&b, pipes(None, None, None));
     a.ok(Op::Start { id: b.id.clone() });
-    let wait = a.send(Op::Wait {
-        id: b.id.clone(),
-        exec_id: None,
-    });
-    a.ok(Op::Kill {
-        id: b.id.clone(),
-        exec_id: None,
-        signal: 15,
-        all: false,
-    });
+    let wait = a.send(Op::Wait { id: b.id.clone(), exec_id: None });
+    a.ok(Op::Kill { id: b.id.clone(), exec_id: None, signal: 15, all: false });
     assert_eq!(a.exited(wait).1, 143);
     let e = a.call(Op::Start { id: b.id.clone() }).unwrap_err();
     assert!(e.contains(&b.id) && e.contains("stopped"), "{e}");
@@ -692,16 +498,8 @@ fn sigterm_to_the_container_gives_143_and_kill_all_137() {
     let c = a.bundle("killall", &["sh", "-c", "sleep 1000 & sleep 1000"]);
     let pid = a.create(&c, pipes(None, None, None));
     a.ok(Op::Start { id: c.id.clone() });
-    let wait = a.send(Op::Wait {
-        id: c.id.clone(),
-        exec_id: None,
-    });
-    a.ok(Op::Kill {
-        id: c.id.clone(),
-        exec_id: None,
-        signal: 9,
-        all: true,
-    });
+    let wait = a.send(Op::Wait { id: c.id.clone(), exec_id: None });
+    a.ok(Op::Kill { id: c.id.clone(), exec_id: None, signal: 9, all: true });
     assert_eq!(a.exited(wait).1, 137);
     a.ok(Op::Delete { id: c.id.clone() });
     assert_gone(&a, &c, &[pid]);
@@ -711,61 +509,26 @@ fn sigterm_to_the_container_gives_143_and_kill_all_137() {
 fn errors_name_the_container_and_leave_nothing() {
     let mut a = Agent::start();
     for op in [
-        Op::Start {
-            id: "nosuch".into(),
-        },
-        Op::Kill {
-            id: "nosuch".into(),
-            exec_id: None,
-            signal: 15,
-            all: false,
-        },
-        Op::Wait {
-            id: "nosuch".into(),
-            exec_id: None,
-        },
-        Op::Ps {
-            id: "nosuch".into(),
-        },
-        Op::Stats {
-            id: "nosuch".into(),
-        },
-        Op::Delete {
-            id: "nosuch".into(),
-        },
-        Op::Pause {
-            id: "nosuch".into(),
-        },
+        Op::Start { id: "nosuch".into() },
+        Op::Kill { id: "nosuch".into(), exec_id: None, signal: 15, all: false },
+        Op::Wait { id: "nosuch".into(), exec_id: None },
+        Op::Ps { id: "nosuch".into() },
+        Op::Stats { id: "nosuch".into() },
+        Op::Delete { id: "nosuch".into() },
+        Op::Pause { id: "nosuch".into() },
     ] {
         let e = a.call(op).unwrap_err();
         assert_eq!(e, "container nosuch does not exist in the guest");
     }
     let b = a.bundle("err", &["true"]);
     let pid = a.create(&b, pipes(None, None, None));
-    let e = a
-        .call(Op::Wait {
-            id: b.id.clone(),
-            exec_id: Some("nope".into()),
-        })
-        .unwrap_err();
+    let e = a.call(Op::Wait { id: b.id.clone(), exec_id: Some("nope".into()) }).unwrap_err();
     assert_eq!(e, format!("container {} has no process nope", b.id));
     let e = a
-        .call(Op::Create {
-            id: b.id.clone(),
-            config: b.config.clone(),
-            shares: vec![],
-            stdio: Stdio::default(),
-        })
+        .call(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio: Stdio::default() })
         .unwrap_err();
     assert!(e.contains(&b.id) && e.contains("already exists"), "{e}");
-    let e = a
-        .call(Op::Kill {
-            id: b.id.clone(),
-            exec_id: None,
-            signal: 99,
-            all: false,
-        })
-        .unwrap_err();
+    let e = a.call(Op::Kill { id: b.id.clone(), exec_id: None, signal: 99, all: false }).unwrap_err();
     assert!(e.contains(&b.id) && e.contains("99"), "{e}");
     a.ok(Op::Delete { id: b.id.clone() });
     assert_gone(&a, &b, &[pid]);
@@ -773,37 +536,18 @@ fn errors_name_the_container_and_leave_nothing() {
     // A share the VM does not have: the error names it, nothing is left.
     let c = a.bundle("share", &["true"]);
     let mnt = a.dir.path().join("share-mnt");
-    let share = Share {
-        tag: "hako-no-such-tag".into(),
-        guest_path: mnt.to_string_lossy().into_owned(),
-        readonly: true,
-    };
+    let share =
+        Share { tag: "hako-no-such-tag".into(), guest_path: mnt.to_string_lossy().into_owned(), readonly: true };
     let e = a
-        .call(Op::Create {
-            id: c.id.clone(),
-            config: c.config.clone(),
-            shares: vec![share],
-            stdio: Stdio::default(),
-        })
+        .call(Op::Create { id: c.id.clone(), config: c.config.clone(), shares: vec![share], stdio: Stdio::default() })
         .unwrap_err();
-    assert!(
-        e.starts_with(&format!(
-            "container {}: mounting a share: 9p tag hako-no-such-tag on ",
-            c.id
-        )),
-        "{e}"
-    );
+    assert!(e.starts_with(&format!("container {}: mounting a share: 9p tag hako-no-such-tag on ", c.id)), "{e}");
     assert_gone(&a, &c, &[]);
     // A config the process backend refuses: the error names the container and the problem.
     let mut d = a.bundle("bad", &["true"]);
     d.config["linux"]["namespaces"] = json!([{"type": "pid"}]);
     let e = a
-        .call(Op::Create {
-            id: d.id.clone(),
-            config: d.config.clone(),
-            shares: vec![],
-            stdio: Stdio::default(),
-        })
+        .call(Op::Create { id: d.id.clone(), config: d.config.clone(), shares: vec![], stdio: Stdio::default() })
         .unwrap_err();
     assert!(e.contains(&d.id) && e.contains("mount namespace"), "{e}");
     assert_gone(&a, &d, &[]);
@@ -813,10 +557,7 @@ fn errors_name_the_container_and_leave_nothing() {
     let mut frame = ((body.len() + 1) as u32).to_be_bytes().to_vec();
     frame.push(0);
     frame.extend_from_slice(body.as_bytes());
-    a.port
-        .get_or_insert_with(|| a.child.stdin.take().unwrap())
-        .write_all(&frame)
-        .unwrap();
+    a.port.get_or_insert_with(|| a.child.stdin.take().unwrap()).write_all(&frame).unwrap();
     let e = a.response(req).1.unwrap_err();
     assert!(e.contains("teleport"), "{e}");
 }
@@ -856,14 +597,7 @@ fn shutdown_answers_then_exits() {
 #[test]
 fn seccomp_rlimits_and_user_apply_in_the_container() {
     let mut a = Agent::start();
-    let mut b = a.bundle(
-        "seccomp",
-        &[
-            "sh",
-            "-c",
-            "ulimit -n; id -u; mkdir /tmp/x 2>/dev/null || echo mkdir-denied",
-        ],
-    );
+    let mut b = a.bundle("seccomp", &["sh", "-c", "ulimit -n; id -u; mkdir /tmp/x 2>/dev/null || echo mkdir-denied"]);
     b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 123, "soft": 123}]);
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
     b.config["linux"]["seccomp"] = json!({
@@ -873,19 +607,8 @@ fn seccomp_rlimits_and_user_apply_in_the_container() {
     });
     a.create(&b, pipes(None, Some(1), Some(2)));
     a.ok(Op::Start { id: b.id.clone() });
-    assert_eq!(
-        a.ok(Op::Wait {
-            id: b.id.clone(),
-            exec_id: None
-        }),
-        Reply::Exited { status: 0 }
-    );
-    assert_eq!(
-        a.output(1),
-        "123\n1000\nmkdir-denied\n",
-        "stderr: {}",
-        a.output(2)
-    );
+    assert_eq!(a.ok(Op::Wait { id: b.id.clone(), exec_id: None }), Reply::Exited { status: 0 });
+    assert_eq!(a.output(1), "123\n1000\nmkdir-denied\n", "stderr: {}", a.output(2));
     a.ok(Op::Delete { id: b.id.clone() });
 }
 
@@ -909,16 +632,12 @@ fn serves_on_a_unix_socket() {
         other => panic!("expected hello, got {other:?}"),
     };
     hako_proto::check_hello(&hello).unwrap();
-    let req = Frame::Msg(Message::Request {
-        req: 1,
-        op: Op::Ps { id: "x".into() },
-    });
+    let req = Frame::Msg(Message::Request { req: 1, op: Op::Ps { id: "x".into() } });
     hako_proto::write_frame(&mut conn, &req).unwrap();
     match hako_proto::read_frame(&mut conn).unwrap() {
-        Some(Frame::Msg(Message::Response {
-            req: 1,
-            result: Err(e),
-        })) => assert_eq!(e, "container x does not exist in the guest"),
+        Some(Frame::Msg(Message::Response { req: 1, result: Err(e) })) => {
+            assert_eq!(e, "container x does not exist in the guest")
+        }
         other => panic!("{other:?}"),
     }
     drop(conn);
@@ -927,10 +646,7 @@ fn serves_on_a_unix_socket() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not exit when the socket closed"
-        );
+        assert!(Instant::now() < deadline, "the agent did not exit when the socket closed");
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status}");

@@ -39,11 +39,7 @@ pub struct Cgroup {
 
 impl Clone for Cgroup {
     fn clone(&self) -> Self {
-        Cgroup {
-            layout: self.layout,
-            hierarchies: self.hierarchies.clone(),
-            created: Mutex::new(self.created_dirs()),
-        }
+        Cgroup { layout: self.layout, hierarchies: self.hierarchies.clone(), created: Mutex::new(self.created_dirs()) }
     }
 }
 
@@ -69,20 +65,14 @@ impl Cgroup {
     /// become this cgroup's to remove); creates nothing.
     pub fn resolve(cgroups_path: Option<&Path>, container_id: &str) -> Result<Cgroup, CgroupError> {
         let host = host()?;
-        let relative = cgroups_path
-            .map(|p| !p.as_os_str().is_empty() && !p.is_absolute())
-            .unwrap_or(false);
+        let relative = cgroups_path.map(|p| !p.as_os_str().is_empty() && !p.is_absolute()).unwrap_or(false);
         let me = if relative {
             mountinfo::parse_proc_cgroup(&fsutil::read(Path::new("/proc/self/cgroup"))?)?
         } else {
             Vec::new()
         };
         let hierarchies = resolve::resolve(&host, &me, cgroups_path, container_id)?;
-        let cg = Cgroup {
-            layout: host.layout,
-            hierarchies,
-            created: Mutex::new(Vec::new()),
-        };
+        let cg = Cgroup { layout: host.layout, hierarchies, created: Mutex::new(Vec::new()) };
         for h in &cg.hierarchies {
             let rel = h.dir.strip_prefix(&h.mount_point).unwrap_or(Path::new(""));
             let mut cur = h.mount_point.clone();
@@ -107,11 +97,7 @@ impl Cgroup {
         let host = mountinfo::host_from_mounts(mountinfo::parse_mountinfo(mountinfo_text)?)?;
         let me = mountinfo::parse_proc_cgroup(proc_cgroup_text)?;
         let hierarchies = resolve::resolve(&host, &me, cgroups_path, container_id)?;
-        Ok(Cgroup {
-            layout: host.layout,
-            hierarchies,
-            created: Mutex::new(Vec::new()),
-        })
+        Ok(Cgroup { layout: host.layout, hierarchies, created: Mutex::new(Vec::new()) })
     }
 
     /// The host's cgroup layout, from /proc/self/mountinfo.
@@ -123,16 +109,8 @@ impl Cgroup {
     /// cgroup2 root's cgroup.controllers (for `hako features`/`info`).
     pub fn host_controllers() -> Result<Vec<String>, CgroupError> {
         let host = host()?;
-        let mut out: Vec<String> = host
-            .v1
-            .iter()
-            .flat_map(|h| {
-                h.subsystems
-                    .iter()
-                    .filter(|s| !s.starts_with("name="))
-                    .cloned()
-            })
-            .collect();
+        let mut out: Vec<String> =
+            host.v1.iter().flat_map(|h| h.subsystems.iter().filter(|s| !s.starts_with("name=")).cloned()).collect();
         if let Some(v2) = &host.v2 {
             if let Some(t) = fsutil::read_opt(&v2.mount_point.join("cgroup.controllers"))? {
                 out.extend(t.split_whitespace().map(str::to_string));
@@ -155,18 +133,12 @@ impl Cgroup {
 
     /// The container's cgroup path (in the first hierarchy), for messages and `hako state`.
     pub fn path(&self) -> PathBuf {
-        self.hierarchies
-            .first()
-            .map(|h| h.path.clone())
-            .unwrap_or_default()
+        self.hierarchies.first().map(|h| h.path.clone()).unwrap_or_default()
     }
 
     /// The directories this cgroup owns: missing at `resolve` time or made by `create`.
     pub fn created_dirs(&self) -> Vec<PathBuf> {
-        self.created
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.created.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn record_created(&self, dir: PathBuf) {
@@ -178,9 +150,7 @@ impl Cgroup {
 
     /// The v1 hierarchy carrying `controller`.
     pub(crate) fn v1(&self, controller: &str) -> Option<&Hierarchy> {
-        self.hierarchies
-            .iter()
-            .find(|h| h.version == Version::V1 && h.has(controller))
+        self.hierarchies.iter().find(|h| h.version == Version::V1 && h.has(controller))
     }
 
     /// The cgroup2 hierarchy.
@@ -206,10 +176,7 @@ impl Cgroup {
     pub fn create(&self) -> Result<(), CgroupError> {
         let before = self.created_dirs();
         let mut made = Vec::new();
-        let res = self
-            .hierarchies
-            .iter()
-            .try_for_each(|h| self.create_one(h, &mut made));
+        let res = self.hierarchies.iter().try_for_each(|h| self.create_one(h, &mut made));
         if let Err(e) = res {
             made.sort_by_key(|p| Reverse(p.components().count()));
             for d in &made {
@@ -222,11 +189,7 @@ impl Cgroup {
     }
 
     fn create_one(&self, h: &Hierarchy, made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
-        let rel = h
-            .dir
-            .strip_prefix(&h.mount_point)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let rel = h.dir.strip_prefix(&h.mount_point).map(Path::to_path_buf).unwrap_or_default();
         // A concurrent `destroy` of a sibling may remove an empty shared parent between our mkdirs:
         // start over a few times when a parent vanishes.
         let mut attempts = 0;
@@ -256,11 +219,7 @@ impl Cgroup {
                             }
                             _ => String::new(),
                         };
-                        return Err(CgroupError::Mkdir {
-                            path: cur,
-                            err,
-                            hint,
-                        });
+                        return Err(CgroupError::Mkdir { path: cur, err, hint });
                     }
                 }
                 if h.version == Version::V1 && h.has("cpuset") {
@@ -290,9 +249,7 @@ impl Cgroup {
                     let hint = match err.raw_os_error() {
                         Some(libc::ESRCH) => "; the process has already exited".to_string(),
                         Some(libc::ENOENT) => "; the cgroup does not exist: call create first".to_string(),
-                        Some(libc::ENOSPC) => {
-                            "; cpuset.cpus or cpuset.mems of the cgroup is empty".to_string()
-                        }
+                        Some(libc::ENOSPC) => "; cpuset.cpus or cpuset.mems of the cgroup is empty".to_string(),
                         Some(libc::EBUSY) | Some(libc::EOPNOTSUPP) => "; cgroup v2 allows processes \
                              only in leaf cgroups without delegated controllers (cgroup.subtree_control)"
                             .to_string(),
@@ -349,10 +306,7 @@ impl Cgroup {
                 .unwrap_or(0));
         }
         if let Some(h) = self.v2() {
-            return Ok(fsutil::read_flat_keyed(&h.dir.join("memory.events"))?
-                .get("oom_kill")
-                .copied()
-                .unwrap_or(0));
+            return Ok(fsutil::read_flat_keyed(&h.dir.join("memory.events"))?.get("oom_kill").copied().unwrap_or(0));
         }
         Ok(0)
     }
@@ -378,12 +332,7 @@ impl Cgroup {
                         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                         Err(err) => {
                             if result.is_ok() {
-                                result = Err(CgroupError::Signal {
-                                    pid,
-                                    signal: sig,
-                                    cgroup: self.path(),
-                                    err,
-                                });
+                                result = Err(CgroupError::Signal { pid, signal: sig, cgroup: self.path(), err });
                             }
                         }
                     }
@@ -418,10 +367,7 @@ impl Cgroup {
         }
         // Forget what is gone; parents still shared with other containers stay on the list so a
         // later destroy (when the sharers are gone) can still remove them.
-        self.created
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|d| d.exists());
+        self.created.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| d.exists());
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -459,21 +405,11 @@ fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
 /// when `only` is `None`) that the ancestor has. Failures are not errors here (a parent with processes
 /// cannot delegate); whoever needs a controller checks the leaf's cgroup.controllers afterwards.
 pub(crate) fn enable_v2_controllers(h: &Hierarchy, only: Option<&[&str]>) {
-    let rel = h
-        .dir
-        .strip_prefix(&h.mount_point)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let rel = h.dir.strip_prefix(&h.mount_point).map(Path::to_path_buf).unwrap_or_default();
     let mut cur = h.mount_point.clone();
     for comp in rel.components() {
-        let available = fsutil::read_opt(&cur.join("cgroup.controllers"))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let enabled = fsutil::read_opt(&cur.join("cgroup.subtree_control"))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let available = fsutil::read_opt(&cur.join("cgroup.controllers")).ok().flatten().unwrap_or_default();
+        let enabled = fsutil::read_opt(&cur.join("cgroup.subtree_control")).ok().flatten().unwrap_or_default();
         let enabled: Vec<&str> = enabled.split_whitespace().collect();
         let want: Vec<String> = available
             .split_whitespace()
@@ -481,9 +417,7 @@ pub(crate) fn enable_v2_controllers(h: &Hierarchy, only: Option<&[&str]>) {
             .filter(|c| !enabled.contains(c))
             .map(|c| format!("+{c}"))
             .collect();
-        if !want.is_empty()
-            && fsutil::write(&cur, "cgroup.subtree_control", &want.join(" ")).is_err()
-        {
+        if !want.is_empty() && fsutil::write(&cur, "cgroup.subtree_control", &want.join(" ")).is_err() {
             for w in &want {
                 if let Err(e) = fsutil::write(&cur, "cgroup.subtree_control", w) {
                     tracing::debug!("cannot delegate {w}: {e}");
@@ -511,19 +445,11 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => {
-            return Err(CgroupError::Read {
-                path: dir.to_path_buf(),
-                err,
-            })
-        }
+        Err(err) => return Err(CgroupError::Read { path: dir.to_path_buf(), err }),
     };
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|err| CgroupError::Read {
-            path: dir.to_path_buf(),
-            err,
-        })?;
+        let entry = entry.map_err(|err| CgroupError::Read { path: dir.to_path_buf(), err })?;
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             out.push(entry.path());
         }
@@ -556,11 +482,7 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
                          and retry"
                     )
                 };
-                return Err(CgroupError::Rmdir {
-                    path: dir.to_path_buf(),
-                    err,
-                    hint,
-                });
+                return Err(CgroupError::Rmdir { path: dir.to_path_buf(), err, hint });
             }
         }
     }

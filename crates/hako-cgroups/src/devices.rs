@@ -44,13 +44,7 @@ impl Rule {
                 acc.push(c);
             }
         }
-        format!(
-            "{} {}:{} {}",
-            self.kind,
-            num(self.major),
-            num(self.minor),
-            acc
-        )
+        format!("{} {}:{} {}", self.kind, num(self.major), num(self.minor), acc)
     }
 }
 
@@ -87,26 +81,16 @@ pub(crate) fn parse_rules(devs: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, Cgrou
                 'm' => ACC_MKNOD,
                 other => {
                     return Err(bad(format!(
-                    "access {access_str:?} has {other:?}; only the letters r, w and m are allowed"
-                )))
+                        "access {access_str:?} has {other:?}; only the letters r, w and m are allowed"
+                    )))
                 }
             };
         }
         if access == 0 {
             access = ACC_ALL;
         }
-        let (major, minor) = if kind == 'a' {
-            (None, None)
-        } else {
-            (major, minor)
-        };
-        out.push(Rule {
-            allow: d.allow(),
-            kind,
-            major,
-            minor,
-            access,
-        });
+        let (major, minor) = if kind == 'a' { (None, None) } else { (major, minor) };
+        out.push(Rule { allow: d.allow(), kind, major, minor, access });
     }
     Ok(out)
 }
@@ -114,11 +98,7 @@ pub(crate) fn parse_rules(devs: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, Cgrou
 /// Applies rules through the v1 devices controller, in order.
 pub(crate) fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     for r in rules {
-        let file = if r.allow {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        };
+        let file = if r.allow { "devices.allow" } else { "devices.deny" };
         fsutil::write(dir, file, &r.v1_line())?;
     }
     Ok(())
@@ -132,18 +112,13 @@ pub(crate) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
         path: dir.to_path_buf(),
         op: "load".to_string(),
         log: match (err.raw_os_error(), log.is_empty()) {
-            (Some(libc::EPERM), _) => {
-                "; loading eBPF programs needs CAP_SYS_ADMIN (or CAP_BPF)".to_string()
-            }
+            (Some(libc::EPERM), _) => "; loading eBPF programs needs CAP_SYS_ADMIN (or CAP_BPF)".to_string(),
             (_, false) => format!("; verifier log: {log}"),
             _ => String::new(),
         },
         err,
     })?;
-    let cg = File::open(dir).map_err(|err| CgroupError::Read {
-        path: dir.to_path_buf(),
-        err,
-    })?;
+    let cg = File::open(dir).map_err(|err| CgroupError::Read { path: dir.to_path_buf(), err })?;
     crate::sys::attach_device_program(cg.as_raw_fd(), &prog).map_err(|err| CgroupError::Bpf {
         path: dir.to_path_buf(),
         op: "attach".to_string(),
@@ -214,20 +189,10 @@ pub(crate) fn program(rules: &[Rule]) -> Vec<u64> {
             });
         }
         if let Some(m) = r.major {
-            block.push(Step::JumpOut(
-                JMP_JNE_K,
-                4,
-                0,
-                i32::try_from(m).unwrap_or(i32::MAX),
-            ));
+            block.push(Step::JumpOut(JMP_JNE_K, 4, 0, i32::try_from(m).unwrap_or(i32::MAX)));
         }
         if let Some(m) = r.minor {
-            block.push(Step::JumpOut(
-                JMP_JNE_K,
-                5,
-                0,
-                i32::try_from(m).unwrap_or(i32::MAX),
-            ));
+            block.push(Step::JumpOut(JMP_JNE_K, 5, 0, i32::try_from(m).unwrap_or(i32::MAX)));
         }
         block.push(Step::Raw(insn(ALU64_MOV_K, 0, 0, 0, i32::from(r.allow))));
         block.push(Step::Raw(insn(JMP_EXIT, 0, 0, 0, 0)));
@@ -294,9 +259,7 @@ mod tests {
         min: Option<i64>,
         acc: &str,
     ) -> LinuxDeviceCgroup {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(allow)
-            .access(acc.to_string());
+        let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).access(acc.to_string());
         if let Some(t) = t {
             b = b.typ(t);
         }
@@ -327,37 +290,16 @@ mod tests {
         let r = default_rules();
         assert_eq!(r.len(), 5, "the FIFO rule is skipped");
         let lines: Vec<String> = r.iter().map(Rule::v1_line).collect();
-        assert_eq!(
-            lines,
-            [
-                "a *:* rwm",
-                "c 1:3 rwm",
-                "c 1:5 r",
-                "c 136:* rw",
-                "c 136:7 w"
-            ]
-        );
-        let u =
-            parse_rules(&[dev(true, Some(LinuxDeviceType::U), Some(4), Some(1), "")]).expect("u");
+        assert_eq!(lines, ["a *:* rwm", "c 1:3 rwm", "c 1:5 r", "c 136:* rw", "c 136:7 w"]);
+        let u = parse_rules(&[dev(true, Some(LinuxDeviceType::U), Some(4), Some(1), "")]).expect("u");
         assert_eq!(u[0].v1_line(), "c 4:1 rwm");
     }
 
     #[test]
     fn bad_access_and_numbers_are_errors() {
-        let err = parse_rules(&[dev(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rx")])
-            .expect_err("x");
-        assert!(
-            err.to_string().contains("devices[0]") && err.to_string().contains("'x'"),
-            "{err}"
-        );
-        let err = parse_rules(&[dev(
-            true,
-            Some(LinuxDeviceType::C),
-            Some(1 << 40),
-            Some(3),
-            "r",
-        )])
-        .expect_err("big");
+        let err = parse_rules(&[dev(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rx")]).expect_err("x");
+        assert!(err.to_string().contains("devices[0]") && err.to_string().contains("'x'"), "{err}");
+        let err = parse_rules(&[dev(true, Some(LinuxDeviceType::C), Some(1 << 40), Some(3), "r")]).expect_err("big");
         assert!(err.to_string().contains("out of range"), "{err}");
     }
 
@@ -366,39 +308,22 @@ mod tests {
         let p = program(&default_rules());
         const B: u32 = 1;
         const C: u32 = 2;
-        let (r, w, m) = (
-            u32::from(ACC_READ),
-            u32::from(ACC_WRITE),
-            u32::from(ACC_MKNOD),
-        );
+        let (r, w, m) = (u32::from(ACC_READ), u32::from(ACC_WRITE), u32::from(ACC_MKNOD));
         assert_eq!(evaluate(&p, C, r | w, 1, 3), 1, "/dev/null rw");
         assert_eq!(evaluate(&p, C, m, 1, 3), 1, "/dev/null mknod");
         assert_eq!(evaluate(&p, B, r, 1, 3), 0, "block 1:3 is not /dev/null");
         assert_eq!(evaluate(&p, C, r, 1, 5), 1, "/dev/zero read");
-        assert_eq!(
-            evaluate(&p, C, r | w, 1, 5),
-            0,
-            "/dev/zero write is not allowed"
-        );
-        assert_eq!(
-            evaluate(&p, C, r, 1, 8),
-            0,
-            "/dev/random is denied by default"
-        );
+        assert_eq!(evaluate(&p, C, r | w, 1, 5), 0, "/dev/zero write is not allowed");
+        assert_eq!(evaluate(&p, C, r, 1, 8), 0, "/dev/random is denied by default");
         assert_eq!(evaluate(&p, C, r | w, 136, 0), 1, "pts any minor");
         assert_eq!(evaluate(&p, C, r, 136, 7), 1, "pts 7 read");
-        assert_eq!(
-            evaluate(&p, C, w, 136, 7),
-            0,
-            "pts 7 write denied by the later rule"
-        );
+        assert_eq!(evaluate(&p, C, w, 136, 7), 0, "pts 7 write denied by the later rule");
         assert_eq!(evaluate(&p, B, r, 8, 0), 0, "disks denied");
     }
 
     #[test]
     fn no_wildcard_means_allow_by_default_and_a_later_wildcard_wins() {
-        let rules =
-            parse_rules(&[dev(false, Some(LinuxDeviceType::B), Some(8), None, "w")]).expect("r");
+        let rules = parse_rules(&[dev(false, Some(LinuxDeviceType::B), Some(8), None, "w")]).expect("r");
         let p = program(&rules);
         assert_eq!(evaluate(&p, 1, u32::from(ACC_WRITE), 8, 1), 0);
         assert_eq!(evaluate(&p, 1, u32::from(ACC_READ), 8, 1), 1);

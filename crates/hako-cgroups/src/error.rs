@@ -55,9 +55,7 @@ pub enum CgroupError {
     },
 
     /// The container's cgroup directory does not exist.
-    #[error(
-        "cgroup {path} does not exist: create it first (or the container was already deleted)"
-    )]
+    #[error("cgroup {path} does not exist: create it first (or the container was already deleted)")]
     Missing {
         /// The directory.
         path: PathBuf,
@@ -225,25 +223,19 @@ pub enum CgroupError {
 /// A `; `-prefixed explanation for an errno returned by a cgroup file write.
 pub(crate) fn write_hint(err: &io::Error, file: &str) -> String {
     match err.raw_os_error() {
-        Some(libc::ENOENT) => {
-            "; the file does not exist: the controller is not enabled for this cgroup or not \
+        Some(libc::ENOENT) => "; the file does not exist: the controller is not enabled for this cgroup or not \
              supported by this kernel"
-                .to_string()
-        }
+            .to_string(),
         Some(libc::EINVAL) => {
             format!("; the kernel rejected the value for {file}: check its range")
         }
-        Some(libc::EBUSY) => {
-            "; the cgroup is busy (processes or child cgroups prevent the change)".to_string()
-        }
+        Some(libc::EBUSY) => "; the cgroup is busy (processes or child cgroups prevent the change)".to_string(),
         Some(libc::EPERM) | Some(libc::EACCES) => {
             "; permission denied: run hako as root with CAP_SYS_ADMIN".to_string()
         }
-        Some(libc::EOPNOTSUPP) => {
-            "; the kernel does not support this here (a deprecated interface, or a \
+        Some(libc::EOPNOTSUPP) => "; the kernel does not support this here (a deprecated interface, or a \
              device without the I/O scheduler it needs, e.g. bfq for per-device weights)"
-                .to_string()
-        }
+            .to_string(),
         _ => String::new(),
     }
 }

@@ -41,11 +41,7 @@ fn v2_frozen(dir: &Path) -> Result<bool, CgroupError> {
 pub(crate) fn set(cg: &Cgroup, freeze: bool) -> Result<(), CgroupError> {
     match freezer(cg)? {
         Freezer::V1(dir) => {
-            let (want, value) = if freeze {
-                ("FROZEN", "FROZEN")
-            } else {
-                ("THAWED", "THAWED")
-            };
+            let (want, value) = if freeze { ("FROZEN", "FROZEN") } else { ("THAWED", "THAWED") };
             fsutil::write(dir, "freezer.state", value)?;
             let path = dir.join("freezer.state");
             let start = Instant::now();
@@ -107,11 +103,9 @@ pub(crate) fn set(cg: &Cgroup, freeze: bool) -> Result<(), CgroupError> {
 /// Whether the cgroup is frozen. A missing cgroup is not frozen.
 pub(crate) fn is_frozen(cg: &Cgroup) -> Result<bool, CgroupError> {
     match freezer(cg)? {
-        Freezer::V1(dir) => Ok(fsutil::read_opt(&dir.join("freezer.state"))?
-            .map(|s| s.trim() == "FROZEN")
-            .unwrap_or(false)),
-        Freezer::V2(dir) => Ok(fsutil::read_opt(&dir.join("cgroup.freeze"))?
-            .map(|s| s.trim() == "1")
-            .unwrap_or(false)),
+        Freezer::V1(dir) => {
+            Ok(fsutil::read_opt(&dir.join("freezer.state"))?.map(|s| s.trim() == "FROZEN").unwrap_or(false))
+        }
+        Freezer::V2(dir) => Ok(fsutil::read_opt(&dir.join("cgroup.freeze"))?.map(|s| s.trim() == "1").unwrap_or(false)),
     }
 }

@@ -11,10 +11,7 @@ use crate::error::{write_hint, CgroupError};
 
 /// Reads a whole file.
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|err| CgroupError::Read {
-        path: path.to_path_buf(),
-        err,
-    })
+    fs::read_to_string(path).map_err(|err| CgroupError::Read { path: path.to_path_buf(), err })
 }
 
 /// Reads a file that may legitimately be absent (controller not enabled, older kernel).
@@ -22,34 +19,23 @@ pub(crate) fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(CgroupError::Read {
-            path: path.to_path_buf(),
-            err,
-        }),
+        Err(err) => Err(CgroupError::Read { path: path.to_path_buf(), err }),
     }
 }
 
 /// Writes `value` to `dir/file` in a single write(2).
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
-    let res = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|mut f| {
-            let n = f.write(value.as_bytes())?;
-            if n != value.len() {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
-            }
-            Ok(())
-        });
+    let res = OpenOptions::new().write(true).open(&path).and_then(|mut f| {
+        let n = f.write(value.as_bytes())?;
+        if n != value.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+        }
+        Ok(())
+    });
     res.map_err(|err| {
         let hint = write_hint(&err, file);
-        CgroupError::Write {
-            path,
-            value: value.to_string(),
-            err,
-            hint,
-        }
+        CgroupError::Write { path, value: value.to_string(), err, hint }
     })
 }
 
@@ -95,9 +81,7 @@ pub(crate) fn parse_flat_keyed(text: &str) -> BTreeMap<String, u64> {
 
 /// Reads a flat keyed file; empty when it does not exist.
 pub(crate) fn read_flat_keyed(path: &Path) -> Result<BTreeMap<String, u64>, CgroupError> {
-    Ok(read_opt(path)?
-        .map(|t| parse_flat_keyed(&t))
-        .unwrap_or_default())
+    Ok(read_opt(path)?.map(|t| parse_flat_keyed(&t)).unwrap_or_default())
 }
 
 /// Parses a v2 nested keyed file (io.stat): `MAJ:MIN key=value key=value`.
@@ -146,10 +130,7 @@ mod tests {
         let p = Path::new("/x");
         assert_eq!(parse_u64(p, "42\n").expect("n"), 42);
         assert_eq!(parse_u64(p, "max\n").expect("max"), u64::MAX);
-        assert!(parse_u64(p, "lots")
-            .expect_err("bad")
-            .to_string()
-            .contains("/x"));
+        assert!(parse_u64(p, "lots").expect_err("bad").to_string().contains("/x"));
     }
 
     #[test]
@@ -157,9 +138,7 @@ mod tests {
         let m = parse_flat_keyed("cache 4096\nrss 8192\nbogus\nname x\n");
         assert_eq!(m.len(), 2);
         assert_eq!(m["rss"], 8192);
-        let io = parse_nested_keyed(
-            "254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n8:0 rbytes=5\n",
-        );
+        let io = parse_nested_keyed("254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n8:0 rbytes=5\n");
         assert_eq!(io.len(), 2);
         assert_eq!((io[0].0, io[0].1), (254, 0));
         assert_eq!(io[0].2["wbytes"], 20);
@@ -174,8 +153,7 @@ mod tests {
 
     #[test]
     fn write_to_a_missing_file_names_it_and_explains() {
-        let err =
-            write(Path::new("/nonexistent-hako-dir"), "memory.max", "1").expect_err("missing");
+        let err = write(Path::new("/nonexistent-hako-dir"), "memory.max", "1").expect_err("missing");
         let msg = err.to_string();
         assert!(msg.contains("/nonexistent-hako-dir/memory.max"), "{msg}");
         assert!(msg.contains("controller is not enabled"), "{msg}");

@@ -32,6 +32,5 @@ pub use mountinfo::Layout;
 pub use mounts::CgroupMount;
 pub use resolve::{Hierarchy, Version, DEFAULT_PARENT};
 pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, Memory, MemoryEntry, Pids, Stats,
-    Throttling,
+    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
 };

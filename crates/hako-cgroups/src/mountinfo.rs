@@ -108,9 +108,7 @@ fn unescape(field: &str) -> String {
         if bytes[i] == b'\\' && i + 4 <= bytes.len() {
             let oct = &bytes[i + 1..i + 4];
             if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -134,9 +132,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Result<Vec<MountedHierarchy>, Cgrou
             line: line.to_string(),
             problem: problem.to_string(),
         };
-        let (left, right) = line
-            .split_once(" - ")
-            .ok_or_else(|| bad("no \" - \" separator"))?;
+        let (left, right) = line.split_once(" - ").ok_or_else(|| bad("no \" - \" separator"))?;
         let left: Vec<&str> = left.split(' ').collect();
         if left.len() < 6 {
             return Err(bad("fewer than 6 fields before the separator"));
@@ -152,10 +148,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Result<Vec<MountedHierarchy>, Cgrou
         let super_opts = right.next().unwrap_or("");
         let root = PathBuf::from(unescape(left[3]));
         let mount_point = PathBuf::from(unescape(left[4]));
-        let opts: Vec<&str> = super_opts
-            .split(',')
-            .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
-            .collect();
+        let opts: Vec<&str> = super_opts.split(',').filter(|o| !o.is_empty() && *o != "rw" && *o != "ro").collect();
         let subsystems = if v2 {
             Vec::new()
         } else {
@@ -170,13 +163,7 @@ pub(crate) fn parse_mountinfo(text: &str) -> Result<Vec<MountedHierarchy>, Cgrou
             }
             subs
         };
-        out.push(MountedHierarchy {
-            v2,
-            mount_point,
-            root,
-            subsystems,
-            options: opts.join(","),
-        });
+        out.push(MountedHierarchy { v2, mount_point, root, subsystems, options: opts.join(",") });
     }
     Ok(out)
 }
@@ -194,19 +181,9 @@ pub(crate) fn parse_proc_cgroup(text: &str) -> Result<Vec<ProcCgroup>, CgroupErr
         let id = parts.next().ok_or_else(|| bad("no hierarchy id"))?;
         let controllers = parts.next().ok_or_else(|| bad("no controller list"))?;
         let path = parts.next().ok_or_else(|| bad("no cgroup path"))?;
-        let id: u32 = id
-            .parse()
-            .map_err(|_| bad("hierarchy id is not a number"))?;
-        let controllers = controllers
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect();
-        out.push(ProcCgroup {
-            id,
-            controllers,
-            path: PathBuf::from(path),
-        });
+        let id: u32 = id.parse().map_err(|_| bad("hierarchy id is not a number"))?;
+        let controllers = controllers.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
+        out.push(ProcCgroup { id, controllers, path: PathBuf::from(path) });
     }
     Ok(out)
 }
@@ -222,17 +199,13 @@ pub(crate) fn host_from_mounts(mounts: Vec<MountedHierarchy>) -> Result<HostCgro
             }
         } else {
             let set: BTreeSet<&String> = m.subsystems.iter().collect();
-            let dup = v1
-                .iter()
-                .any(|h| h.subsystems.iter().collect::<BTreeSet<_>>() == set);
+            let dup = v1.iter().any(|h| h.subsystems.iter().collect::<BTreeSet<_>>() == set);
             if !dup {
                 v1.push(m);
             }
         }
     }
-    let v1_controllers = v1
-        .iter()
-        .any(|h| h.subsystems.iter().any(|s| !s.starts_with("name=")));
+    let v1_controllers = v1.iter().any(|h| h.subsystems.iter().any(|s| !s.starts_with("name=")));
     let layout = match (v1_controllers, v2.is_some()) {
         (true, true) => Layout::Hybrid,
         (true, false) => Layout::V1,
@@ -350,17 +323,7 @@ mod tests {
         let names: Vec<String> = h.v1.iter().map(|m| m.subsystems.join(",")).collect();
         assert_eq!(
             names,
-            [
-                "cpu",
-                "cpuacct",
-                "cpuset",
-                "memory",
-                "devices",
-                "freezer",
-                "blkio",
-                "pids",
-                "name=systemd"
-            ]
+            ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"]
         );
         let v2 = h.v2.expect("v2 mount");
         assert_eq!(v2.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
@@ -373,24 +336,15 @@ mod tests {
         let h = host(V1_MOUNTINFO);
         assert_eq!(h.layout, Layout::V1);
         assert!(h.v2.is_none());
-        let cpu =
-            h.v1.iter()
-                .find(|m| m.subsystems.contains(&"cpu".to_string()))
-                .expect("cpu");
+        let cpu = h.v1.iter().find(|m| m.subsystems.contains(&"cpu".to_string())).expect("cpu");
         assert_eq!(cpu.subsystems, ["cpu", "cpuacct"]);
         assert_eq!(cpu.mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         let systemd = &h.v1[0];
         assert_eq!(systemd.subsystems, ["name=systemd"]);
         assert!(systemd.options.contains("xattr"));
-        let cpuset =
-            h.v1.iter()
-                .find(|m| m.subsystems == ["cpuset"])
-                .expect("cpuset");
+        let cpuset = h.v1.iter().find(|m| m.subsystems == ["cpuset"]).expect("cpuset");
         assert_eq!(cpuset.options, "cpuset,clone_children");
-        assert_eq!(
-            h.v1.iter().filter(|m| m.subsystems == ["memory"]).count(),
-            1
-        );
+        assert_eq!(h.v1.iter().filter(|m| m.subsystems == ["memory"]).count(), 1);
         assert_eq!(h.v1.len(), 10);
     }
 
@@ -406,19 +360,15 @@ mod tests {
 
     #[test]
     fn no_cgroup_mount_is_a_clear_error() {
-        let err = host_from_mounts(
-            parse_mountinfo("22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n").expect("parse"),
-        )
-        .expect_err("no cgroups");
+        let err = host_from_mounts(parse_mountinfo("22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n").expect("parse"))
+            .expect_err("no cgroups");
         assert!(err.to_string().contains("mount -t cgroup2"), "{err}");
     }
 
     #[test]
     fn escaped_mount_points_are_unescaped() {
         let m = parse_mountinfo(V1_MOUNTINFO).expect("parse");
-        assert!(m
-            .iter()
-            .any(|m| m.mount_point == Path::new("/mnt/memory again")));
+        assert!(m.iter().any(|m| m.mount_point == Path::new("/mnt/memory again")));
         assert_eq!(unescape("a\\134b\\011c"), "a\\b\tc");
         assert_eq!(unescape("trailing\\04"), "trailing\\04");
     }
@@ -427,10 +377,7 @@ mod tests {
     fn malformed_mountinfo_names_the_line() {
         let err = parse_mountinfo("31 23 0:28 / /sys/fs/cgroup rw\n").expect_err("bad");
         let msg = err.to_string();
-        assert!(
-            msg.contains("separator") && msg.contains("/proc/self/mountinfo"),
-            "{msg}"
-        );
+        assert!(msg.contains("separator") && msg.contains("/proc/self/mountinfo"), "{msg}");
     }
 
     #[test]
@@ -438,34 +385,16 @@ mod tests {
         let entries = parse_proc_cgroup(V1_SELF).expect("parse");
         assert_eq!(entries.len(), 10);
         let h = host(V1_MOUNTINFO);
-        let cpu =
-            h.v1.iter()
-                .find(|m| m.subsystems == ["cpu", "cpuacct"])
-                .expect("cpu");
+        let cpu = h.v1.iter().find(|m| m.subsystems == ["cpu", "cpuacct"]).expect("cpu");
         assert_eq!(self_path(&entries, cpu), Some(Path::new("/user.slice")));
-        let sd =
-            h.v1.iter()
-                .find(|m| m.subsystems == ["name=systemd"])
-                .expect("systemd");
-        assert_eq!(
-            self_path(&entries, sd),
-            Some(Path::new("/user.slice/user-1000.slice/session-2.scope"))
-        );
+        let sd = h.v1.iter().find(|m| m.subsystems == ["name=systemd"]).expect("systemd");
+        assert_eq!(self_path(&entries, sd), Some(Path::new("/user.slice/user-1000.slice/session-2.scope")));
 
         let entries = parse_proc_cgroup(HYBRID_SELF).expect("parse");
         let h = host(HYBRID_MOUNTINFO);
-        let mem =
-            h.v1.iter()
-                .find(|m| m.subsystems == ["memory"])
-                .expect("memory");
-        assert_eq!(
-            self_path(&entries, mem),
-            Some(Path::new("/process_api/4e65e586"))
-        );
-        assert_eq!(
-            self_path(&entries, h.v2.as_ref().expect("v2")),
-            Some(Path::new("/"))
-        );
+        let mem = h.v1.iter().find(|m| m.subsystems == ["memory"]).expect("memory");
+        assert_eq!(self_path(&entries, mem), Some(Path::new("/process_api/4e65e586")));
+        assert_eq!(self_path(&entries, h.v2.as_ref().expect("v2")), Some(Path::new("/")));
 
         let entries = parse_proc_cgroup(UNIFIED_SELF).expect("parse");
         assert_eq!(entries[0].id, 0);

@@ -43,17 +43,10 @@ pub(crate) fn for_container(cg: &Cgroup) -> Vec<CgroupMount> {
             let name = if unified_only {
                 String::new()
             } else {
-                h.mount_point
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
+                h.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
             };
             let aliases = if h.controllers.len() > 1 {
-                h.controllers
-                    .iter()
-                    .filter(|c| **c != name && !c.starts_with("name="))
-                    .cloned()
-                    .collect()
+                h.controllers.iter().filter(|c| **c != name && !c.starts_with("name=")).cloned().collect()
             } else {
                 Vec::new()
             };
@@ -97,8 +90,7 @@ mod tests {
 
     #[test]
     fn v1_comounts_get_aliases_and_unified_gets_the_root() {
-        let cg = Cgroup::resolve_with(V1_MOUNTINFO, V1_SELF, Some(Path::new("/x")), "c")
-            .expect("resolve");
+        let cg = Cgroup::resolve_with(V1_MOUNTINFO, V1_SELF, Some(Path::new("/x")), "c").expect("resolve");
         let m = cg.mounts_for_container();
         let cpu = m.iter().find(|m| m.name == "cpu,cpuacct").expect("cpu");
         assert_eq!(cpu.aliases, ["cpu", "cpuacct"]);
@@ -106,8 +98,7 @@ mod tests {
         assert!(sd.aliases.is_empty());
         assert!(sd.options.ends_with("name=systemd"), "{}", sd.options);
 
-        let cg = Cgroup::resolve_with(UNIFIED_MOUNTINFO, UNIFIED_SELF, Some(Path::new("/x")), "c")
-            .expect("resolve");
+        let cg = Cgroup::resolve_with(UNIFIED_MOUNTINFO, UNIFIED_SELF, Some(Path::new("/x")), "c").expect("resolve");
         let m = cg.mounts_for_container();
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].name, "");
@@ -117,8 +108,7 @@ mod tests {
 
     #[test]
     fn cgroup_round_trips_through_json() {
-        let cg = Cgroup::resolve_with(HYBRID_MOUNTINFO, HYBRID_SELF, Some(Path::new("rel")), "c")
-            .expect("resolve");
+        let cg = Cgroup::resolve_with(HYBRID_MOUNTINFO, HYBRID_SELF, Some(Path::new("rel")), "c").expect("resolve");
         let json = serde_json::to_string(&cg).expect("ser");
         let back: Cgroup = serde_json::from_str(&json).expect("de");
         assert_eq!(back, cg);

@@ -67,10 +67,9 @@ fn components(raw: &Path) -> Result<Vec<String>, CgroupError> {
             Component::ParentDir | Component::Prefix(_) => {
                 return Err(CgroupError::InvalidPath {
                     path: raw.display().to_string(),
-                    problem:
-                        "\"..\" is not allowed in linux.cgroupsPath: it could leave the cgroup \
+                    problem: "\"..\" is not allowed in linux.cgroupsPath: it could leave the cgroup \
                               filesystem; give the path without it"
-                            .to_string(),
+                        .to_string(),
                 })
             }
         }
@@ -94,15 +93,9 @@ fn place(h: &MountedHierarchy, path: PathBuf) -> (PathBuf, PathBuf) {
     let rel = if h.root != Path::new("/") {
         path.strip_prefix(&h.root)
             .map(Path::to_path_buf)
-            .unwrap_or_else(|_| {
-                path.strip_prefix("/")
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|_| path.clone())
-            })
+            .unwrap_or_else(|_| path.strip_prefix("/").map(Path::to_path_buf).unwrap_or_else(|_| path.clone()))
     } else {
-        path.strip_prefix("/")
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| path.clone())
+        path.strip_prefix("/").map(Path::to_path_buf).unwrap_or_else(|_| path.clone())
     };
     let dir = h.mount_point.join(rel);
     (path, dir)
@@ -135,23 +128,16 @@ pub(crate) fn resolve(
     let (relative, parts) = match given {
         None => {
             check_id(container_id)?;
-            (
-                false,
-                vec![
-                    DEFAULT_PARENT.trim_start_matches('/').to_string(),
-                    container_id.to_string(),
-                ],
-            )
+            (false, vec![DEFAULT_PARENT.trim_start_matches('/').to_string(), container_id.to_string()])
         }
         Some(p) => (!p.is_absolute(), components(p)?),
     };
     if parts.is_empty() {
         return Err(CgroupError::InvalidPath {
             path: given.map(|p| p.display().to_string()).unwrap_or_default(),
-            problem:
-                "linux.cgroupsPath names the root cgroup, which a container must not own; give a \
+            problem: "linux.cgroupsPath names the root cgroup, which a container must not own; give a \
                       path such as /hako/<id>"
-                    .to_string(),
+                .to_string(),
         });
     }
     let mut all: Vec<&MountedHierarchy> = host.v1.iter().collect();
@@ -161,15 +147,9 @@ pub(crate) fn resolve(
     let mut out = Vec::with_capacity(all.len());
     for h in all {
         let path = if relative {
-            let base = mountinfo::self_path(self_cgroups, h).ok_or_else(|| {
-                CgroupError::NotInHierarchy {
-                    mount_point: h.mount_point.clone(),
-                    hierarchy: if h.v2 {
-                        "cgroup2".to_string()
-                    } else {
-                        h.subsystems.join(",")
-                    },
-                }
+            let base = mountinfo::self_path(self_cgroups, h).ok_or_else(|| CgroupError::NotInHierarchy {
+                mount_point: h.mount_point.clone(),
+                hierarchy: if h.v2 { "cgroup2".to_string() } else { h.subsystems.join(",") },
             })?;
             let mut full = components(base)?;
             full.extend(parts.iter().cloned());
@@ -204,10 +184,7 @@ mod tests {
     }
 
     fn dir_of<'a>(hs: &'a [Hierarchy], key: &str) -> &'a Path {
-        hs.iter()
-            .find(|h| h.describe() == key)
-            .map(|h| h.dir.as_path())
-            .unwrap_or_else(|| panic!("no hierarchy {key}"))
+        hs.iter().find(|h| h.describe() == key).map(|h| h.dir.as_path()).unwrap_or_else(|| panic!("no hierarchy {key}"))
     }
 
     #[test]
@@ -217,18 +194,9 @@ mod tests {
         for h in &hs {
             assert_eq!(h.path, Path::new("/hako/c1"));
         }
-        assert_eq!(
-            dir_of(&hs, "memory"),
-            Path::new("/sys/fs/cgroup/memory/hako/c1")
-        );
-        assert_eq!(
-            dir_of(&hs, "cgroup2"),
-            Path::new("/sys/fs/cgroup/unified/hako/c1")
-        );
-        assert_eq!(
-            dir_of(&hs, "name=systemd"),
-            Path::new("/sys/fs/cgroup/systemd/hako/c1")
-        );
+        assert_eq!(dir_of(&hs, "memory"), Path::new("/sys/fs/cgroup/memory/hako/c1"));
+        assert_eq!(dir_of(&hs, "cgroup2"), Path::new("/sys/fs/cgroup/unified/hako/c1"));
+        assert_eq!(dir_of(&hs, "name=systemd"), Path::new("/sys/fs/cgroup/systemd/hako/c1"));
         let empty = run(HYBRID_MOUNTINFO, HYBRID_SELF, Some(""), "c1").expect("resolve");
         assert_eq!(empty, hs);
     }
@@ -236,14 +204,8 @@ mod tests {
     #[test]
     fn absolute_path_is_relative_to_each_hierarchy_root() {
         let hs = run(V1_MOUNTINFO, V1_SELF, Some("/libpod_parent/libpod-x"), "x").expect("resolve");
-        assert_eq!(
-            dir_of(&hs, "cpu,cpuacct"),
-            Path::new("/sys/fs/cgroup/cpu,cpuacct/libpod_parent/libpod-x")
-        );
-        assert_eq!(
-            dir_of(&hs, "memory"),
-            Path::new("/sys/fs/cgroup/memory/libpod_parent/libpod-x")
-        );
+        assert_eq!(dir_of(&hs, "cpu,cpuacct"), Path::new("/sys/fs/cgroup/cpu,cpuacct/libpod_parent/libpod-x"));
+        assert_eq!(dir_of(&hs, "memory"), Path::new("/sys/fs/cgroup/memory/libpod_parent/libpod-x"));
         let hs = run(UNIFIED_MOUNTINFO, UNIFIED_SELF, Some("/a/b/./c"), "x").expect("resolve");
         assert_eq!(hs.len(), 1);
         assert_eq!(hs[0].version, Version::V2);
@@ -254,40 +216,22 @@ mod tests {
     #[test]
     fn relative_path_is_below_the_callers_cgroup_in_each_hierarchy() {
         let hs = run(HYBRID_MOUNTINFO, HYBRID_SELF, Some("ctr/x"), "x").expect("resolve");
-        assert_eq!(
-            dir_of(&hs, "memory"),
-            Path::new("/sys/fs/cgroup/memory/process_api/4e65e586/ctr/x")
-        );
+        assert_eq!(dir_of(&hs, "memory"), Path::new("/sys/fs/cgroup/memory/process_api/4e65e586/ctr/x"));
         assert_eq!(dir_of(&hs, "pids"), Path::new("/sys/fs/cgroup/pids/ctr/x"));
-        assert_eq!(
-            dir_of(&hs, "cgroup2"),
-            Path::new("/sys/fs/cgroup/unified/ctr/x")
-        );
+        assert_eq!(dir_of(&hs, "cgroup2"), Path::new("/sys/fs/cgroup/unified/ctr/x"));
 
         let hs = run(UNIFIED_MOUNTINFO, UNIFIED_SELF, Some("ctr"), "x").expect("resolve");
-        assert_eq!(
-            hs[0].path,
-            Path::new("/user.slice/user-1000.slice/session-3.scope/ctr")
-        );
+        assert_eq!(hs[0].path, Path::new("/user.slice/user-1000.slice/session-3.scope/ctr"));
 
         let hs = run(V1_MOUNTINFO, V1_SELF, Some("sub"), "x").expect("resolve");
-        assert_eq!(
-            dir_of(&hs, "cpu,cpuacct"),
-            Path::new("/sys/fs/cgroup/cpu,cpuacct/user.slice/sub")
-        );
-        assert_eq!(
-            dir_of(&hs, "cpuset"),
-            Path::new("/sys/fs/cgroup/cpuset/sub")
-        );
+        assert_eq!(dir_of(&hs, "cpu,cpuacct"), Path::new("/sys/fs/cgroup/cpu,cpuacct/user.slice/sub"));
+        assert_eq!(dir_of(&hs, "cpuset"), Path::new("/sys/fs/cgroup/cpuset/sub"));
     }
 
     #[test]
     fn relative_path_without_an_entry_in_proc_self_cgroup_is_an_error() {
         let err = run(HYBRID_MOUNTINFO, "4:memory:/\n", Some("rel"), "x").expect_err("missing");
-        assert!(
-            err.to_string().contains("absolute linux.cgroupsPath"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("absolute linux.cgroupsPath"), "{err}");
         // absolute paths do not need /proc/self/cgroup
         run(HYBRID_MOUNTINFO, "", Some("/abs"), "x").expect("absolute");
     }
@@ -304,8 +248,7 @@ mod tests {
 
     #[test]
     fn dot_dot_root_and_bad_ids_are_rejected() {
-        let err =
-            run(HYBRID_MOUNTINFO, HYBRID_SELF, Some("/a/../../etc"), "x").expect_err("dotdot");
+        let err = run(HYBRID_MOUNTINFO, HYBRID_SELF, Some("/a/../../etc"), "x").expect_err("dotdot");
         assert!(err.to_string().contains("\"..\""), "{err}");
         let err = run(HYBRID_MOUNTINFO, HYBRID_SELF, Some("/"), "x").expect_err("root");
         assert!(err.to_string().contains("root cgroup"), "{err}");

@@ -173,60 +173,28 @@ pub struct BlkioEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Blkio {
     /// Bytes transferred.
-    #[serde(
-        rename = "ioServiceBytesRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     /// I/O operations.
-    #[serde(
-        rename = "ioServicedRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_serviced_recursive: Vec<BlkioEntry>,
     /// Queued operations (CFQ).
-    #[serde(
-        rename = "ioQueueRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioQueueRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_queued_recursive: Vec<BlkioEntry>,
     /// Service time (CFQ).
-    #[serde(
-        rename = "ioServiceTimeRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioServiceTimeRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_service_time_recursive: Vec<BlkioEntry>,
     /// Wait time (CFQ).
-    #[serde(
-        rename = "ioWaitTimeRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioWaitTimeRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_wait_time_recursive: Vec<BlkioEntry>,
     /// Merged operations (CFQ).
-    #[serde(
-        rename = "ioMergedRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioMergedRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_merged_recursive: Vec<BlkioEntry>,
     /// Disk time (CFQ).
-    #[serde(
-        rename = "ioTimeRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "ioTimeRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub io_time_recursive: Vec<BlkioEntry>,
     /// Sectors (CFQ).
-    #[serde(
-        rename = "sectorsRecursive",
-        skip_serializing_if = "Vec::is_empty",
-        default
-    )]
+    #[serde(rename = "sectorsRecursive", skip_serializing_if = "Vec::is_empty", default)]
     pub sectors_recursive: Vec<BlkioEntry>,
 }
 
@@ -268,11 +236,7 @@ fn u64_or_zero(path: &Path) -> Result<u64, CgroupError> {
 
 fn list(path: &Path) -> Result<Vec<u64>, CgroupError> {
     Ok(fsutil::read_opt(path)?
-        .map(|t| {
-            t.split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
+        .map(|t| t.split_whitespace().filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_default())
 }
 
@@ -280,9 +244,7 @@ fn list(path: &Path) -> Result<Vec<u64>, CgroupError> {
 pub(crate) fn read(cg: &Cgroup) -> Result<Stats, CgroupError> {
     if let Some(h) = cg.hierarchies().first() {
         if !h.dir.is_dir() {
-            return Err(CgroupError::Missing {
-                path: h.dir.clone(),
-            });
+            return Err(CgroupError::Missing { path: h.dir.clone() });
         }
     }
     let mut s = Stats::default();
@@ -421,9 +383,7 @@ fn blkio(cg: &Cgroup, s: &mut Stats) -> Result<(), CgroupError> {
     match find(cg, "blkio").or_else(|| find(cg, "io")) {
         Some(Target::V1(d)) => {
             let read = |f: &str| -> Result<Vec<BlkioEntry>, CgroupError> {
-                Ok(fsutil::read_opt(&d.join(f))?
-                    .map(|t| parse_blkio_v1(&t))
-                    .unwrap_or_default())
+                Ok(fsutil::read_opt(&d.join(f))?.map(|t| parse_blkio_v1(&t)).unwrap_or_default())
             };
             // CFQ files first, then BFQ, then the throttle accounting every kernel has.
             for prefix in ["blkio.", "blkio.bfq.", "blkio.throttle."] {
@@ -434,8 +394,7 @@ fn blkio(cg: &Cgroup, s: &mut Stats) -> Result<(), CgroupError> {
                     s.blkio.io_serviced_recursive = ios;
                     if prefix == "blkio." {
                         s.blkio.io_queued_recursive = read("blkio.io_queued_recursive")?;
-                        s.blkio.io_service_time_recursive =
-                            read("blkio.io_service_time_recursive")?;
+                        s.blkio.io_service_time_recursive = read("blkio.io_service_time_recursive")?;
                         s.blkio.io_wait_time_recursive = read("blkio.io_wait_time_recursive")?;
                         s.blkio.io_merged_recursive = read("blkio.io_merged_recursive")?;
                         s.blkio.io_time_recursive = read("blkio.time_recursive")?;
@@ -461,19 +420,11 @@ pub(crate) fn io_stat_v2(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
     let mut bytes = Vec::new();
     let mut ios = Vec::new();
     for (major, minor, kv) in fsutil::parse_nested_keyed(text) {
-        for (key, op, is_bytes) in [
-            ("rbytes", "Read", true),
-            ("wbytes", "Write", true),
-            ("rios", "Read", false),
-            ("wios", "Write", false),
-        ] {
+        for (key, op, is_bytes) in
+            [("rbytes", "Read", true), ("wbytes", "Write", true), ("rios", "Read", false), ("wios", "Write", false)]
+        {
             if let Some(v) = kv.get(key) {
-                let e = BlkioEntry {
-                    major,
-                    minor,
-                    op: op.to_string(),
-                    value: *v,
-                };
+                let e = BlkioEntry { major, minor, op: op.to_string(), value: *v };
                 if is_bytes {
                     bytes.push(e);
                 } else {
@@ -535,15 +486,7 @@ mod tests {
     fn blkio_v1_lines() {
         let e = parse_blkio_v1("8:0 Read 4096\n8:0 Write 512\n8:0 Total 4608\nTotal 4608\n");
         assert_eq!(e.len(), 3);
-        assert_eq!(
-            e[1],
-            BlkioEntry {
-                major: 8,
-                minor: 0,
-                op: "Write".to_string(),
-                value: 512
-            }
-        );
+        assert_eq!(e[1], BlkioEntry { major: 8, minor: 0, op: "Write".to_string(), value: 512 });
     }
 
     #[test]
@@ -552,15 +495,7 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].op, "Read");
         assert_eq!(b[1].value, 200);
-        assert_eq!(
-            i[1],
-            BlkioEntry {
-                major: 254,
-                minor: 0,
-                op: "Write".to_string(),
-                value: 4
-            }
-        );
+        assert_eq!(i[1], BlkioEntry { major: 254, minor: 0, op: "Write".to_string(), value: 4 });
     }
 
     #[test]
@@ -571,19 +506,12 @@ mod tests {
         s.memory.kernel_tcp.limit = 5;
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["pids"]["current"], 1);
-        assert!(
-            v["pids"].get("limit").is_none(),
-            "zero limit is omitted like runc"
-        );
+        assert!(v["pids"].get("limit").is_none(), "zero limit is omitted like runc");
         assert_eq!(v["cpu"]["throttling"]["throttledPeriods"], 2);
         assert_eq!(v["memory"]["kernelTCP"]["limit"], 5);
         assert_eq!(v["memory"]["usage"]["failcnt"], 0);
         assert!(v["network_interfaces"].is_null());
-        let e = Event {
-            kind: "stats".to_string(),
-            id: "c".to_string(),
-            data: Some(s),
-        };
+        let e = Event { kind: "stats".to_string(), id: "c".to_string(), data: Some(s) };
         let j = serde_json::to_value(&e).expect("json");
         assert_eq!(j["type"], "stats");
         assert_eq!(j["data"]["pids"]["current"], 1);

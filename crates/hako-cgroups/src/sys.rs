@@ -109,10 +109,7 @@ pub(crate) fn load_device_program(insns: &[u64]) -> Result<Fd, (io::Error, Strin
                 Ok(fd) => Ok(Fd(fd as RawFd)),
                 Err(_) => {
                     let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-                    Err((
-                        first,
-                        String::from_utf8_lossy(&log[..end]).trim().to_string(),
-                    ))
+                    Err((first, String::from_utf8_lossy(&log[..end]).trim().to_string()))
                 }
             }
         }

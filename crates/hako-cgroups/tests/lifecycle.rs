@@ -27,10 +27,7 @@ fn layout_matches_the_mount_table() {
     assert_eq!(layout, expected);
     assert_eq!(layout.has_v2(), v2);
     let ctrls = Cgroup::host_controllers().expect("controllers");
-    assert!(
-        ctrls.iter().any(|c| c == "pids" || c == "memory"),
-        "{ctrls:?}"
-    );
+    assert!(ctrls.iter().any(|c| c == "pids" || c == "memory"), "{ctrls:?}");
 }
 
 #[test]
@@ -39,17 +36,10 @@ fn resolve_follows_cgroups_path_semantics_without_creating_anything() {
     for h in cg.hierarchies() {
         assert_eq!(h.path, Path::new("/hako/resolve-only-x"));
         assert!(h.dir.starts_with(&h.mount_point), "{}", h.dir.display());
-        assert!(
-            !h.dir.exists(),
-            "resolve must not create {}",
-            h.dir.display()
-        );
+        assert!(!h.dir.exists(), "resolve must not create {}", h.dir.display());
     }
     let abs = Cgroup::resolve(Some(Path::new("/a/b")), "x").expect("absolute");
-    assert!(abs
-        .hierarchies()
-        .iter()
-        .all(|h| h.path == Path::new("/a/b")));
+    assert!(abs.hierarchies().iter().all(|h| h.path == Path::new("/a/b")));
 
     // Relative: below this process's own cgroup in each hierarchy.
     let me = std::fs::read_to_string("/proc/self/cgroup").expect("self cgroup");
@@ -86,16 +76,9 @@ fn relative_path_is_created_below_our_own_cgroup_and_removed() {
         assert!(h.path.ends_with(&name));
     }
     if let Some((Version::V1, dir)) = where_is(&g.cg, "memory") {
-        let own = me
-            .lines()
-            .find(|l| l.split(':').nth(1) == Some("memory"))
-            .expect("memory line");
+        let own = me.lines().find(|l| l.split(':').nth(1) == Some("memory")).expect("memory line");
         let own = own.splitn(3, ':').nth(2).expect("path");
-        assert!(
-            dir.to_string_lossy().contains(own),
-            "{} not below {own}",
-            dir.display()
-        );
+        assert!(dir.to_string_lossy().contains(own), "{} not below {own}", dir.display());
     }
     g.cg.destroy().expect("destroy");
     assert!(g.cg.hierarchies().iter().all(|h| !h.dir.exists()));
@@ -112,14 +95,8 @@ fn create_is_idempotent_and_destroy_removes_what_it_created_and_nothing_else() {
     for h in g.cg.hierarchies() {
         assert!(h.dir.is_dir());
         if h.version == Version::V1 && h.has("cpuset") {
-            assert!(
-                !rd(&h.dir, "cpuset.cpus").is_empty(),
-                "cpuset.cpus copied from the parent"
-            );
-            assert!(
-                !rd(&h.dir, "cpuset.mems").is_empty(),
-                "cpuset.mems copied from the parent"
-            );
+            assert!(!rd(&h.dir, "cpuset.cpus").is_empty(), "cpuset.cpus copied from the parent");
+            assert!(!rd(&h.dir, "cpuset.mems").is_empty(), "cpuset.mems copied from the parent");
         }
     }
     // A sibling created by another Cgroup shares the parents: destroying one keeps them.
@@ -127,10 +104,7 @@ fn create_is_idempotent_and_destroy_removes_what_it_created_and_nothing_else() {
     g.cg.destroy().expect("destroy");
     for h in g.cg.hierarchies() {
         assert!(!h.dir.exists(), "{} left behind", h.dir.display());
-        assert!(
-            h.dir.parent().expect("parent").is_dir(),
-            "shared parent removed too early"
-        );
+        assert!(h.dir.parent().expect("parent").is_dir(), "shared parent removed too early");
     }
     g.cg.destroy().expect("destroy is idempotent");
     // The sibling did not create the parents, so they stay until someone that did removes them.
@@ -142,11 +116,7 @@ fn create_is_idempotent_and_destroy_removes_what_it_created_and_nothing_else() {
     g.cg.destroy().expect("destroy again");
     let rel = top.trim_start_matches('/');
     for h in g.cg.hierarchies() {
-        assert!(
-            !h.mount_point.join(rel).exists(),
-            "{} left behind",
-            h.mount_point.join(rel).display()
-        );
+        assert!(!h.mount_point.join(rel).exists(), "{} left behind", h.mount_point.join(rel).display());
     }
 }
 
@@ -162,23 +132,14 @@ fn add_pid_moves_a_process_into_every_hierarchy_and_pids_lists_it() {
     for h in g.cg.hierarchies() {
         let found = own.lines().any(|l| {
             let mut p = l.splitn(3, ':');
-            let (id, c, path) = (
-                p.next().unwrap_or(""),
-                p.next().unwrap_or(""),
-                p.next().unwrap_or(""),
-            );
+            let (id, c, path) = (p.next().unwrap_or(""), p.next().unwrap_or(""), p.next().unwrap_or(""));
             let same = match h.version {
                 Version::V2 => id == "0",
                 Version::V1 => c == h.controllers.join(","),
             };
             same && Path::new(path) == h.path
         });
-        assert!(
-            found,
-            "{pid} not in {} ({}):\n{own}",
-            h.path.display(),
-            h.describe()
-        );
+        assert!(found, "{pid} not in {} ({}):\n{own}", h.path.display(), h.describe());
     }
     assert_eq!(g.cg.pids().expect("pids"), vec![pid]);
     let pid2 = g.spawn("exec sleep 1000");
@@ -217,19 +178,13 @@ fn stats_are_read_from_the_cgroup() {
     g.spawn("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000");
     common::wait_for("cpu usage", || {
         // user/kernel come from tick sampling on v1: they lag the precise total.
-        g.cg.stats()
-            .map(|s| s.cpu.usage.total > 0 && s.cpu.usage.user + s.cpu.usage.kernel > 0)
-            .unwrap_or(false)
+        g.cg.stats().map(|s| s.cpu.usage.total > 0 && s.cpu.usage.user + s.cpu.usage.kernel > 0).unwrap_or(false)
     });
     let s = g.cg.stats().expect("stats");
     if where_is(&g.cg, "pids").is_some() {
         assert_eq!(s.pids.current, 1, "one process");
     }
-    assert!(
-        s.cpu.usage.user + s.cpu.usage.kernel > 0,
-        "{:?}",
-        s.cpu.usage
-    );
+    assert!(s.cpu.usage.user + s.cpu.usage.kernel > 0, "{:?}", s.cpu.usage);
     if where_is(&g.cg, "cpuacct").is_some() {
         assert!(!s.cpu.usage.percpu.is_empty());
     }
@@ -257,28 +212,17 @@ fn kill_all_signals_every_process_and_keeps_a_paused_cgroup_paused() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(st.signal(), Some(libc::SIGTERM));
     }
-    common::wait_for("empty cgroup", || {
-        g.cg.pids().map(|p| p.is_empty()).unwrap_or(false)
-    });
+    common::wait_for("empty cgroup", || g.cg.pids().map(|p| p.is_empty()).unwrap_or(false));
 
     let mut c = g.start("exec sleep 1000");
     g.cg.freeze().expect("freeze");
     g.cg.kill_all(libc::SIGTERM).expect("kill_all while paused");
-    assert!(
-        g.cg.is_frozen().expect("state"),
-        "a paused container stays paused"
-    );
+    assert!(g.cg.is_frozen().expect("state"), "a paused container stays paused");
     g.cg.kill_all(libc::SIGKILL).expect("SIGKILL");
     let st = c.wait().expect("wait");
     use std::os::unix::process::ExitStatusExt;
-    assert!(
-        st.signal() == Some(libc::SIGKILL) || st.signal() == Some(libc::SIGTERM),
-        "{st:?}"
-    );
-    assert!(
-        !g.cg.is_frozen().expect("state"),
-        "SIGKILL thaws so the processes can die"
-    );
+    assert!(st.signal() == Some(libc::SIGKILL) || st.signal() == Some(libc::SIGTERM), "{st:?}");
+    assert!(!g.cg.is_frozen().expect("state"), "SIGKILL thaws so the processes can die");
     // Real-time signals are not in nix's Signal enum.
     let mut d = g.start("exec sleep 1000");
     g.cg.kill_all(libc::SIGRTMIN() + 3).expect("rt signal");
@@ -295,10 +239,7 @@ fn destroy_waits_for_exiting_processes_and_names_live_ones() {
     let pid = g.spawn("exec sleep 1000");
     let err = g.cg.destroy().expect_err("a live process keeps the cgroup");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&pid.to_string()) && msg.contains("kill"),
-        "{msg}"
-    );
+    assert!(msg.contains(&pid.to_string()) && msg.contains("kill"), "{msg}");
     // Killed but not yet reaped processes: destroy retries until the kernel lets go.
     g.cg.kill_all(libc::SIGKILL).expect("kill");
     let mut c = g.children.pop().expect("child");
@@ -328,11 +269,7 @@ fn a_cgroup_saved_before_create_removes_the_parents_it_created() {
     back.destroy().expect("destroy from state");
     let rel = top.trim_start_matches('/');
     for h in g.cg.hierarchies() {
-        assert!(
-            !h.mount_point.join(rel).exists(),
-            "{} left",
-            h.mount_point.join(rel).display()
-        );
+        assert!(!h.mount_point.join(rel).exists(), "{} left", h.mount_point.join(rel).display());
     }
     // A cgroup whose parent already exists owns only its leaf.
     let existing = Guard::new(&unique("existing"));
@@ -341,10 +278,7 @@ fn a_cgroup_saved_before_create_removes_the_parents_it_created() {
     assert_eq!(child.created_dirs().len(), child.hierarchies().len());
     let child = Guard::create(child);
     child.cg.destroy().expect("destroy child");
-    assert!(
-        existing.cg.hierarchies().iter().all(|h| h.dir.is_dir()),
-        "the parent stays"
-    );
+    assert!(existing.cg.hierarchies().iter().all(|h| h.dir.is_dir()), "the parent stays");
 }
 
 #[test]
@@ -354,20 +288,10 @@ fn mounts_for_container_describe_every_hierarchy() {
     assert_eq!(m.len(), cg.hierarchies().len());
     for (mount, h) in m.iter().zip(cg.hierarchies()) {
         assert_eq!(mount.host_dir, h.dir);
-        assert_eq!(
-            mount.fs_type,
-            if h.version == Version::V2 {
-                "cgroup2"
-            } else {
-                "cgroup"
-            }
-        );
+        assert_eq!(mount.fs_type, if h.version == Version::V2 { "cgroup2" } else { "cgroup" });
         assert!(Path::new(&mount.host_mount_point).is_dir());
         if cg.host_layout() != Layout::Unified {
-            assert_eq!(
-                Some(mount.name.as_str()),
-                h.mount_point.file_name().and_then(|n| n.to_str())
-            );
+            assert_eq!(Some(mount.name.as_str()), h.mount_point.file_name().and_then(|n| n.to_str()));
         }
     }
 }

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use common::{rd, root, unique, where_is, Guard};
 use hako_cgroups::{CgroupError, Version};
 use oci_spec::runtime::{
-    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNetworkBuilder, LinuxPidsBuilder,
-    LinuxResources, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder,
+    LinuxMemoryBuilder, LinuxNetworkBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxThrottleDeviceBuilder,
 };
 
 const MIB: i64 = 1024 * 1024;
@@ -25,21 +25,12 @@ fn memory(limit: Option<i64>, swap: Option<i64>) -> LinuxResources {
     if let Some(s) = swap {
         m = m.swap(s);
     }
-    LinuxResourcesBuilder::default()
-        .memory(m.build().expect("memory"))
-        .build()
-        .expect("resources")
+    LinuxResourcesBuilder::default().memory(m.build().expect("memory")).build().expect("resources")
 }
 
 fn assert_missing(err: CgroupError, controller: &str) {
     let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            CgroupError::ControllerMissing { .. } | CgroupError::Unsupported { .. }
-        ),
-        "{msg}"
-    );
+    assert!(matches!(err, CgroupError::ControllerMissing { .. } | CgroupError::Unsupported { .. }), "{msg}");
     assert!(msg.contains(controller), "{msg}");
 }
 
@@ -52,22 +43,11 @@ fn memory_limits_apply_and_update_in_both_directions_with_a_running_process() {
     // The shell's heap is charged to the cgroup (memory is charged when touched, not when moved).
     g.spawn("v=$(seq 1 30000); sleep 1000");
     let Some((version, dir)) = where_is(&g.cg, "memory") else {
-        assert_missing(
-            g.cg.apply(&memory(Some(64 * MIB), None))
-                .expect_err("no memory"),
-            "memory",
-        );
+        assert_missing(g.cg.apply(&memory(Some(64 * MIB), None)).expect_err("no memory"), "memory");
         return;
     };
     let r = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(64 * MIB)
-                .swap(128 * MIB)
-                .reservation(32 * MIB)
-                .build()
-                .expect("m"),
-        )
+        .memory(LinuxMemoryBuilder::default().limit(64 * MIB).swap(128 * MIB).reservation(32 * MIB).build().expect("m"))
         .build()
         .expect("r");
     g.cg.apply(&r).expect("apply memory");
@@ -82,39 +62,25 @@ fn memory_limits_apply_and_update_in_both_directions_with_a_running_process() {
         assert_eq!(rd(&dir, swap_f), swap_of(l, s).to_string(), "{swap_f}");
     };
     check(64 * MIB, 128 * MIB);
-    let soft = if version == Version::V1 {
-        "memory.soft_limit_in_bytes"
-    } else {
-        "memory.low"
-    };
+    let soft = if version == Version::V1 { "memory.soft_limit_in_bytes" } else { "memory.low" };
     assert_eq!(rd(&dir, soft), (32 * MIB).to_string());
 
     // Lower both below the current memory limit: on v1 memory must go first.
-    g.cg.apply(&memory(Some(32 * MIB), Some(48 * MIB)))
-        .expect("lower");
+    g.cg.apply(&memory(Some(32 * MIB), Some(48 * MIB))).expect("lower");
     check(32 * MIB, 48 * MIB);
     // Raise both above the current memory+swap limit: on v1 memsw must go first.
-    g.cg.apply(&memory(Some(256 * MIB), Some(512 * MIB)))
-        .expect("raise");
+    g.cg.apply(&memory(Some(256 * MIB), Some(512 * MIB))).expect("raise");
     check(256 * MIB, 512 * MIB);
     // Only the limit, still under memory+swap.
-    g.cg.apply(&memory(Some(128 * MIB), None))
-        .expect("limit only");
+    g.cg.apply(&memory(Some(128 * MIB), None)).expect("limit only");
     assert_eq!(rd(&dir, limit_f), (128 * MIB).to_string());
 
-    let err =
-        g.cg.apply(&memory(Some(64 * MIB), Some(32 * MIB)))
-            .expect_err("swap < limit");
-    assert!(
-        err.to_string().contains("memory.swap") && err.to_string().contains("at least"),
-        "{err}"
-    );
+    let err = g.cg.apply(&memory(Some(64 * MIB), Some(32 * MIB))).expect_err("swap < limit");
+    assert!(err.to_string().contains("memory.swap") && err.to_string().contains("at least"), "{err}");
 
     if version == Version::V1 {
         // Past memory+swap without raising it: the kernel refuses, and the error says why.
-        let err =
-            g.cg.apply(&memory(Some(1024 * MIB), None))
-                .expect_err("over memsw");
+        let err = g.cg.apply(&memory(Some(1024 * MIB), None)).expect_err("over memsw");
         assert!(err.to_string().contains("memory+swap"), "{err}");
         // Unlimited memory also lifts memory+swap.
         g.cg.apply(&memory(Some(-1), None)).expect("unlimited");
@@ -134,57 +100,27 @@ fn memory_limits_apply_and_update_in_both_directions_with_a_running_process() {
             .build()
             .expect("r");
         g.cg.apply(&r).expect("v1 extras");
-        assert_eq!(
-            rd(&dir, "memory.kmem.tcp.limit_in_bytes"),
-            (16 * MIB).to_string()
-        );
+        assert_eq!(rd(&dir, "memory.kmem.tcp.limit_in_bytes"), (16 * MIB).to_string());
         assert_eq!(rd(&dir, "memory.swappiness"), "10");
         assert!(rd(&dir, "memory.oom_control").contains("oom_kill_disable 1"));
     } else {
         let r = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .swappiness(10u64)
-                    .build()
-                    .expect("m"),
-            )
+            .memory(LinuxMemoryBuilder::default().swappiness(10u64).build().expect("m"))
             .build()
             .expect("r");
         let err = g.cg.apply(&r).expect_err("swappiness on v2");
         assert!(err.to_string().contains("swappiness"), "{err}");
     }
     let bad = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .swappiness(101u64)
-                .build()
-                .expect("m"),
-        )
+        .memory(LinuxMemoryBuilder::default().swappiness(101u64).build().expect("m"))
         .build()
         .expect("r");
-    assert!(g
-        .cg
-        .apply(&bad)
-        .expect_err("range")
-        .to_string()
-        .contains("between 0 and 100"));
+    assert!(g.cg.apply(&bad).expect_err("range").to_string().contains("between 0 and 100"));
     // check_before_update refuses a limit under the current usage.
-    let usage = if version == Version::V1 {
-        "memory.usage_in_bytes"
-    } else {
-        "memory.current"
-    };
-    common::wait_for("memory usage", || {
-        rd(&dir, usage).parse::<u64>().unwrap_or(0) > 8192
-    });
+    let usage = if version == Version::V1 { "memory.usage_in_bytes" } else { "memory.current" };
+    common::wait_for("memory usage", || rd(&dir, usage).parse::<u64>().unwrap_or(0) > 8192);
     let r = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(4096i64)
-                .check_before_update(true)
-                .build()
-                .expect("m"),
-        )
+        .memory(LinuxMemoryBuilder::default().limit(4096i64).check_before_update(true).build().expect("m"))
         .build()
         .expect("r");
     let err = g.cg.apply(&r).expect_err("below usage");
@@ -220,13 +156,7 @@ fn cpu_and_cpuset_values_are_written() {
             assert_eq!(rd(&dir, "cpu.cfs_burst_us"), "1000");
             // Shorter period with a quota: the period write is retried after the quota.
             let upd = LinuxResourcesBuilder::default()
-                .cpu(
-                    LinuxCpuBuilder::default()
-                        .quota(20_000i64)
-                        .period(40_000u64)
-                        .build()
-                        .expect("c"),
-                )
+                .cpu(LinuxCpuBuilder::default().quota(20_000i64).period(40_000u64).build().expect("c"))
                 .build()
                 .expect("r");
             g.cg.apply(&upd).expect("update cpu");
@@ -259,12 +189,7 @@ fn cpu_and_cpuset_values_are_written() {
             assert_eq!(rd(&dir, "cpu.weight"), "20");
             assert_eq!(rd(&dir, "cpu.max"), "50000 100000");
             let upd = LinuxResourcesBuilder::default()
-                .cpu(
-                    LinuxCpuBuilder::default()
-                        .period(200_000u64)
-                        .build()
-                        .expect("c"),
-                )
+                .cpu(LinuxCpuBuilder::default().period(200_000u64).build().expect("c"))
                 .build()
                 .expect("r");
             g.cg.apply(&upd).expect("period only keeps the quota");
@@ -288,22 +213,11 @@ fn realtime_in_a_nested_cgroup_explains_the_parent_budget() {
         return;
     }
     let rt = LinuxResourcesBuilder::default()
-        .cpu(
-            LinuxCpuBuilder::default()
-                .realtime_runtime(1000i64)
-                .build()
-                .expect("c"),
-        )
+        .cpu(LinuxCpuBuilder::default().realtime_runtime(1000i64).build().expect("c"))
         .build()
         .expect("r");
-    let msg =
-        g.cg.apply(&rt)
-            .expect_err("parent has no budget")
-            .to_string();
-    assert!(
-        msg.contains("cpu.rt_runtime_us") && msg.contains("parent"),
-        "{msg}"
-    );
+    let msg = g.cg.apply(&rt).expect_err("parent has no budget").to_string();
+    assert!(msg.contains("cpu.rt_runtime_us") && msg.contains("parent"), "{msg}");
 }
 
 #[test]
@@ -331,12 +245,7 @@ fn pids_limit_stops_forks_in_the_running_container() {
     let out = g.output("/bin/true && echo forked");
     assert_eq!(out, "");
     let events = rd(&dir, "pids.events");
-    assert!(
-        events
-            .lines()
-            .any(|l| l.starts_with("max ") && l != "max 0"),
-        "{events}"
-    );
+    assert!(events.lines().any(|l| l.starts_with("max ") && l != "max 0"), "{events}");
     g.cg.apply(&pids(-1)).expect("update to unlimited");
     let out = g.output("/bin/true && echo forked");
     assert_eq!(out, "forked\n");
@@ -351,12 +260,7 @@ fn block_io_throttle_and_weight() {
     let Some((major, minor)) = common::block_device() else {
         return;
     };
-    let t = LinuxThrottleDeviceBuilder::default()
-        .major(major)
-        .minor(minor)
-        .rate(1_048_576u64)
-        .build()
-        .expect("t");
+    let t = LinuxThrottleDeviceBuilder::default().major(major).minor(minor).rate(1_048_576u64).build().expect("t");
     let r = LinuxResourcesBuilder::default()
         .block_io(
             LinuxBlockIoBuilder::default()
@@ -375,24 +279,11 @@ fn block_io_throttle_and_weight() {
     match where_is(&g.cg, "blkio").or_else(|| where_is(&g.cg, "io")) {
         Some((Version::V1, dir)) => {
             g.cg.apply(&r).expect("throttle");
-            assert_eq!(
-                rd(&dir, "blkio.throttle.read_bps_device"),
-                format!("{major}:{minor} 1048576")
-            );
-            assert_eq!(
-                rd(&dir, "blkio.throttle.write_iops_device"),
-                format!("{major}:{minor} 100")
-            );
-            let weight_file = ["blkio.weight", "blkio.bfq.weight"]
-                .into_iter()
-                .find(|f| dir.join(f).exists());
+            assert_eq!(rd(&dir, "blkio.throttle.read_bps_device"), format!("{major}:{minor} 1048576"));
+            assert_eq!(rd(&dir, "blkio.throttle.write_iops_device"), format!("{major}:{minor} 100"));
+            let weight_file = ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.join(f).exists());
             let w = LinuxResourcesBuilder::default()
-                .block_io(
-                    LinuxBlockIoBuilder::default()
-                        .weight(200u16)
-                        .build()
-                        .expect("b"),
-                )
+                .block_io(LinuxBlockIoBuilder::default().weight(200u16).build().expect("b"))
                 .build()
                 .expect("r");
             match weight_file {
@@ -400,20 +291,10 @@ fn block_io_throttle_and_weight() {
                     g.cg.apply(&w).expect("weight");
                     assert!(rd(&dir, f).contains("200"), "{}", rd(&dir, f));
                 }
-                None => assert!(g
-                    .cg
-                    .apply(&w)
-                    .expect_err("no weight")
-                    .to_string()
-                    .contains("blockIO.weight")),
+                None => assert!(g.cg.apply(&w).expect_err("no weight").to_string().contains("blockIO.weight")),
             }
             let leaf = LinuxResourcesBuilder::default()
-                .block_io(
-                    LinuxBlockIoBuilder::default()
-                        .leaf_weight(200u16)
-                        .build()
-                        .expect("b"),
-                )
+                .block_io(LinuxBlockIoBuilder::default().leaf_weight(200u16).build().expect("b"))
                 .build()
                 .expect("r");
             if !dir.join("blkio.leaf_weight").exists() {
@@ -425,9 +306,7 @@ fn block_io_throttle_and_weight() {
             g.cg.apply(&r).expect("throttle");
             let max = rd(&dir, "io.max");
             assert!(
-                max.contains(&format!("{major}:{minor}"))
-                    && max.contains("rbps=1048576")
-                    && max.contains("wiops=100"),
+                max.contains(&format!("{major}:{minor}")) && max.contains("rbps=1048576") && max.contains("wiops=100"),
                 "{max}"
             );
         }
@@ -442,29 +321,14 @@ fn hugetlb_limits_go_where_the_controller_is_even_on_a_hybrid_host() {
     }
     let g = Guard::new(&unique("huge"));
     let sizes: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
-    let Some(kb) = sizes
-        .iter()
-        .filter_map(|n| {
-            n.strip_prefix("hugepages-")?
-                .strip_suffix("kB")?
-                .parse::<u64>()
-                .ok()
-        })
-        .min()
+    let Some(kb) =
+        sizes.iter().filter_map(|n| n.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse::<u64>().ok()).min()
     else {
         return;
     };
-    let ps = if kb % (1 << 20) == 0 {
-        format!("{}GB", kb >> 20)
-    } else {
-        format!("{}MB", kb >> 10)
-    };
+    let ps = if kb % (1 << 20) == 0 { format!("{}GB", kb >> 20) } else { format!("{}MB", kb >> 10) };
     let limit = 4 * (kb as i64) * 1024;
     let r = LinuxResourcesBuilder::default()
         .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
@@ -477,10 +341,7 @@ fn hugetlb_limits_go_where_the_controller_is_even_on_a_hybrid_host() {
     match where_is(&g.cg, "hugetlb") {
         Some((Version::V1, dir)) => {
             g.cg.apply(&r).expect("hugetlb v1");
-            assert_eq!(
-                rd(&dir, &format!("hugetlb.{ps}.limit_in_bytes")),
-                limit.to_string()
-            );
+            assert_eq!(rd(&dir, &format!("hugetlb.{ps}.limit_in_bytes")), limit.to_string());
         }
         Some((Version::V2, dir)) => {
             g.cg.apply(&r).expect("hugetlb v2");
@@ -491,11 +352,7 @@ fn hugetlb_limits_go_where_the_controller_is_even_on_a_hybrid_host() {
         None => assert_missing(g.cg.apply(&r).expect_err("no hugetlb"), "hugetlb"),
     }
     let bad = LinuxResourcesBuilder::default()
-        .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
-            .page_size("3MB")
-            .limit(1i64)
-            .build()
-            .expect("h")])
+        .hugepage_limits(vec![LinuxHugepageLimitBuilder::default().page_size("3MB").limit(1i64).build().expect("h")])
         .build()
         .expect("r");
     let msg = g.cg.apply(&bad).expect_err("3MB").to_string();
@@ -510,11 +367,7 @@ fn device_rules_are_enforced() {
     let g = Guard::new(&unique("dev"));
     let r = LinuxResourcesBuilder::default()
         .devices(vec![
-            LinuxDeviceCgroupBuilder::default()
-                .allow(false)
-                .access("rwm")
-                .build()
-                .expect("d"),
+            LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("d"),
             LinuxDeviceCgroupBuilder::default()
                 .allow(true)
                 .typ(LinuxDeviceType::C)
@@ -537,18 +390,11 @@ fn device_rules_are_enforced() {
     assert_eq!(out, "zero-denied\nnull-ok\n");
     // Update: allow everything again.
     let all = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .access("rwm")
-            .build()
-            .expect("d")])
+        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build().expect("d")])
         .build()
         .expect("r");
     g.cg.apply(&all).expect("allow all");
-    assert_eq!(
-        g.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"),
-        "zero-ok\n"
-    );
+    assert_eq!(g.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"), "zero-ok\n");
 }
 
 #[test]
@@ -560,48 +406,28 @@ fn unified_keys_follow_the_layout() {
     let map = |k: &str, v: &str| {
         let mut m = HashMap::new();
         m.insert(k.to_string(), v.to_string());
-        LinuxResourcesBuilder::default()
-            .unified(m)
-            .build()
-            .expect("r")
+        LinuxResourcesBuilder::default().unified(m).build().expect("r")
     };
-    let v2 =
-        g.cg.hierarchies()
-            .iter()
-            .find(|h| h.version == Version::V2)
-            .map(|h| h.dir.clone());
+    let v2 = g.cg.hierarchies().iter().find(|h| h.version == Version::V2).map(|h| h.dir.clone());
     let Some(dir) = v2 else {
-        let msg =
-            g.cg.apply(&map("memory.high", "1G"))
-                .expect_err("v1 only")
-                .to_string();
+        let msg = g.cg.apply(&map("memory.high", "1G")).expect_err("v1 only").to_string();
         assert!(msg.contains("cgroup v2"), "{msg}");
         return;
     };
     match where_is(&g.cg, "memory") {
         Some((Version::V2, _)) => {
-            g.cg.apply(&map("memory.high", "67108864"))
-                .expect("memory.high");
+            g.cg.apply(&map("memory.high", "67108864")).expect("memory.high");
             assert_eq!(rd(&dir, "memory.high"), "67108864");
         }
         Some((Version::V1, _)) => {
-            let msg =
-                g.cg.apply(&map("memory.high", "1G"))
-                    .expect_err("memory is v1 here")
-                    .to_string();
-            assert!(
-                msg.contains("v1 hierarchy") && msg.contains("memory"),
-                "{msg}"
-            );
+            let msg = g.cg.apply(&map("memory.high", "1G")).expect_err("memory is v1 here").to_string();
+            assert!(msg.contains("v1 hierarchy") && msg.contains("memory"), "{msg}");
         }
         None => {}
     }
     g.cg.apply(&map("cgroup.max.depth", "3")).expect("core key");
     assert_eq!(rd(&dir, "cgroup.max.depth"), "3");
-    let msg =
-        g.cg.apply(&map("cgroup.no_such_file", "1"))
-            .expect_err("typo")
-            .to_string();
+    let msg = g.cg.apply(&map("cgroup.no_such_file", "1")).expect_err("typo").to_string();
     assert!(msg.contains("cgroup.no_such_file"), "{msg}");
     assert!(g.cg.apply(&map("../escape.x", "1")).is_err());
 }
@@ -624,31 +450,20 @@ fn resources_for_absent_controllers_are_errors_only_when_set() {
     g.cg.apply(&empty).expect("nothing to apply");
     if where_is(&g.cg, "net_cls").is_none() {
         let r = LinuxResourcesBuilder::default()
-            .network(
-                LinuxNetworkBuilder::default()
-                    .class_id(0x100001u32)
-                    .build()
-                    .expect("n"),
-            )
+            .network(LinuxNetworkBuilder::default().class_id(0x100001u32).build().expect("n"))
             .build()
             .expect("r");
         let err = g.cg.apply(&r).expect_err("no net_cls");
         let msg = err.to_string();
-        assert!(
-            msg.contains("net_cls") && msg.contains("network.classID"),
-            "{msg}"
-        );
+        assert!(msg.contains("net_cls") && msg.contains("network.classID"), "{msg}");
         assert!(msg.contains("mount") || msg.contains("remove"), "{msg}");
     }
 }
 
 #[test]
 fn apply_on_a_missing_cgroup_says_create_first() {
-    let cg = hako_cgroups::Cgroup::resolve(Some(std::path::Path::new(&unique("never"))), "x")
-        .expect("resolve");
-    let err = cg
-        .apply(&memory(Some(64 * MIB), None))
-        .expect_err("missing");
+    let cg = hako_cgroups::Cgroup::resolve(Some(std::path::Path::new(&unique("never"))), "x").expect("resolve");
+    let err = cg.apply(&memory(Some(64 * MIB), None)).expect_err("missing");
     assert!(matches!(err, CgroupError::Missing { .. }), "{err}");
     assert!(err.to_string().contains("create it first"));
 }

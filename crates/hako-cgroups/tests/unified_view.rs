@@ -10,9 +10,7 @@ use std::path::Path;
 
 use common::{rd, root, unique, Guard};
 use hako_cgroups::{Cgroup, CgroupError, Layout, Version};
-use oci_spec::runtime::{
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxResourcesBuilder,
-};
+use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxResourcesBuilder};
 
 /// A unified-only view of this hybrid host, or `None` on other hosts.
 fn unified_view(path: &str) -> Option<Cgroup> {
@@ -21,11 +19,7 @@ fn unified_view(path: &str) -> Option<Cgroup> {
         return None;
     }
     let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let v2: String = mi
-        .lines()
-        .filter(|l| l.contains(" - cgroup2 "))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let v2: String = mi.lines().filter(|l| l.contains(" - cgroup2 ")).map(|l| format!("{l}\n")).collect();
     let me = std::fs::read_to_string("/proc/self/cgroup").expect("self");
     let cg = Cgroup::resolve_with(&v2, &me, Some(Path::new(path)), "x").expect("resolve");
     assert_eq!(cg.host_layout(), Layout::Unified);
@@ -43,9 +37,7 @@ fn processes_freeze_and_kill_through_cgroup2_files() {
     let dir = g.cg.hierarchies()[0].dir.clone();
     let pid = g.spawn("i=0; while [ $i -lt 5000 ]; do i=$((i+1)); done; exec sleep 1000");
     // cpu.stat's usage counters exist on cgroup2 without the cpu controller.
-    common::wait_for("cpu usage", || {
-        g.cg.stats().map(|s| s.cpu.usage.total > 0).unwrap_or(false)
-    });
+    common::wait_for("cpu usage", || g.cg.stats().map(|s| s.cpu.usage.total > 0).unwrap_or(false));
     assert_eq!(g.cg.pids().expect("pids"), vec![pid]);
     assert_eq!(rd(&dir, "cgroup.procs"), pid.to_string());
 
@@ -73,11 +65,7 @@ fn device_rules_become_an_ebpf_program() {
     let g = Guard::create(cg);
     let r = LinuxResourcesBuilder::default()
         .devices(vec![
-            LinuxDeviceCgroupBuilder::default()
-                .allow(false)
-                .access("rwm")
-                .build()
-                .expect("d"),
+            LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("d"),
             LinuxDeviceCgroupBuilder::default()
                 .allow(true)
                 .typ(LinuxDeviceType::C)
@@ -107,18 +95,11 @@ fn device_rules_become_an_ebpf_program() {
     assert_eq!(out, "zero-denied\nnull-ok\nurandom-read\nurandom-nowrite\n");
     // An update replaces the program instead of stacking another one.
     let all = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .access("rwm")
-            .build()
-            .expect("d")])
+        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build().expect("d")])
         .build()
         .expect("r");
     g.cg.apply(&all).expect("replace program");
-    assert_eq!(
-        g.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"),
-        "zero-ok\n"
-    );
+    assert_eq!(g.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"), "zero-ok\n");
 }
 
 #[test]
@@ -128,32 +109,14 @@ fn controllers_missing_from_cgroup2_are_clear_errors() {
     };
     let g = Guard::create(cg);
     let r = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(64i64 << 20)
-                .build()
-                .expect("m"),
-        )
+        .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().expect("m"))
         .build()
         .expect("r");
-    let err =
-        g.cg.apply(&r)
-            .expect_err("no memory controller in this view");
-    assert!(
-        matches!(err, CgroupError::ControllerMissing { .. }),
-        "{err}"
-    );
+    let err = g.cg.apply(&r).expect_err("no memory controller in this view");
+    assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("memory.limit")
-            && msg.contains("cgroup.controllers")
-            && msg.contains("remove"),
-        "{msg}"
-    );
-    let kernel = LinuxResourcesBuilder::default()
-        .memory(LinuxMemoryBuilder::default().build().expect("m"))
-        .build()
-        .expect("r");
-    g.cg.apply(&kernel)
-        .expect("an empty memory section needs no controller");
+    assert!(msg.contains("memory.limit") && msg.contains("cgroup.controllers") && msg.contains("remove"), "{msg}");
+    let kernel =
+        LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().build().expect("m")).build().expect("r");
+    g.cg.apply(&kernel).expect("an empty memory section needs no controller");
 }

@@ -69,10 +69,7 @@ pub(crate) fn translate_options_for(state: &ContainerState) -> TranslateOptions 
     let mut t = TranslateOptions::for_host_build(&state.id, state.host_build);
     t.owner = state.owner.clone();
     t.isolation = state.isolation_override;
-    t.image_os_version = state
-        .image_os_version
-        .as_deref()
-        .and_then(|v| v.parse().ok());
+    t.image_os_version = state.image_os_version.as_deref().and_then(|v| v.parse().ok());
     t.layer_id = ffi::name_to_guid;
     t.layer_id_is_real = true;
     t.probe = Some(host::path_exists);
@@ -98,10 +95,7 @@ fn resolve_mount_sources(bundle: &mut Bundle) -> Result<(), HcsError> {
         })?;
         if !meta.is_dir() {
             return Err(HcsError::Unsupported {
-                what: format!(
-                    "mounts[{}].source {} is a file; Windows containers map directories only",
-                    i, m.source
-                ),
+                what: format!("mounts[{}].source {} is a file; Windows containers map directories only", i, m.source),
                 fix: "map the folder that holds the file",
             });
         }
@@ -111,20 +105,9 @@ fn resolve_mount_sources(bundle: &mut Bundle) -> Result<(), HcsError> {
             source,
         })?;
         let text = resolved.to_string_lossy().into_owned();
-        let text = text
-            .strip_prefix(r"\\?\")
-            .map(str::to_string)
-            .unwrap_or(text);
-        if let Some(raw) = bundle
-            .raw
-            .get_mut("mounts")
-            .and_then(|v| v.get_mut(i))
-            .and_then(|v| v.as_object_mut())
-        {
-            raw.insert(
-                "source".to_string(),
-                serde_json::Value::String(text.clone()),
-            );
+        let text = text.strip_prefix(r"\\?\").map(str::to_string).unwrap_or(text);
+        if let Some(raw) = bundle.raw.get_mut("mounts").and_then(|v| v.get_mut(i)).and_then(|v| v.as_object_mut()) {
+            raw.insert("source".to_string(), serde_json::Value::String(text.clone()));
         }
         m.source = text;
     }
@@ -134,11 +117,7 @@ fn resolve_mount_sources(bundle: &mut Bundle) -> Result<(), HcsError> {
 impl Backend {
     /// A backend keeping state under `root`, owner `hako`, supervisor = this executable.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Backend {
-            store: StateStore::new(root),
-            owner: "hako".to_string(),
-            supervisor: SupervisorCommand::default(),
-        }
+        Backend { store: StateStore::new(root), owner: "hako".to_string(), supervisor: SupervisorCommand::default() }
     }
 
     /// Sets the HCS owner.
@@ -155,12 +134,7 @@ impl Backend {
 
     /// `create`: brings the container up (through the supervisor) and returns its state.
     /// The supervisor inherits this process's stdio, which becomes the container's.
-    pub fn create(
-        &self,
-        id: &str,
-        bundle_dir: &Path,
-        opts: &CreateOptions,
-    ) -> Result<ContainerState, HcsError> {
+    pub fn create(&self, id: &str, bundle_dir: &Path, opts: &CreateOptions) -> Result<ContainerState, HcsError> {
         let mut bundle = Bundle::load(bundle_dir)?;
         resolve_mount_sources(&mut bundle)?;
         let info = host::read_host_info().map_err(|source| HcsError::Win32 {
@@ -185,17 +159,13 @@ impl Backend {
             image_os_version: opts.image_os_version.map(|v| v.to_string()),
         };
         let topts = translate_options_for(&state);
-        let plan = translate::translate(&bundle, &topts)
-            .map_err(|error| HcsError::spec(bundle_dir.to_path_buf(), error))?;
-        plan.preflight()
-            .map_err(|error| HcsError::spec(bundle_dir.to_path_buf(), error))?;
+        let plan =
+            translate::translate(&bundle, &topts).map_err(|error| HcsError::spec(bundle_dir.to_path_buf(), error))?;
+        plan.preflight().map_err(|error| HcsError::spec(bundle_dir.to_path_buf(), error))?;
         state.isolation = plan.isolation;
         state.utility_vm_id = plan.utility_vm.as_ref().map(|u| u.id.clone());
-        let config =
-            serde_json::to_string_pretty(&bundle.raw).map_err(|source| HcsError::Serialize {
-                bundle: bundle_dir.to_path_buf(),
-                source,
-            })?;
+        let config = serde_json::to_string_pretty(&bundle.raw)
+            .map_err(|source| HcsError::Serialize { bundle: bundle_dir.to_path_buf(), source })?;
         self.store.create(&state, &config)?;
         match self.spawn_and_wait(&state) {
             Ok(pid) => {
@@ -235,9 +205,10 @@ impl Backend {
         let deadline = Instant::now() + hcs::CREATE_TIMEOUT * 2 + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let detail = self.store.read_error(&state.id).unwrap_or_else(|| {
-                    format!("it exited with {} before the container was created", status)
-                });
+                let detail = self
+                    .store
+                    .read_error(&state.id)
+                    .unwrap_or_else(|| format!("it exited with {} before the container was created", status));
                 return Err(HcsError::Supervisor {
                     id: state.id.clone(),
                     pipe: state.pipe.clone(),
@@ -295,29 +266,17 @@ impl Backend {
 
     /// `list`: every container under the root.
     pub fn list(&self) -> Result<Vec<ContainerState>, HcsError> {
-        self.store
-            .list()?
-            .into_iter()
-            .map(|s| self.state(&s.id))
-            .collect()
+        self.store.list()?.into_iter().map(|s| self.state(&s.id)).collect()
     }
 
     /// `kill ID SIGNAL [--all]`.
     pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), HcsError> {
-        self.request(
-            id,
-            Request::Signal {
-                signal: signal.to_string(),
-                all,
-            },
-        )
-        .map(|_| ())
+        self.request(id, Request::Signal { signal: signal.to_string(), all }).map(|_| ())
     }
 
     /// `resize-tty ID WIDTH HEIGHT`.
     pub fn resize(&self, id: &str, width: u16, height: u16) -> Result<(), HcsError> {
-        self.request(id, Request::Resize { width, height })
-            .map(|_| ())
+        self.request(id, Request::Resize { width, height }).map(|_| ())
     }
 
     /// `pause`.
@@ -379,19 +338,15 @@ impl Backend {
         let stdio = StdioPipes::default();
         let params = if state.isolation == Isolation::Lcow {
             let raw = serde_json::to_value(process).ok();
-            let p: LcowProcessParameters =
-                translate::linux_process_parameters(process, raw.as_ref(), stdio)
-                    .map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
+            let p: LcowProcessParameters = translate::linux_process_parameters(process, raw.as_ref(), stdio)
+                .map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
             serde_json::to_string(&p)
         } else {
             let p = translate::windows_process_parameters(process, stdio)
                 .map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
             serde_json::to_string(&p)
         }
-        .map_err(|source| HcsError::Serialize {
-            bundle: state.bundle.clone(),
-            source,
-        })?;
+        .map_err(|source| HcsError::Serialize { bundle: state.bundle.clone(), source })?;
         let mut proc = system.create_process(&params)?;
         let stdin = proc.stdin.take();
         let stdout = proc.stdout.take();
@@ -429,10 +384,8 @@ impl Backend {
     pub fn ps(&self, id: &str) -> Result<Vec<ProcessDetails>, HcsError> {
         let state = self.state(id)?;
         let system = ComputeSystem::open(id, Some(state.host_build))?;
-        let props = system.properties(&PropertyQuery {
-            property_types: vec![PropertyType::ProcessList],
-            queries: None,
-        })?;
+        let props =
+            system.properties(&PropertyQuery { property_types: vec![PropertyType::ProcessList], queries: None })?;
         Ok(props.process_list)
     }
 }
@@ -443,8 +396,5 @@ pub fn supervisor_main(root: &Path, id: &str) -> Result<(), HcsError> {
 }
 
 fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }

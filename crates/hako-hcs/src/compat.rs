@@ -74,11 +74,7 @@ fn describe_range((low, high): (u32, u32)) -> String {
     if low == high {
         format!("an image of build {}", builds::describe(low))
     } else {
-        format!(
-            "an image of build {} to {}",
-            builds::describe(low),
-            builds::describe(high)
-        )
+        format!("an image of build {} to {}", builds::describe(low), builds::describe(high))
     }
 }
 
@@ -154,10 +150,7 @@ mod tests {
     use super::*;
 
     fn server(build: u32) -> HostInfo {
-        HostInfo {
-            version: OsVersion::windows10(build, 0),
-            is_client: false,
-        }
+        HostInfo { version: OsVersion::windows10(build, 0), is_client: false }
     }
 
     fn image(build: u32) -> OsVersion {
@@ -206,14 +199,7 @@ mod tests {
         ];
         for &(host, img, want) in cases {
             let v = check(&server(host), Some(&image(img)));
-            assert_eq!(
-                verdict_kind(&v),
-                want,
-                "host {} image {}: {:?}",
-                host,
-                img,
-                v
-            );
+            assert_eq!(verdict_kind(&v), want, "host {} image {}: {:?}", host, img, v);
         }
     }
 
@@ -241,22 +227,14 @@ mod tests {
         match v {
             Verdict::NeedsHyperV { reason } => {
                 assert!(reason.contains("use Hyper-V isolation"), "{}", reason);
-                assert!(
-                    reason.contains("an image of build 20348 (ltsc2022)"),
-                    "{}",
-                    reason
-                );
+                assert!(reason.contains("an image of build 20348 (ltsc2022)"), "{}", reason);
             }
             other => panic!("unexpected {:?}", other),
         }
         let v = check(&server(22621), Some(&image(17763)));
         match v {
             Verdict::NeedsHyperV { reason } => {
-                assert!(
-                    reason.contains("an image of build 20348 (ltsc2022) to 22621"),
-                    "{}",
-                    reason
-                )
+                assert!(reason.contains("an image of build 20348 (ltsc2022) to 22621"), "{}", reason)
             }
             other => panic!("unexpected {:?}", other),
         }
@@ -272,15 +250,9 @@ mod tests {
 
     #[test]
     fn revision_is_ignored_from_1809_and_checked_for_ltsc2016() {
-        let host = HostInfo {
-            version: OsVersion::windows10(17763, 5000),
-            is_client: false,
-        };
+        let host = HostInfo { version: OsVersion::windows10(17763, 5000), is_client: false };
         assert!(check(&host, Some(&OsVersion::windows10(17763, 437))).allows_process());
-        let host = HostInfo {
-            version: OsVersion::windows10(14393, 1066),
-            is_client: false,
-        };
+        let host = HostInfo { version: OsVersion::windows10(14393, 1066), is_client: false };
         let v = check(&host, Some(&OsVersion::windows10(14393, 2000)));
         assert_eq!(verdict_kind(&v), "hyperv");
         assert!(check(&host, Some(&OsVersion::windows10(14393, 1066))).allows_process());
@@ -288,27 +260,13 @@ mod tests {
 
     #[test]
     fn old_clients_are_hyperv_only_and_unknown_images_match() {
-        let client = HostInfo {
-            version: OsVersion::windows10(17134, 0),
-            is_client: true,
-        };
+        let client = HostInfo { version: OsVersion::windows10(17134, 0), is_client: true };
         let v = check(&client, Some(&image(17134)));
         assert_eq!(verdict_kind(&v), "hyperv");
-        let client = HostInfo {
-            version: OsVersion::windows10(17763, 0),
-            is_client: true,
-        };
+        let client = HostInfo { version: OsVersion::windows10(17763, 0), is_client: true };
         assert!(check(&client, Some(&image(17763))).allows_process());
         assert!(check(&server(20348), None).allows_process());
-        let v = check(
-            &server(20348),
-            Some(&OsVersion {
-                major: 6,
-                minor: 3,
-                build: 9600,
-                revision: 0,
-            }),
-        );
+        let v = check(&server(20348), Some(&OsVersion { major: 6, minor: 3, build: 9600, revision: 0 }));
         assert_eq!(verdict_kind(&v), "none");
     }
 }

@@ -73,13 +73,7 @@ fn default_id(bundle: &Path) -> String {
         .unwrap_or_default();
     let clean: String = name
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+') { c } else { '-' })
         .collect();
     if clean.is_empty() || clean.chars().all(|c| c == '.') {
         "hcs-doc".to_string()
@@ -90,14 +84,8 @@ fn default_id(bundle: &Path) -> String {
 
 /// The translate options `hcs_doc` uses for `opts` on this host.
 pub fn translate_options(bundle: &Path, opts: &HcsDocOptions) -> TranslateOptions {
-    let id = opts
-        .container_id
-        .clone()
-        .unwrap_or_else(|| default_id(bundle));
-    let mut t = TranslateOptions::for_host_build(
-        &id,
-        opts.host_build.unwrap_or(DEFAULT_ASSUMED_HOST_BUILD),
-    );
+    let id = opts.container_id.clone().unwrap_or_else(|| default_id(bundle));
+    let mut t = TranslateOptions::for_host_build(&id, opts.host_build.unwrap_or(DEFAULT_ASSUMED_HOST_BUILD));
     host_defaults(&mut t, opts);
     if let Some(owner) = &opts.owner {
         t.owner = owner.clone();
@@ -147,18 +135,14 @@ fn host_defaults(_t: &mut TranslateOptions, _opts: &HcsDocOptions) {}
 pub fn hcs_doc(bundle: &Path, opts: &HcsDocOptions) -> Result<String, HcsError> {
     let loaded = Bundle::load(bundle)?;
     let topts = translate_options(bundle, opts);
-    let plan = translate::translate(&loaded, &topts)
-        .map_err(|error| HcsError::spec(bundle.to_path_buf(), error))?;
+    let plan = translate::translate(&loaded, &topts).map_err(|error| HcsError::spec(bundle.to_path_buf(), error))?;
     match opts.format {
         DocFormat::Json => serde_json::to_string_pretty(&plan)
             .map(|mut s| {
                 s.push('\n');
                 s
             })
-            .map_err(|source| HcsError::Serialize {
-                bundle: bundle.to_path_buf(),
-                source,
-            }),
+            .map_err(|source| HcsError::Serialize { bundle: bundle.to_path_buf(), source }),
         DocFormat::Text => Ok(render_text(&plan)),
     }
 }
@@ -187,21 +171,14 @@ pub fn render_text(plan: &HcsPlan) -> String {
         let _ = writeln!(out, "\nutility VM {}", uvm.id);
         vm_summary(&mut out, &uvm.document);
         if let Some(copy) = &uvm.scratch_from_template {
-            let _ = writeln!(
-                out,
-                "  before create: copy {} to {}",
-                copy.template, copy.path
-            );
+            let _ = writeln!(out, "  before create: copy {} to {}", copy.template, copy.path);
         }
         for f in &uvm.grant_vm_access {
             let _ = writeln!(out, "  before create: grant VM access to {}", f);
         }
         for r in &uvm.guest_requests {
             if let Some(g) = &r.guest_request {
-                let kind = g
-                    .get("ResourceType")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("?");
+                let kind = g.get("ResourceType").and_then(|v| v.as_str()).unwrap_or("?");
                 let _ = writeln!(
                     out,
                     "  after start: guest {} {}",
@@ -235,12 +212,8 @@ pub fn render_text(plan: &HcsPlan) -> String {
                 let _ = writeln!(out, "  environment: {} variables", w.environment.len());
             }
             InitProcess::Linux(l) => {
-                let args = l
-                    .oci_process
-                    .as_ref()
-                    .and_then(|p| p.get("args"))
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let args =
+                    l.oci_process.as_ref().and_then(|p| p.get("args")).map(|a| a.to_string()).unwrap_or_default();
                 let _ = writeln!(out, "  args (forwarded to the guest): {}", args);
             }
         }
@@ -265,11 +238,7 @@ fn vm_summary(out: &mut String, doc: &ComputeSystem) {
                 out,
                 "  boot: kernel {} initrd {}",
                 k.kernel_file_path,
-                if k.init_rd_path.is_empty() {
-                    "-"
-                } else {
-                    &k.init_rd_path
-                }
+                if k.init_rd_path.is_empty() { "-" } else { &k.init_rd_path }
             );
             let _ = writeln!(out, "  kernel command line: {}", k.kernel_cmd_line);
         }
@@ -279,11 +248,7 @@ fn vm_summary(out: &mut String, doc: &ComputeSystem) {
                 "  boot: UEFI {} {}{}",
                 b.device_type,
                 b.device_path,
-                if b.vmb_fs_root_path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" from {}", b.vmb_fs_root_path)
-                }
+                if b.vmb_fs_root_path.is_empty() { String::new() } else { format!(" from {}", b.vmb_fs_root_path) }
             );
         }
     }
@@ -291,41 +256,21 @@ fn vm_summary(out: &mut String, doc: &ComputeSystem) {
         let mem = t.memory.as_ref().map(|m| m.size_in_mb).unwrap_or(0);
         let cpus = t.processor.as_ref().map(|p| p.count).unwrap_or(0);
         let over = t.memory.as_ref().map_or(false, |m| m.allow_overcommit);
-        let _ = writeln!(
-            out,
-            "  memory: {} MiB{}, processors: {}",
-            mem,
-            if over { " (overcommit)" } else { "" },
-            cpus
-        );
+        let _ = writeln!(out, "  memory: {} MiB{}, processors: {}", mem, if over { " (overcommit)" } else { "" }, cpus);
     }
     if let Some(d) = &vm.devices {
         if let Some(smb) = &d.virtual_smb {
             for s in &smb.shares {
                 let ro = s.options.map_or(false, |o| o.read_only);
-                let _ = writeln!(
-                    out,
-                    "  vsmb share {}: {}{}",
-                    s.name,
-                    s.path,
-                    if ro { " (read-only)" } else { "" }
-                );
+                let _ = writeln!(out, "  vsmb share {}: {}{}", s.name, s.path, if ro { " (read-only)" } else { "" });
             }
         }
         for (guid, ctrl) in &d.scsi {
-            let i = SCSI_CONTROLLER_GUIDS
-                .iter()
-                .position(|g| g == guid)
-                .map_or_else(|| guid.clone(), |i| i.to_string());
+            let i =
+                SCSI_CONTROLLER_GUIDS.iter().position(|g| g == guid).map_or_else(|| guid.clone(), |i| i.to_string());
             for (lun, a) in &ctrl.attachments {
-                let _ = writeln!(
-                    out,
-                    "  scsi {}:{} {}{}",
-                    i,
-                    lun,
-                    a.path,
-                    if a.read_only { " (read-only)" } else { "" }
-                );
+                let _ =
+                    writeln!(out, "  scsi {}:{} {}{}", i, lun, a.path, if a.read_only { " (read-only)" } else { "" });
             }
         }
         if let Some(p9) = &d.plan9 {
@@ -383,11 +328,8 @@ fn container_summary(out: &mut String, doc: &ComputeSystem) {
             let _ = writeln!(out, "  layer {} {}", l.id, l.path);
         }
         if let Some(q) = &s.qos {
-            let _ = writeln!(
-                out,
-                "  storage QoS: {} IOPS, {} bytes/s (0 = no limit)",
-                q.iops_maximum, q.bandwidth_maximum
-            );
+            let _ =
+                writeln!(out, "  storage QoS: {} IOPS, {} bytes/s (0 = no limit)", q.iops_maximum, q.bandwidth_maximum);
         }
     }
     for m in &container.mapped_directories {
@@ -400,11 +342,7 @@ fn container_summary(out: &mut String, doc: &ComputeSystem) {
         );
     }
     for p in &container.mapped_pipes {
-        let _ = writeln!(
-            out,
-            "  mapped pipe {} -> {}",
-            p.host_path, p.container_pipe_name
-        );
+        let _ = writeln!(out, "  mapped pipe {} -> {}", p.host_path, p.container_pipe_name);
     }
     if let Some(p) = &container.processor {
         let text = match (p.count, p.maximum, p.weight) {
@@ -423,16 +361,8 @@ fn container_summary(out: &mut String, doc: &ComputeSystem) {
         let _ = writeln!(
             out,
             "  network: namespace {}{}{}",
-            if n.namespace.is_empty() {
-                "-"
-            } else {
-                &n.namespace
-            },
-            if n.dns_search_list.is_empty() {
-                String::new()
-            } else {
-                format!(", DNS search {}", n.dns_search_list)
-            },
+            if n.namespace.is_empty() { "-" } else { &n.namespace },
+            if n.dns_search_list.is_empty() { String::new() } else { format!(", DNS search {}", n.dns_search_list) },
             if n.network_shared_container_name.is_empty() {
                 String::new()
             } else {
@@ -444,10 +374,6 @@ fn container_summary(out: &mut String, doc: &ComputeSystem) {
         let _ = writeln!(out, "  gMSA credential spec over {}", ccg.transport);
     }
     for d in &container.assigned_devices {
-        let _ = writeln!(
-            out,
-            "  device {}{}",
-            d.interface_class_guid, d.location_path
-        );
+        let _ = writeln!(out, "  device {}{}", d.interface_class_guid, d.location_path);
     }
 }

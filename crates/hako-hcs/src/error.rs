@@ -45,7 +45,9 @@ pub enum HcsError {
         source: std::io::Error,
     },
     /// A state file does not parse.
-    #[error("state file {path} is corrupt: {detail}: delete the container with hako delete --force, or remove the file")]
+    #[error(
+        "state file {path} is corrupt: {detail}: delete the container with hako delete --force, or remove the file"
+    )]
     CorruptState {
         /// The file.
         path: PathBuf,
@@ -53,9 +55,7 @@ pub enum HcsError {
         detail: String,
     },
     /// The container does not exist in hako's state.
-    #[error(
-        "container {id} does not exist under {root}: check the id with hako list, or the --root"
-    )]
+    #[error("container {id} does not exist under {root}: check the id with hako list, or the --root")]
     NotFound {
         /// The container id.
         id: String,
@@ -124,9 +124,6 @@ impl From<HcsCallError> for HcsError {
 impl HcsError {
     /// A rule broken by the bundle in `bundle`.
     pub fn spec(bundle: impl Into<PathBuf>, error: SpecError) -> Self {
-        HcsError::Spec {
-            bundle: bundle.into(),
-            error: Box::new(error),
-        }
+        HcsError::Spec { bundle: bundle.into(), error: Box::new(error) }
     }
 }

@@ -254,10 +254,7 @@ impl fmt::Display for HcsCallError {
         }
         match fix_for(self.code, self.host_build) {
             Some(fix) => write!(f, ": {}", fix),
-            None => write!(
-                f,
-                ": see the Microsoft-Windows-Hyper-V-Compute-Operational event log for details"
-            ),
+            None => write!(f, ": see the Microsoft-Windows-Hyper-V-Compute-Operational event log for details"),
         }
     }
 }
@@ -303,18 +300,9 @@ mod tests {
 
     #[test]
     fn ntstatus_form_maps_to_the_hresult_but_v1_pending_stays_itself() {
-        assert_eq!(
-            lookup(0xC037_0101).map(|k| k.name),
-            Some("HCS_E_IMAGE_MISMATCH")
-        );
-        assert_eq!(
-            lookup(0xC037_0112).map(|k| k.name),
-            Some("HCS_E_INVALID_LAYER")
-        );
-        assert_eq!(
-            lookup(0xC037_0103).map(|k| k.name),
-            Some("VMCOMPUTE_E_OPERATION_PENDING (v1)")
-        );
+        assert_eq!(lookup(0xC037_0101).map(|k| k.name), Some("HCS_E_IMAGE_MISMATCH"));
+        assert_eq!(lookup(0xC037_0112).map(|k| k.name), Some("HCS_E_INVALID_LAYER"));
+        assert_eq!(lookup(0xC037_0103).map(|k| k.name), Some("VMCOMPUTE_E_OPERATION_PENDING (v1)"));
         assert!(lookup(0x8037_0103).is_none());
         assert!(lookup(0x1234_5678).is_none());
     }
@@ -332,23 +320,11 @@ mod tests {
             host_build: Some(20348),
         };
         let text = e.to_string();
-        assert!(
-            text.starts_with("HcsCreateComputeSystem web: HCS_E_IMAGE_MISMATCH (0xc0370101)"),
-            "{}",
-            text
-        );
-        assert!(
-            text.contains("hcs says: The container operating system does not match"),
-            "{}",
-            text
-        );
+        assert!(text.starts_with("HcsCreateComputeSystem web: HCS_E_IMAGE_MISMATCH (0xc0370101)"), "{}", text);
+        assert!(text.contains("hcs says: The container operating system does not match"), "{}", text);
         assert!(text.contains("event: layer mismatch"), "{}", text);
         assert!(text.contains("use VM isolation"), "{}", text);
-        assert!(
-            text.ends_with("or an image of build 20348 (ltsc2022)"),
-            "{}",
-            text
-        );
+        assert!(text.ends_with("or an image of build 20348 (ltsc2022)"), "{}", text);
         assert!(e.is(HCS_E_IMAGE_MISMATCH));
     }
 

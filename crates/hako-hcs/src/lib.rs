@@ -39,8 +39,6 @@ pub mod state;
 pub mod supervisor;
 pub mod translate;
 
-pub use doc::{
-    hcs_doc, render_text, translate_options, DocFormat, HcsDocOptions, DEFAULT_ASSUMED_HOST_BUILD,
-};
+pub use doc::{hcs_doc, render_text, translate_options, DocFormat, HcsDocOptions, DEFAULT_ASSUMED_HOST_BUILD};
 pub use error::HcsError;
 pub use translate::{translate, HcsPlan, Isolation, SpecError, TranslateOptions};

@@ -86,9 +86,7 @@ pub mod builds {
 
 /// A Windows version `major.minor.build[.revision]`; the revision is the UBR. Serialized as
 /// its text form, `"10.0.20348.1487"`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct OsVersion {
     /// 10 for every supported release.
@@ -103,7 +101,9 @@ pub struct OsVersion {
 
 /// A version string that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Windows version {value:?} is not of the form MAJOR.MINOR.BUILD[.REVISION] (e.g. 10.0.20348 or 10.0.20348.1487)")]
+#[error(
+    "Windows version {value:?} is not of the form MAJOR.MINOR.BUILD[.REVISION] (e.g. 10.0.20348 or 10.0.20348.1487)"
+)]
 pub struct OsVersionParseError {
     /// The text given.
     pub value: String,
@@ -112,12 +112,7 @@ pub struct OsVersionParseError {
 impl OsVersion {
     /// `10.0.<build>.<revision>`.
     pub const fn windows10(build: u32, revision: u32) -> Self {
-        OsVersion {
-            major: 10,
-            minor: 0,
-            build,
-            revision,
-        }
+        OsVersion { major: 10, minor: 0, build, revision }
     }
 }
 
@@ -125,9 +120,7 @@ impl FromStr for OsVersion {
     type Err = OsVersionParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || OsVersionParseError {
-            value: s.to_string(),
-        };
+        let err = || OsVersionParseError { value: s.to_string() };
         let parts: Vec<&str> = s.trim().split('.').collect();
         if parts.len() < 3 || parts.len() > 4 {
             return Err(err());
@@ -139,12 +132,7 @@ impl FromStr for OsVersion {
             }
             nums[i] = p.parse().map_err(|_| err())?;
         }
-        Ok(OsVersion {
-            major: nums[0],
-            minor: nums[1],
-            build: nums[2],
-            revision: nums[3],
-        })
+        Ok(OsVersion { major: nums[0], minor: nums[1], build: nums[2], revision: nums[3] })
     }
 }
 
@@ -164,11 +152,7 @@ impl TryFrom<String> for OsVersion {
 
 impl fmt::Display for OsVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.major, self.minor, self.build, self.revision
-        )
+        write!(f, "{}.{}.{}.{}", self.major, self.minor, self.build, self.revision)
     }
 }
 
@@ -179,20 +163,9 @@ mod tests {
     #[test]
     fn parses_three_and_four_part_versions() {
         assert_eq!("10.0.17763".parse(), Ok(OsVersion::windows10(17763, 0)));
-        assert_eq!(
-            "10.0.20348.1487".parse(),
-            Ok(OsVersion::windows10(20348, 1487))
-        );
+        assert_eq!("10.0.20348.1487".parse(), Ok(OsVersion::windows10(20348, 1487)));
         assert_eq!(OsVersion::windows10(26100, 2).to_string(), "10.0.26100.2");
-        for bad in [
-            "",
-            "10",
-            "10.0",
-            "10.0.x",
-            "10.0.1.2.3",
-            "10..17763",
-            "-1.0.1",
-        ] {
+        for bad in ["", "10", "10.0", "10.0.x", "10.0.1.2.3", "10..17763", "-1.0.1"] {
             assert!(bad.parse::<OsVersion>().is_err(), "{:?} parsed", bad);
         }
     }
@@ -201,10 +174,7 @@ mod tests {
     fn serializes_as_text() {
         let v = OsVersion::windows10(20348, 1487);
         assert_eq!(serde_json::to_string(&v).unwrap(), "\"10.0.20348.1487\"");
-        assert_eq!(
-            serde_json::from_str::<OsVersion>("\"10.0.17763\"").unwrap(),
-            OsVersion::windows10(17763, 0)
-        );
+        assert_eq!(serde_json::from_str::<OsVersion>("\"10.0.17763\"").unwrap(), OsVersion::windows10(17763, 0));
         assert!(serde_json::from_str::<OsVersion>("\"ltsc2022\"").is_err());
     }
 

@@ -88,11 +88,7 @@ pub struct StateStore {
 }
 
 fn io(action: &'static str, path: &Path, source: std::io::Error) -> HcsError {
-    HcsError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    HcsError::Io { action, path: path.to_path_buf(), source }
 }
 
 impl StateStore {
@@ -118,16 +114,12 @@ impl StateStore {
     /// Creates the directory of a new container and writes its state and config copy; fails
     /// if the container exists.
     pub fn create(&self, state: &ContainerState, config_json: &str) -> Result<(), HcsError> {
-        fs::create_dir_all(&self.root)
-            .map_err(|e| io("cannot create state root", &self.root, e))?;
+        fs::create_dir_all(&self.root).map_err(|e| io("cannot create state root", &self.root, e))?;
         let dir = self.dir(&state.id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(HcsError::AlreadyExists {
-                    id: state.id.clone(),
-                    root: self.root.clone(),
-                })
+                return Err(HcsError::AlreadyExists { id: state.id.clone(), root: self.root.clone() })
             }
             Err(e) => return Err(io("cannot create state directory", &dir, e)),
         }
@@ -137,10 +129,8 @@ impl StateStore {
 
     /// Writes `state` atomically.
     pub fn save(&self, state: &ContainerState) -> Result<(), HcsError> {
-        let text = serde_json::to_string_pretty(state).map_err(|e| HcsError::CorruptState {
-            path: self.state_file(&state.id),
-            detail: e.to_string(),
-        })?;
+        let text = serde_json::to_string_pretty(state)
+            .map_err(|e| HcsError::CorruptState { path: self.state_file(&state.id), detail: e.to_string() })?;
         write_atomic(&self.state_file(&state.id), text.as_bytes())
     }
 
@@ -150,17 +140,11 @@ impl StateStore {
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HcsError::NotFound {
-                    id: id.to_string(),
-                    root: self.root.clone(),
-                })
+                return Err(HcsError::NotFound { id: id.to_string(), root: self.root.clone() })
             }
             Err(e) => return Err(io("cannot read state file", &path, e)),
         };
-        serde_json::from_str(&text).map_err(|e| HcsError::CorruptState {
-            path,
-            detail: e.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|e| HcsError::CorruptState { path, detail: e.to_string() })
     }
 
     /// Every container's state, sorted by id; directories without a readable state are skipped.
@@ -214,10 +198,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HcsError> {
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -225,8 +206,7 @@ mod tests {
     use super::*;
 
     fn temp_root(name: &str) -> PathBuf {
-        let p =
-            std::env::temp_dir().join(format!("hako-hcs-state-{}-{}", name, std::process::id()));
+        let p = std::env::temp_dir().join(format!("hako-hcs-state-{}-{}", name, std::process::id()));
         let _ = fs::remove_dir_all(&p);
         p
     }
@@ -256,16 +236,10 @@ mod tests {
         let store = StateStore::new(&root);
         store.create(&sample("b"), "{}").unwrap();
         store.create(&sample("a"), "{\"x\":1}").unwrap();
-        assert!(matches!(
-            store.create(&sample("a"), "{}"),
-            Err(HcsError::AlreadyExists { .. })
-        ));
+        assert!(matches!(store.create(&sample("a"), "{}"), Err(HcsError::AlreadyExists { .. })));
         let mut a = store.load("a").unwrap();
         assert_eq!(a, sample("a"));
-        assert_eq!(
-            fs::read_to_string(store.dir("a").join("config.json")).unwrap(),
-            "{\"x\":1}"
-        );
+        assert_eq!(fs::read_to_string(store.dir("a").join("config.json")).unwrap(), "{\"x\":1}");
         a.status = Status::Stopped;
         a.exit_code = Some(3);
         store.save(&a).unwrap();

@@ -118,10 +118,7 @@ fn process_parameters_follow_hcsshim_cmd_go() {
         Some(InitProcess::Windows(p)) => p,
         other => panic!("unexpected {:?}", other),
     };
-    assert_eq!(
-        p.command_line,
-        r#""C:\Program Files\app.exe" "a b" "say \"hi\"""#
-    );
+    assert_eq!(p.command_line, r#""C:\Program Files\app.exe" "a b" "say \"hi\"""#);
     assert!(p.emulate_console);
     assert_eq!(p.console_size, vec![30, 100]);
     assert!(!p.create_std_err_pipe, "a console merges stderr");
@@ -151,15 +148,8 @@ fn networking_resources_storage_and_annotations() {
         json!({"AllowUnqualifiedDnsQuery": true, "DnsSearchList": "a.com,b.com", "NetworkSharedContainerName": "pause"})
     );
     assert_eq!(to_json(&c.processor), json!({"Maximum": 5000}));
-    assert_eq!(
-        to_json(&c.memory),
-        json!({"SizeInMB": 768}),
-        "annotation overrides the spec limit"
-    );
-    assert_eq!(
-        to_json(&c.storage.expect("storage").qos),
-        json!({"IopsMaximum": 400, "BandwidthMaximum": 1000000})
-    );
+    assert_eq!(to_json(&c.memory), json!({"SizeInMB": 768}), "annotation overrides the spec limit");
+    assert_eq!(to_json(&c.storage.expect("storage").qos), json!({"IopsMaximum": 400, "BandwidthMaximum": 1000000}));
 
     // Annotation count replaces the spec's shares: still one setting, so no conflict.
     let mut cfg = wcow_process();
@@ -168,10 +158,7 @@ fn networking_resources_storage_and_annotations() {
     let plan = translate(&bundle(cfg), &opts()).expect("translates");
     let c = plan.container.document.container.expect("container");
     assert_eq!(to_json(&c.processor), json!({"Weight": 100}));
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("io.microsoft.virtualmachine.unknown.thing")));
+    assert!(plan.warnings.iter().any(|w| w.contains("io.microsoft.virtualmachine.unknown.thing")));
 }
 
 #[test]
@@ -181,10 +168,7 @@ fn processor_count_is_lowered_to_the_host() {
     let plan = translate(&bundle(wcow_process()), &o).expect("translates");
     let c = plan.container.document.container.expect("container");
     assert_eq!(to_json(&c.processor), json!({"Count": 1}));
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("processor count 2 lowered to 1")));
+    assert!(plan.warnings.iter().any(|w| w.contains("processor count 2 lowered to 1")));
 }
 
 #[test]
@@ -197,9 +181,8 @@ fn named_pipes_devices_and_credential_spec() {
         {"id": "5B45201D-F2F2-4F3B-85BB-30FF1F953599", "idType": "class"},
         {"id": "PCIROOT(0)#PCI(0100)", "idType": "vpci-location-path"}
     ]);
-    cfg["windows"]["credentialSpec"] = json!(
-        "{\"CmsPlugins\":[\"ActiveDirectory\"],\"DomainJoinConfig\":{\"DnsName\":\"contoso.com\"}}"
-    );
+    cfg["windows"]["credentialSpec"] =
+        json!("{\"CmsPlugins\":[\"ActiveDirectory\"],\"DomainJoinConfig\":{\"DnsName\":\"contoso.com\"}}");
     let plan = translate(&bundle(cfg), &opts()).expect("translates");
     let c = plan.container.document.container.expect("container");
     assert_eq!(
@@ -263,44 +246,19 @@ fn hyperv_utility_vm_document_matches_hcsshim() {
         })
     );
     assert_eq!(devices["VirtualSmb"]["Shares"][1]["Name"], json!("s1"));
-    assert_eq!(
-        devices["VirtualSmb"]["Shares"][1]["Path"],
-        json!("C:\\layers\\l2")
-    );
-    assert_eq!(
-        devices["VirtualSmb"]["Shares"][3]["Path"],
-        json!("C:\\data"),
-        "mapped directory share"
-    );
+    assert_eq!(devices["VirtualSmb"]["Shares"][1]["Path"], json!("C:\\layers\\l2"));
+    assert_eq!(devices["VirtualSmb"]["Shares"][3]["Path"], json!("C:\\data"), "mapped directory share");
     let ctrl0 = &devices["Scsi"][SCSI_CONTROLLER_GUIDS[0]]["Attachments"];
-    assert_eq!(
-        ctrl0["0"],
-        json!({"Type": "VirtualDisk", "Path": "C:\\layers\\scratch\\vm\\sandbox.vhdx"})
-    );
-    assert_eq!(
-        ctrl0["1"],
-        json!({"Type": "VirtualDisk", "Path": "C:\\layers\\scratch\\sandbox.vhdx"})
-    );
+    assert_eq!(ctrl0["0"], json!({"Type": "VirtualDisk", "Path": "C:\\layers\\scratch\\vm\\sandbox.vhdx"}));
+    assert_eq!(ctrl0["1"], json!({"Type": "VirtualDisk", "Path": "C:\\layers\\scratch\\sandbox.vhdx"}));
     assert_eq!(
         vm["RegistryChanges"]["AddValues"][0],
         json!({"Key": {"Hive": "System", "Name": "CurrentControlSet\\Services\\gns"}, "Name": "EnableCompartmentNamespace", "Type": "DWord", "DWordValue": 1})
     );
-    assert_eq!(
-        uvm.grant_vm_access,
-        vec![
-            "C:\\layers\\scratch\\vm\\sandbox.vhdx",
-            "C:\\layers\\scratch\\sandbox.vhdx"
-        ]
-    );
+    assert_eq!(uvm.grant_vm_access, vec!["C:\\layers\\scratch\\vm\\sandbox.vhdx", "C:\\layers\\scratch\\sandbox.vhdx"]);
     let copy = uvm.scratch_from_template.as_ref().expect("template copy");
-    assert_eq!(
-        copy.template,
-        "C:\\layers\\l1\\UtilityVM\\SystemTemplate.vhdx"
-    );
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("utility VM image assumed in the base layer")));
+    assert_eq!(copy.template, "C:\\layers\\l1\\UtilityVM\\SystemTemplate.vhdx");
+    assert!(plan.warnings.iter().any(|w| w.contains("utility VM image assumed in the base layer")));
 }
 
 #[test]
@@ -315,14 +273,8 @@ fn hyperv_hosted_container_uses_guest_paths() {
     let c = &hosted["Container"];
     let vsmb = "\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\\";
     assert_eq!(c["Storage"]["Path"], json!("C:\\c\\web"));
-    assert_eq!(
-        c["Storage"]["Layers"][0],
-        json!({"Id": layer_id("l2"), "Path": format!("{}s1", vsmb)})
-    );
-    assert_eq!(
-        c["Storage"]["Layers"][1],
-        json!({"Id": layer_id("l1"), "Path": format!("{}s2", vsmb)})
-    );
+    assert_eq!(c["Storage"]["Layers"][0], json!({"Id": layer_id("l2"), "Path": format!("{}s1", vsmb)}));
+    assert_eq!(c["Storage"]["Layers"][1], json!({"Id": layer_id("l1"), "Path": format!("{}s2", vsmb)}));
     assert_eq!(
         c["MappedDirectories"],
         json!([{"HostPath": format!("{}s3", vsmb), "ContainerPath": "C:\\data", "ReadOnly": true}])
@@ -332,10 +284,7 @@ fn hyperv_hosted_container_uses_guest_paths() {
         to_json(&requests[0]),
         json!({"GuestRequest": {"ResourceType": "MappedVirtualDisk", "RequestType": "Add", "Settings": {"ContainerPath": "C:\\c\\web", "Lun": 1}}})
     );
-    assert_eq!(
-        requests[1].guest_request.as_ref().expect("request")["ResourceType"],
-        json!("CombinedLayers")
-    );
+    assert_eq!(requests[1].guest_request.as_ref().expect("request")["ResourceType"], json!("CombinedLayers"));
 }
 
 #[test]
@@ -356,22 +305,10 @@ fn hyperv_sizing_annotations_probe_and_override() {
         uvm["VirtualMachine"]["ComputeTopology"],
         json!({"Memory": {"SizeInMB": 2048}, "Processor": {"Count": 4}})
     );
-    assert_eq!(
-        uvm["VirtualMachine"]["Devices"]["VirtualSmb"]["Shares"][0]["Path"],
-        json!("D:\\uvm\\UtilityVM\\Files")
-    );
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("aligned up to 2048")));
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("lowered to the host's 4")));
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.contains("leaving nothing for the guest OS")));
+    assert_eq!(uvm["VirtualMachine"]["Devices"]["VirtualSmb"]["Shares"][0]["Path"], json!("D:\\uvm\\UtilityVM\\Files"));
+    assert!(plan.warnings.iter().any(|w| w.contains("aligned up to 2048")));
+    assert!(plan.warnings.iter().any(|w| w.contains("lowered to the host's 4")));
+    assert!(plan.warnings.iter().any(|w| w.contains("leaving nothing for the guest OS")));
 
     // With a probe, the layers are searched bottom-up for UtilityVM.
     fn only_top(p: &str) -> bool {
@@ -391,10 +328,7 @@ fn hyperv_sizing_annotations_probe_and_override() {
     o.isolation = Some(Isolation::Hyperv);
     let plan = translate(&bundle(wcow_process()), &o).expect("translates");
     assert_eq!(plan.isolation, Isolation::Hyperv);
-    assert!(plan
-        .warnings
-        .iter()
-        .any(|w| w.starts_with("root was ignored")));
+    assert!(plan.warnings.iter().any(|w| w.starts_with("root was ignored")));
 }
 
 fn lcow_config() -> Value {
@@ -432,20 +366,11 @@ fn lcow_utility_vm_matches_the_hcsshim_example() {
     let vm = &doc["VirtualMachine"];
     assert_eq!(vm["StopOnReset"], json!(true));
     let direct = &vm["Chipset"]["LinuxKernelDirect"];
-    assert_eq!(
-        direct["KernelFilePath"],
-        json!("C:\\Program Files\\Linux Containers\\vmlinux")
-    );
-    assert_eq!(
-        direct["InitRdPath"],
-        json!("C:\\Program Files\\Linux Containers\\initrd.img")
-    );
+    assert_eq!(direct["KernelFilePath"], json!("C:\\Program Files\\Linux Containers\\vmlinux"));
+    assert_eq!(direct["InitRdPath"], json!("C:\\Program Files\\Linux Containers\\initrd.img"));
     // The example's command line, with hako's GCS log level (info, not debug).
     let example = " 8250_core.nr_uarts=0 panic=-1 quiet pci=off nr_cpus=2 brd.rd_nr=0 pmtmr=0 -- -e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel debug";
-    assert_eq!(
-        direct["KernelCmdLine"],
-        json!(example.replace("-loglevel debug", "-loglevel info"))
-    );
+    assert_eq!(direct["KernelCmdLine"], json!(example.replace("-loglevel debug", "-loglevel info")));
     assert_eq!(
         vm["ComputeTopology"],
         json!({"Memory": {"SizeInMB": 1024, "AllowOvercommit": true}, "Processor": {"Count": 2}})
@@ -461,23 +386,11 @@ fn lcow_utility_vm_matches_the_hcsshim_example() {
     let scsi = vm["Devices"]["Scsi"].as_object().expect("scsi");
     assert_eq!(scsi.len(), 4, "LCOW gets 4 SCSI controllers");
     let ctrl0 = &scsi[SCSI_CONTROLLER_GUIDS[0]]["Attachments"];
-    assert_eq!(
-        ctrl0["0"],
-        json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\scratch\\sandbox.vhdx"})
-    );
-    assert_eq!(
-        ctrl0["1"],
-        json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\l1\\layer.vhd", "ReadOnly": true})
-    );
-    assert_eq!(
-        ctrl0["2"],
-        json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\l0\\layer.vhd", "ReadOnly": true})
-    );
+    assert_eq!(ctrl0["0"], json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\scratch\\sandbox.vhdx"}));
+    assert_eq!(ctrl0["1"], json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\l1\\layer.vhd", "ReadOnly": true}));
+    assert_eq!(ctrl0["2"], json!({"Type": "VirtualDisk", "Path": "C:\\lcow\\l0\\layer.vhd", "ReadOnly": true}));
     assert_eq!(scsi[SCSI_CONTROLLER_GUIDS[3]], json!({"Attachments": {}}));
-    assert_eq!(
-        vm["Devices"]["VirtualPMem"],
-        json!({"MaximumCount": 64, "MaximumSizeBytes": 4294967296u64})
-    );
+    assert_eq!(vm["Devices"]["VirtualPMem"], json!({"MaximumCount": 64, "MaximumSizeBytes": 4294967296u64}));
 }
 
 /// The LCOW container document: `{SchemaVersion, OciBundlePath, OciSpecification, ScratchDirPath}`.
@@ -489,39 +402,17 @@ fn lcow_forwards_the_oci_spec() {
     let hosted = &doc["HostedSystem"];
     assert_eq!(hosted["SchemaVersion"], json!({"Major": 2, "Minor": 1}));
     assert_eq!(hosted["OciBundlePath"], json!("/run/gcs/c/web"));
-    assert_eq!(
-        hosted["ScratchDirPath"],
-        json!("/run/mounts/scsi/m0/scratch/web")
-    );
+    assert_eq!(hosted["ScratchDirPath"], json!("/run/mounts/scsi/m0/scratch/web"));
     let spec = &hosted["OciSpecification"];
-    assert!(
-        spec.get("hooks").is_none(),
-        "hooks run on the host, not forwarded"
-    );
-    assert_eq!(
-        spec["windows"],
-        json!({"network": {"networkNamespace": NS}}),
-        "only the namespace stays"
-    );
-    assert_eq!(
-        spec["root"],
-        json!({"path": "/run/gcs/c/web/rootfs", "readonly": true})
-    );
+    assert!(spec.get("hooks").is_none(), "hooks run on the host, not forwarded");
+    assert_eq!(spec["windows"], json!({"network": {"networkNamespace": NS}}), "only the namespace stays");
+    assert_eq!(spec["root"], json!({"path": "/run/gcs/c/web/rootfs", "readonly": true}));
     assert_eq!(spec["linux"]["cgroupsPath"], json!(""));
     assert!(spec["linux"]["resources"].get("pids").is_none());
-    assert_eq!(
-        spec["linux"]["resources"]["memory"],
-        json!({"limit": 1000000})
-    );
-    assert_eq!(
-        spec["linux"]["resources"]["cpu"],
-        json!({"period": 100000, "quota": -1})
-    );
+    assert_eq!(spec["linux"]["resources"]["memory"], json!({"limit": 1000000}));
+    assert_eq!(spec["linux"]["resources"]["cpu"], json!({"period": 100000, "quota": -1}));
     assert!(spec["linux"].get("seccomp").is_some());
-    assert_eq!(
-        spec["mounts"][0],
-        json!({"destination": "/proc", "type": "proc", "source": "proc"})
-    );
+    assert_eq!(spec["mounts"][0], json!({"destination": "/proc", "type": "proc", "source": "proc"}));
     assert_eq!(
         spec["mounts"][1],
         json!({"destination": "/data", "type": "bind", "source": "/mounts/m1", "options": ["rbind", "ro"]})
@@ -534,22 +425,11 @@ fn lcow_forwards_the_oci_spec() {
         .expect("uvm")
         .guest_requests
         .iter()
-        .map(|r| {
-            r.guest_request.as_ref().expect("guest")["ResourceType"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|r| r.guest_request.as_ref().expect("guest")["ResourceType"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(
         kinds,
-        vec![
-            "MappedVirtualDisk",
-            "MappedVirtualDisk",
-            "MappedVirtualDisk",
-            "MappedDirectory",
-            "CombinedLayers"
-        ]
+        vec!["MappedVirtualDisk", "MappedVirtualDisk", "MappedVirtualDisk", "MappedDirectory", "CombinedLayers"]
     );
 
     match plan.process {
@@ -573,14 +453,8 @@ fn lcow_boot_variants() {
     let boot = &vm["Chipset"]["Uefi"]["BootThis"];
     assert_eq!(boot["DeviceType"], json!("VmbFs"));
     assert_eq!(boot["DevicePath"], json!("\\kernel"));
-    assert_eq!(
-        boot["VmbFsRootPath"],
-        json!("C:\\Program Files\\Linux Containers")
-    );
-    assert!(boot["OptionalData"]
-        .as_str()
-        .unwrap_or_default()
-        .starts_with("initrd=/initrd.img 8250_core.nr_uarts=0"));
+    assert_eq!(boot["VmbFsRootPath"], json!("C:\\Program Files\\Linux Containers"));
+    assert!(boot["OptionalData"].as_str().unwrap_or_default().starts_with("initrd=/initrd.img 8250_core.nr_uarts=0"));
 
     // rootfs.vhd on VPMem, privileged drops seccomp, boot files and kernel options annotations.
     let mut cfg = lcow_config();
@@ -597,7 +471,12 @@ fn lcow_boot_variants() {
     assert_eq!(direct["KernelFilePath"], json!("D:\\boot\\vmlinux"));
     assert!(direct.get("InitRdPath").is_none());
     let cmdline = direct["KernelCmdLine"].as_str().unwrap_or_default();
-    assert!(cmdline.starts_with("root=/dev/pmem0 ro rootwait init=/init 8250_core.nr_uarts=0 panic=-1 quiet debug nr_cpus=2"), "{}", cmdline);
+    assert!(
+        cmdline
+            .starts_with("root=/dev/pmem0 ro rootwait init=/init 8250_core.nr_uarts=0 panic=-1 quiet debug nr_cpus=2"),
+        "{}",
+        cmdline
+    );
     assert!(!cmdline.contains("pci=off"));
     assert_eq!(
         uvm["VirtualMachine"]["Devices"]["VirtualPMem"]["Devices"]["0"],
@@ -626,17 +505,10 @@ fn documents_round_trip_through_the_schema_types() {
             let text = serde_json::to_string(&d).expect("json");
             let back: ComputeSystem = serde_json::from_str(&text).expect("parses back");
             assert_eq!(back, d);
-            assert_eq!(
-                d.payload_count(),
-                1,
-                "exactly one of Container, VirtualMachine, HostedSystem"
-            );
+            assert_eq!(d.payload_count(), 1, "exactly one of Container, VirtualMachine, HostedSystem");
         }
         if plan.isolation == Isolation::Lcow {
-            assert!(matches!(
-                plan.container.document.hosted_system,
-                Some(HostedSystemDocument::Linux(_))
-            ));
+            assert!(matches!(plan.container.document.hosted_system, Some(HostedSystemDocument::Linux(_))));
         }
     }
 }
@@ -646,33 +518,17 @@ fn compatibility_verdicts_through_translation() {
     let mut cfg = wcow_process();
     cfg["annotations"] = json!({"hako.image.os.version": "10.0.17763.5000"});
     let plan = translate(&bundle(cfg.clone()), &opts()).expect("translates");
-    assert!(matches!(
-        plan.compatibility,
-        Some(Verdict::NeedsHyperV { .. })
-    ));
-    let err = plan
-        .preflight()
-        .expect_err("process isolation of a 1809 image on ltsc2022");
+    assert!(matches!(plan.compatibility, Some(Verdict::NeedsHyperV { .. })));
+    let err = plan.preflight().expect_err("process isolation of a 1809 image on ltsc2022");
     let text = err.to_string();
-    assert!(
-        text.starts_with("image: cannot run with process isolation on this host: "),
-        "{}",
-        text
-    );
+    assert!(text.starts_with("image: cannot run with process isolation on this host: "), "{}", text);
     assert!(text.contains("use Hyper-V isolation"), "{}", text);
-    assert!(
-        text.contains("an image of build 20348 (ltsc2022)"),
-        "{}",
-        text
-    );
+    assert!(text.contains("an image of build 20348 (ltsc2022)"), "{}", text);
 
     let mut o = opts();
     o.isolation = Some(Isolation::Hyperv);
     let plan = translate(&bundle(cfg), &o).expect("translates");
-    assert!(
-        plan.preflight().is_ok(),
-        "Hyper-V isolation runs older images"
-    );
+    assert!(plan.preflight().is_ok(), "Hyper-V isolation runs older images");
 
     let mut o = opts();
     o.image_os_version = Some("10.0.26100.1".parse().expect("version"));

@@ -54,17 +54,9 @@ fn violates_with(cfg: Value, o: &TranslateOptions, rule: Rule, field: &str, prob
     let err = run_with(cfg, o).expect_err("should be rejected");
     assert_eq!(err.rule, rule, "{}", err);
     assert_eq!(err.field, field, "{}", err);
-    assert!(
-        err.problem.contains(problem_has),
-        "problem {:?} lacks {:?}",
-        err.problem,
-        problem_has
-    );
+    assert!(err.problem.contains(problem_has), "problem {:?} lacks {:?}", err.problem, problem_has);
     assert!(!err.fix.is_empty());
-    assert_eq!(
-        err.to_string(),
-        format!("{}: {}: {}", err.field, err.problem, err.fix)
-    );
+    assert_eq!(err.to_string(), format!("{}: {}: {}", err.field, err.problem, err.fix));
 }
 
 fn with(mut v: Value, path: &[&str], value: Value) -> Value {
@@ -89,11 +81,7 @@ fn windows_section_and_layer_folders() {
     v.as_object_mut().expect("object").remove("windows");
     violates(v, Rule::WindowsMissing, "windows", "is missing");
     violates(
-        with(
-            base(),
-            &["windows", "layerFolders"],
-            json!(["C:\\l\\scratch"]),
-        ),
+        with(base(), &["windows", "layerFolders"], json!(["C:\\l\\scratch"])),
         Rule::LayerFolders,
         "windows.layerFolders",
         "has 1 entries",
@@ -105,31 +93,19 @@ fn windows_section_and_layer_folders() {
         "has 0 entries",
     );
     violates(
-        with(
-            base(),
-            &["windows", "layerFolders"],
-            json!(["layers\\base", "C:\\s"]),
-        ),
+        with(base(), &["windows", "layerFolders"], json!(["layers\\base", "C:\\s"])),
         Rule::LayerFolders,
         "windows.layerFolders[0]",
         "not an absolute Windows path",
     );
     violates(
-        with(
-            base(),
-            &["windows", "layerFolders"],
-            json!(["\\\\server\\share\\base", "C:\\s"]),
-        ),
+        with(base(), &["windows", "layerFolders"], json!(["\\\\server\\share\\base", "C:\\s"])),
         Rule::LayerFolders,
         "windows.layerFolders[0]",
         "network path",
     );
     violates(
-        with(
-            base(),
-            &["windows", "layerFolders"],
-            json!(["C:\\l\\base", "c:\\L\\BASE\\"]),
-        ),
+        with(base(), &["windows", "layerFolders"], json!(["C:\\l\\base", "c:\\L\\BASE\\"])),
         Rule::LayerFolders,
         "windows.layerFolders[1]",
         "listed twice",
@@ -165,53 +141,23 @@ fn root_rules() {
         "root.readonly",
         "readonly is not supported for Windows containers",
     );
-    violates(
-        with(hyperv(), &["root"], json!({"path": VOL})),
-        Rule::RootWithHyperV,
-        "root",
-        "must not be",
-    );
+    violates(with(hyperv(), &["root"], json!({"path": VOL})), Rule::RootWithHyperV, "root", "must not be");
 }
 
 #[test]
 fn cpu_rules() {
     let cpu = |c: Value| with(base(), &["windows", "resources"], json!({ "cpu": c }));
-    violates(
-        cpu(json!({"count": 2, "shares": 5})),
-        Rule::CpuExclusive,
-        "windows.resources.cpu",
-        "count and shares",
-    );
+    violates(cpu(json!({"count": 2, "shares": 5})), Rule::CpuExclusive, "windows.resources.cpu", "count and shares");
     violates(
         cpu(json!({"shares": 5, "maximum": 100})),
         Rule::CpuExclusive,
         "windows.resources.cpu",
         "shares and maximum",
     );
-    violates(
-        cpu(json!({"shares": 20000})),
-        Rule::CpuRange,
-        "windows.resources.cpu.shares",
-        "above 10000",
-    );
-    violates(
-        cpu(json!({"maximum": 0})),
-        Rule::CpuRange,
-        "windows.resources.cpu.maximum",
-        "outside 1-10000",
-    );
-    violates(
-        cpu(json!({"maximum": 10001})),
-        Rule::CpuRange,
-        "windows.resources.cpu.maximum",
-        "outside 1-10000",
-    );
-    violates(
-        cpu(json!({"count": 0})),
-        Rule::CpuRange,
-        "windows.resources.cpu.count",
-        "is 0",
-    );
+    violates(cpu(json!({"shares": 20000})), Rule::CpuRange, "windows.resources.cpu.shares", "above 10000");
+    violates(cpu(json!({"maximum": 0})), Rule::CpuRange, "windows.resources.cpu.maximum", "outside 1-10000");
+    violates(cpu(json!({"maximum": 10001})), Rule::CpuRange, "windows.resources.cpu.maximum", "outside 1-10000");
+    violates(cpu(json!({"count": 0})), Rule::CpuRange, "windows.resources.cpu.count", "is 0");
     violates(
         cpu(json!({"affinity": [{"mask": 3, "group": 0}]})),
         Rule::CpuAffinity,
@@ -229,19 +175,10 @@ fn cpu_rules() {
     );
     let mut v = base();
     v["annotations"] = json!({"io.microsoft.container.processor.limit": "20000"});
-    violates(
-        v,
-        Rule::CpuRange,
-        "annotations[\"io.microsoft.container.processor.limit\"]",
-        "above 10000",
-    );
+    violates(v, Rule::CpuRange, "annotations[\"io.microsoft.container.processor.limit\"]", "above 10000");
     // The same rules hold for the utility VM's sizing.
     violates(
-        with(
-            hyperv(),
-            &["windows", "resources"],
-            json!({"cpu": {"count": 1, "maximum": 5}}),
-        ),
+        with(hyperv(), &["windows", "resources"], json!({"cpu": {"count": 1, "maximum": 5}})),
         Rule::CpuExclusive,
         "windows.resources.cpu",
         "count and maximum",
@@ -251,33 +188,20 @@ fn cpu_rules() {
 #[test]
 fn memory_and_storage_rules() {
     violates(
-        with(
-            base(),
-            &["windows", "resources"],
-            json!({"memory": {"limit": 1000}}),
-        ),
+        with(base(), &["windows", "resources"], json!({"memory": {"limit": 1000}})),
         Rule::Memory,
         "windows.resources.memory.limit",
         "less than 1 MiB",
     );
     violates(
-        with(
-            base(),
-            &["windows", "resources"],
-            json!({"storage": {"bps": 3000000000u64}}),
-        ),
+        with(base(), &["windows", "resources"], json!({"storage": {"bps": 3000000000u64}})),
         Rule::Storage,
         "windows.resources.storage.bps",
         "32-bit",
     );
     let mut v = base();
     v["annotations"] = json!({"io.microsoft.container.storage.qos.iopsmaximum": "99999999999"});
-    violates(
-        v,
-        Rule::Storage,
-        "annotations[\"io.microsoft.container.storage.qos.iopsmaximum\"]",
-        "32-bit",
-    );
+    violates(v, Rule::Storage, "annotations[\"io.microsoft.container.storage.qos.iopsmaximum\"]", "32-bit");
 }
 
 #[test]
@@ -290,9 +214,7 @@ fn network_rules() {
         "DNSSearchList",
     );
     violates(
-        net(
-            json!({"networkNamespace": NS, "allowUnqualifiedDNSQuery": true, "endpointList": ["e"]}),
-        ),
+        net(json!({"networkNamespace": NS, "allowUnqualifiedDNSQuery": true, "endpointList": ["e"]})),
         Rule::NetworkExclusive,
         "windows.network",
         "endpointList, allowUnqualifiedDNSQuery",
@@ -310,11 +232,7 @@ fn network_rules() {
         "not a GUID",
     );
     violates(
-        with(
-            lcow(),
-            &["windows", "network"],
-            json!({"networkNamespace": NS, "DNSSearchList": ["a"]}),
-        ),
+        with(lcow(), &["windows", "network"], json!({"networkNamespace": NS, "DNSSearchList": ["a"]})),
         Rule::NetworkExclusive,
         "windows.network",
         "DNSSearchList",
@@ -349,25 +267,19 @@ fn mount_rules() {
         "is empty",
     );
     violates(
-        mounts(
-            json!([{"destination": "C:\\a", "source": "C:\\x"}, {"destination": "C:\\a\\b", "source": "C:\\y"}]),
-        ),
+        mounts(json!([{"destination": "C:\\a", "source": "C:\\x"}, {"destination": "C:\\a\\b", "source": "C:\\y"}])),
         Rule::MountNested,
         "mounts[1].destination",
         "nested",
     );
     violates(
-        mounts(
-            json!([{"destination": "C:\\a\\b", "source": "C:\\x"}, {"destination": "c:\\A", "source": "C:\\y"}]),
-        ),
+        mounts(json!([{"destination": "C:\\a\\b", "source": "C:\\x"}, {"destination": "c:\\A", "source": "C:\\y"}])),
         Rule::MountNested,
         "mounts[1].destination",
         "nested",
     );
     violates(
-        mounts(
-            json!([{"destination": "C:\\a", "source": "C:\\x"}, {"destination": "C:\\A\\", "source": "C:\\y"}]),
-        ),
+        mounts(json!([{"destination": "C:\\a", "source": "C:\\x"}, {"destination": "C:\\A\\", "source": "C:\\y"}])),
         Rule::MountNested,
         "mounts[1].destination",
         "also the destination of mounts[0]",
@@ -422,16 +334,12 @@ fn mount_rules() {
     );
     let mut o = opts();
     o.host.version.build = 17763;
-    run_with(
-        mounts(json!([{"destination": "\\\\.\\pipe\\p", "source": "\\\\.\\pipe\\q"}])),
-        &o,
-    )
-    .expect("pipes work on RS5");
+    run_with(mounts(json!([{"destination": "\\\\.\\pipe\\p", "source": "\\\\.\\pipe\\q"}])), &o)
+        .expect("pipes work on RS5");
     // Nothing odd is silently dropped: unknown options produce a warning.
     let b = Bundle::from_json(
         Path::new("/b"),
-        &mounts(json!([{"destination": "C:\\a", "source": "C:\\x", "options": ["ro", "nosuid"]}]))
-            .to_string(),
+        &mounts(json!([{"destination": "C:\\a", "source": "C:\\x", "options": ["ro", "nosuid"]}])).to_string(),
     )
     .expect("json");
     let plan = translate(&b, &opts()).expect("translates");
@@ -479,21 +387,13 @@ fn credential_spec_and_device_rules() {
         "not a gMSA credential spec",
     );
     violates(
-        with(
-            base(),
-            &["windows", "devices"],
-            json!([{"id": "x", "idType": "class"}]),
-        ),
+        with(base(), &["windows", "devices"], json!([{"id": "x", "idType": "class"}])),
         Rule::Device,
         "windows.devices[0].id",
         "not a device interface class GUID",
     );
     violates(
-        with(
-            base(),
-            &["windows", "devices"],
-            json!([{"id": "x", "idType": "usb"}]),
-        ),
+        with(base(), &["windows", "devices"], json!([{"id": "x", "idType": "usb"}])),
         Rule::Device,
         "windows.devices[0].idType",
         "\"usb\"",
@@ -563,19 +463,13 @@ fn annotation_rules() {
         b
     };
     violates(
-        lann(
-            "io.microsoft.virtualmachine.lcow.preferredrootfstype",
-            "iso",
-        ),
+        lann("io.microsoft.virtualmachine.lcow.preferredrootfstype", "iso"),
         Rule::Annotation,
         "annotations[\"io.microsoft.virtualmachine.lcow.preferredrootfstype\"]",
         "neither initrd nor vhd",
     );
     violates(
-        lann(
-            "io.microsoft.virtualmachine.devices.virtualpmem.maximumcount",
-            "200",
-        ),
+        lann("io.microsoft.virtualmachine.devices.virtualpmem.maximumcount", "200"),
         Rule::Annotation,
         "annotations[\"io.microsoft.virtualmachine.devices.virtualpmem.maximumcount\"]",
         "128",
@@ -587,10 +481,7 @@ fn annotation_rules() {
         "not an absolute",
     );
     violates(
-        lann(
-            "io.microsoft.virtualmachine.computetopology.memory.allowovercommit",
-            "yes",
-        ),
+        lann("io.microsoft.virtualmachine.computetopology.memory.allowovercommit", "yes"),
         Rule::Annotation,
         "annotations[\"io.microsoft.virtualmachine.computetopology.memory.allowovercommit\"]",
         "not a boolean",
@@ -620,12 +511,7 @@ fn process_rules() {
         "process.cwd",
         "not an absolute Windows path",
     );
-    violates(
-        with(lcow(), &["process"], json!({"args": [], "cwd": "/"})),
-        Rule::Process,
-        "process.args",
-        "is empty",
-    );
+    violates(with(lcow(), &["process"], json!({"args": [], "cwd": "/"})), Rule::Process, "process.args", "is empty");
     violates(
         with(lcow(), &["process"], json!({"args": ["sh"], "cwd": "C:\\"})),
         Rule::Process,
@@ -638,51 +524,23 @@ fn process_rules() {
 fn isolation_host_and_id_rules() {
     let mut o = opts();
     o.isolation = Some(Isolation::Process);
-    violates_with(
-        lcow(),
-        &o,
-        Rule::Isolation,
-        "linux",
-        "always run in a utility VM",
-    );
-    violates_with(
-        hyperv(),
-        &o,
-        Rule::Isolation,
-        "windows.hyperv",
-        "requires Hyper-V isolation",
-    );
+    violates_with(lcow(), &o, Rule::Isolation, "linux", "always run in a utility VM");
+    violates_with(hyperv(), &o, Rule::Isolation, "windows.hyperv", "requires Hyper-V isolation");
     let mut o = opts();
     o.isolation = Some(Isolation::Lcow);
     violates_with(base(), &o, Rule::Isolation, "linux", "is missing");
     let mut o = opts();
     o.host.version.build = 17134;
-    violates_with(
-        base(),
-        &o,
-        Rule::HostBuild,
-        "host",
-        "predates HCS schema v2",
-    );
+    violates_with(base(), &o, Rule::HostBuild, "host", "predates HCS schema v2");
     let mut o = opts();
     o.container_id = "bad id/x".to_string();
-    violates_with(
-        base(),
-        &o,
-        Rule::ContainerId,
-        "container id",
-        "\"bad id/x\"",
-    );
+    violates_with(base(), &o, Rule::ContainerId, "container id", "\"bad id/x\"");
 }
 
 #[test]
 fn utility_vm_rules() {
     violates(
-        with(
-            hyperv(),
-            &["windows", "hyperv"],
-            json!({"utilityVMPath": "uvm"}),
-        ),
+        with(hyperv(), &["windows", "hyperv"], json!({"utilityVMPath": "uvm"})),
         Rule::UtilityVm,
         "windows.hyperv.utilityVMPath",
         "not an absolute Windows path",
@@ -692,11 +550,5 @@ fn utility_vm_rules() {
     }
     let mut o = opts();
     o.probe = Some(nothing_exists);
-    violates_with(
-        hyperv(),
-        &o,
-        Rule::UtilityVm,
-        "windows.layerFolders",
-        "no layer has a UtilityVM folder",
-    );
+    violates_with(hyperv(), &o, Rule::UtilityVm, "windows.layerFolders", "no layer has a UtilityVM folder");
 }

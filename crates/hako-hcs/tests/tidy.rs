@@ -5,11 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .expect("readable dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut entries: Vec<_> = fs::read_dir(dir).expect("readable dir").flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -36,11 +32,7 @@ fn all_files() -> Vec<PathBuf> {
 fn every_file_starts_with_a_module_comment() {
     for f in all_files() {
         let text = fs::read_to_string(&f).expect("readable");
-        assert!(
-            text.starts_with("//!"),
-            "{} does not start with a //! comment",
-            f.display()
-        );
+        assert!(text.starts_with("//!"), "{} does not start with a //! comment", f.display());
     }
 }
 
@@ -53,9 +45,8 @@ fn every_unsafe_has_a_safety_comment() {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let code = line.split("//").next().unwrap_or("");
-            let is_unsafe = code.contains("unsafe {")
-                || code.contains("unsafe impl")
-                || code.trim_end().ends_with("unsafe");
+            let is_unsafe =
+                code.contains("unsafe {") || code.contains("unsafe impl") || code.trim_end().ends_with("unsafe");
             if !is_unsafe || code.contains("unsafe extern") {
                 continue;
             }
@@ -69,9 +60,5 @@ fn every_unsafe_has_a_safety_comment() {
             );
         }
     }
-    assert!(
-        blocks >= 20,
-        "expected the ffi module's unsafe blocks to be found, saw {}",
-        blocks
-    );
+    assert!(blocks >= 20, "expected the ffi module's unsafe blocks to be found, saw {}", blocks);
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::init::InitConfig;
 use crate::namespaces::NsPlan;
 use crate::rootfs::CgroupMountPlan;
-use crate::{sys, spawn};
+use crate::{spawn, sys};
 
 /// Errors of the process backend that are not a module's own.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +54,15 @@ pub struct ProcessIsolation;
 
 const FIFO: &str = "exec.fifo";
 
-
 /// The cgroup hierarchies as a container's /sys/fs/cgroup shows them.
 fn cgroup_plans(cg: &Cgroup) -> Vec<CgroupMountPlan> {
     cg.hierarchies()
         .iter()
         .map(|h| {
-            let subdir = h.mount_point.strip_prefix("/sys/fs/cgroup").map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| {
-                h.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            });
+            let subdir =
+                h.mount_point.strip_prefix("/sys/fs/cgroup").map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(
+                    |_| h.mount_point.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                );
             CgroupMountPlan {
                 subdir,
                 fstype: if h.version == Version::V2 { "cgroup2".into() } else { "cgroup".into() },
@@ -114,7 +114,10 @@ fn host_ids(spec: &Spec) -> (u32, u32) {
                 .unwrap_or(65534),
         }
     };
-    (map(user.0, linux.and_then(|l| l.uid_mappings().as_ref())), map(user.1, linux.and_then(|l| l.gid_mappings().as_ref())))
+    (
+        map(user.0, linux.and_then(|l| l.uid_mappings().as_ref())),
+        map(user.1, linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
 }
 
 /// Checks a config for what process isolation needs, before anything is created.
@@ -125,13 +128,18 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
     }
     let linux = spec.linux().as_ref();
     if ns.creates("user") {
-        let l = linux.ok_or_else(|| bad("a new user namespace needs linux.uidMappings and linux.gidMappings".into()))?;
-        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty()) || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty()) {
+        let l =
+            linux.ok_or_else(|| bad("a new user namespace needs linux.uidMappings and linux.gidMappings".into()))?;
+        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty())
+            || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty())
+        {
             return Err(bad("a new user namespace needs linux.uidMappings and linux.gidMappings: add them or remove the user namespace".into()));
         }
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has("uts") {
-        return Err(bad("hostname is set but there is no uts namespace: add {\"type\": \"uts\"} or remove hostname".into()));
+        return Err(bad(
+            "hostname is set but there is no uts namespace: add {\"type\": \"uts\"} or remove hostname".into()
+        ));
     }
     if linux.and_then(|l| l.time_offsets().as_ref()).is_some_and(|t| !t.is_empty()) && !ns.creates("time") {
         return Err(bad("linux.timeOffsets needs a new time namespace: add {\"type\": \"time\"}".into()));
@@ -144,7 +152,11 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
             crate::capabilities::validate(c)?;
             crate::capabilities::check_host(c, ns.has("user"))?;
         }
-        crate::lsm::check(p.apparmor_profile().as_deref(), p.selinux_label().as_deref(), linux.and_then(|l| l.mount_label().as_deref()))?;
+        crate::lsm::check(
+            p.apparmor_profile().as_deref(),
+            p.selinux_label().as_deref(),
+            linux.and_then(|l| l.mount_label().as_deref()),
+        )?;
     }
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::validate(s)?;
@@ -206,14 +218,25 @@ impl Isolation for ProcessIsolation {
         let ns = NsPlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
         validate(spec, &ns, opts)?;
         let cgroup = Cgroup::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), dir.id().as_str())?;
-        let mut state = State::creating(dir.id(), bundle, self.name(), serde_json::to_value(Data { cgroup: Some(cgroup.clone()), namespaces: ns.kinds(), own_pid_ns: ns.has("pid"), state_dir: dir.dir().to_owned() })?);
+        let mut state = State::creating(
+            dir.id(),
+            bundle,
+            self.name(),
+            serde_json::to_value(Data {
+                cgroup: Some(cgroup.clone()),
+                namespaces: ns.kinds(),
+                own_pid_ns: ns.has("pid"),
+                state_dir: dir.dir().to_owned(),
+            })?,
+        );
         // From here on, state.json names everything to clean up.
         dir.save(&state)?;
         dir.save_config(spec)?;
         let result = (|| -> Result<Spawned, BoxError> {
             cgroup.create()?;
             if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-                cgroup.apply(&with_default_devices(r, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default()))?;
+                cgroup
+                    .apply(&with_default_devices(r, linux.and_then(|l| l.devices().as_deref()).unwrap_or_default()))?;
             }
             let fifo = dir.dir().join(FIFO);
             nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
@@ -237,7 +260,13 @@ impl Isolation for ProcessIsolation {
                 linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default(),
                 linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default(),
             );
-            let req = spawn::Request { config, cgroup: Some(&cgroup), id_maps: maps, console_socket: opts.console_socket.as_deref(), stdio: opts.stdio };
+            let req = spawn::Request {
+                config,
+                cgroup: Some(&cgroup),
+                id_maps: maps,
+                console_socket: opts.console_socket.as_deref(),
+                stdio: opts.stdio,
+            };
             let mut hooks = CreateHooks { dir, state: &mut state, spec };
             let s = spawn::spawn(req, &mut hooks)?;
             Ok(Spawned { pid: s.pid, console: s.console })
@@ -348,7 +377,9 @@ impl Isolation for ProcessIsolation {
         let d = data(state);
         let mut spec = config.clone();
         if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.foreground {
-            return Err(Box::new(BackendError::Config("the exec process has a terminal: pass --console-socket, or run it in the foreground".into())));
+            return Err(Box::new(BackendError::Config(
+                "the exec process has a terminal: pass --console-socket, or run it in the foreground".into(),
+            )));
         }
         spec.set_process(Some(opts.process.clone()));
         let config = InitConfig {
@@ -373,18 +404,26 @@ impl Isolation for ProcessIsolation {
                 Ok(String::new())
             }
         }
-        let req = spawn::Request { config, cgroup: d.cgroup.as_ref(), id_maps: Default::default(), console_socket: opts.console_socket.as_deref(), stdio: opts.stdio };
+        let req = spawn::Request {
+            config,
+            cgroup: d.cgroup.as_ref(),
+            id_maps: Default::default(),
+            console_socket: opts.console_socket.as_deref(),
+            stdio: opts.stdio,
+        };
         let s = spawn::spawn(req, &mut NoHooks)?;
         Ok(Spawned { pid: s.pid, console: s.console })
     }
 
     fn pause(&self, state: &State) -> Result<(), BoxError> {
-        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to freeze", state.id)))?;
+        let cg = Self::cgroup(state)
+            .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to freeze", state.id)))?;
         Ok(cg.freeze()?)
     }
 
     fn resume(&self, state: &State) -> Result<(), BoxError> {
-        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to thaw", state.id)))?;
+        let cg = Self::cgroup(state)
+            .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to thaw", state.id)))?;
         Ok(cg.thaw()?)
     }
 
@@ -396,12 +435,14 @@ impl Isolation for ProcessIsolation {
     }
 
     fn stats(&self, state: &State) -> Result<serde_json::Value, BoxError> {
-        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        let cg =
+            Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
         Ok(serde_json::to_value(cg.stats()?)?)
     }
 
     fn update(&self, state: &State, resources: &LinuxResources) -> Result<(), BoxError> {
-        let cg = Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        let cg =
+            Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
         Ok(cg.apply(resources)?)
     }
 
@@ -421,7 +462,10 @@ impl Isolation for ProcessIsolation {
         if alive {
             let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
             if !Self::wait_gone(state, Duration::from_secs(10)) {
-                return Err(Box::new(BackendError::Io { id: state.id.clone(), what: format!("process {} did not die after SIGKILL", state.pid) }));
+                return Err(Box::new(BackendError::Io {
+                    id: state.id.clone(),
+                    what: format!("process {} did not die after SIGKILL", state.pid),
+                }));
             }
         }
         if let Some(cg) = &d.cgroup {

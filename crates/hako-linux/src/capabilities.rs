@@ -110,9 +110,7 @@ type Mask = u64;
 
 /// The capability number of an OCI capability, `None` if the caps crate does not know it.
 fn cap_index(cap: &Capability) -> Option<u8> {
-    caps::Capability::from_str(&cap_name(cap))
-        .ok()
-        .map(|c| c.index())
+    caps::Capability::from_str(&cap_name(cap)).ok().map(|c| c.index())
 }
 
 /// The config.json spelling of a capability (`CAP_CHOWN`).
@@ -134,11 +132,7 @@ fn index_name(index: u8) -> String {
 
 /// Comma-separated names of the capabilities in `mask`.
 fn mask_names(mask: Mask) -> String {
-    (0..64u8)
-        .filter(|i| mask & (1 << i) != 0)
-        .map(index_name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    (0..64u8).filter(|i| mask & (1 << i) != 0).map(index_name).collect::<Vec<_>>().join(", ")
 }
 
 /// Whether the running kernel knows capability number `index`, probed with
@@ -152,12 +146,7 @@ fn kernel_knows(index: u8) -> bool {
 /// The highest capability number the running kernel knows.
 fn last_cap() -> u8 {
     static LAST: OnceLock<u8> = OnceLock::new();
-    *LAST.get_or_init(|| {
-        (0..64u8)
-            .take_while(|i| kernel_knows(*i))
-            .last()
-            .unwrap_or(0)
-    })
+    *LAST.get_or_init(|| (0..64u8).take_while(|i| kernel_knows(*i)).last().unwrap_or(0))
 }
 
 /// The five sets as masks, with capabilities above `last_cap` left out.
@@ -204,15 +193,11 @@ fn validate_sets(c: &LinuxCapabilities, last_cap: u8) -> Result<Sets, CapsError>
     let s = Sets::from_spec(c, last_cap);
     let bad = s.effective & !s.permitted;
     if bad != 0 {
-        return Err(CapsError::EffectiveNotPermitted {
-            cap: mask_names(bad & bad.wrapping_neg()),
-        });
+        return Err(CapsError::EffectiveNotPermitted { cap: mask_names(bad & bad.wrapping_neg()) });
     }
     let bad = s.inheritable & !s.bounding;
     if bad != 0 {
-        return Err(CapsError::InheritableNotBounding {
-            cap: mask_names(bad & bad.wrapping_neg()),
-        });
+        return Err(CapsError::InheritableNotBounding { cap: mask_names(bad & bad.wrapping_neg()) });
     }
     let lost = s.ambient & !(s.permitted & s.inheritable);
     if lost != 0 {
@@ -244,9 +229,7 @@ pub fn check_host(c: &LinuxCapabilities, in_user_namespace: bool) -> Result<(), 
     let held = capget()?.permitted;
     let missing = (s.effective | s.permitted | s.inheritable | s.ambient) & !held;
     if missing != 0 {
-        return Err(CapsError::NotHeldByHost {
-            caps: mask_names(missing),
-        });
+        return Err(CapsError::NotHeldByHost { caps: mask_names(missing) });
     }
     Ok(())
 }
@@ -279,20 +262,11 @@ struct CapData {
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
 fn capget() -> Result<Base, CapsError> {
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: CAP_VERSION_3, pid: 0 };
     let mut data = [CapData::default(); 2];
     // SAFETY: version 3 makes the kernel write exactly two CapData entries into `data`;
     // both pointers are valid for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
     if r != 0 {
         return Err(CapsError::Syscall {
             op: "read the capability sets (capget)".to_string(),
@@ -308,26 +282,15 @@ fn capget() -> Result<Base, CapsError> {
 }
 
 fn capset(b: Base) -> Result<(), CapsError> {
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: CAP_VERSION_3, pid: 0 };
     // Truncation is the point: each word holds 32 bits of the 64-bit mask.
     let split = |m: Mask| (m as u32, (m >> 32) as u32);
     let (e0, e1) = split(b.effective);
     let (p0, p1) = split(b.permitted);
     let (i0, i1) = split(b.inheritable);
     let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
+        CapData { effective: e0, permitted: p0, inheritable: i0 },
+        CapData { effective: e1, permitted: p1, inheritable: i1 },
     ];
     // SAFETY: version 3 makes the kernel read exactly two CapData entries from `data`;
     // both pointers are valid for the call.
@@ -367,17 +330,12 @@ pub fn apply(c: &LinuxCapabilities) -> Result<(), CapsError> {
     let cur = capget()?;
     let missing = (want.effective | want.permitted) & !cur.permitted;
     if missing != 0 {
-        return Err(CapsError::NotGranted {
-            caps: mask_names(missing),
-        });
+        return Err(CapsError::NotGranted { caps: mask_names(missing) });
     }
     // Raise everything we hold, so CAP_SETPCAP is effective for the bounding drop and for
     // inheritable capabilities outside the permitted set.
     if cur.effective != cur.permitted {
-        capset(Base {
-            effective: cur.permitted,
-            ..cur
-        })?;
+        capset(Base { effective: cur.permitted, ..cur })?;
     }
     let setpcap = 1u64 << caps::Capability::CAP_SETPCAP.index();
     for i in 0..=last {
@@ -385,11 +343,9 @@ pub fn apply(c: &LinuxCapabilities) -> Result<(), CapsError> {
         if want.bounding & bit != 0 {
             continue;
         }
-        let present = prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(i), 0).map_err(|e| {
-            CapsError::Syscall {
-                op: format!("read {} from the bounding set", index_name(i)),
-                source: e,
-            }
+        let present = prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(i), 0).map_err(|e| CapsError::Syscall {
+            op: format!("read {} from the bounding set", index_name(i)),
+            source: e,
         })?;
         if present == 0 {
             continue;
@@ -397,33 +353,17 @@ pub fn apply(c: &LinuxCapabilities) -> Result<(), CapsError> {
         if cur.permitted & setpcap == 0 {
             return Err(CapsError::NoSetpcap { cap: index_name(i) });
         }
-        prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(i), 0).map_err(|e| {
-            CapsError::Syscall {
-                op: format!("drop {} from the bounding set", index_name(i)),
-                source: e,
-            }
+        prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(i), 0).map_err(|e| CapsError::Syscall {
+            op: format!("drop {} from the bounding set", index_name(i)),
+            source: e,
         })?;
     }
-    capset(Base {
-        effective: want.effective,
-        permitted: want.permitted,
-        inheritable: want.inheritable,
-    })?;
-    prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-        0,
-    )
-    .map_err(|e| CapsError::Syscall {
-        op: "clear the ambient set".to_string(),
-        source: e,
-    })?;
+    capset(Base { effective: want.effective, permitted: want.permitted, inheritable: want.inheritable })?;
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0)
+        .map_err(|e| CapsError::Syscall { op: "clear the ambient set".to_string(), source: e })?;
     for i in (0..=last).filter(|i| want.ambient & (1 << i) != 0) {
-        if let Err(e) = prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-            libc::c_ulong::from(i),
-        ) {
+        if let Err(e) = prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, libc::c_ulong::from(i))
+        {
             tracing::warn!(capability = %index_name(i), error = %e, "cannot raise ambient capability: ignored");
         }
     }
@@ -434,28 +374,19 @@ pub fn apply(c: &LinuxCapabilities) -> Result<(), CapsError> {
 /// config.json spells them (`CAP_CHOWN`, ...). For `hako features`.
 pub fn known_capabilities() -> Vec<String> {
     let last = last_cap();
-    let mut all: Vec<caps::Capability> = caps::all()
-        .into_iter()
-        .filter(|c| c.index() <= last)
-        .collect();
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().filter(|c| c.index() <= last).collect();
     all.sort_by_key(|c| c.index());
     all.into_iter()
         .map(|c| c.to_string())
-        .filter(|n| {
-            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone())).is_ok()
-        })
+        .filter(|n| serde_json::from_value::<Capability>(serde_json::Value::String(n.clone())).is_ok())
         .collect()
 }
 
 /// Parses one capability name as config.json accepts it (`CAP_NET_RAW`, `net_raw`), e.g. for
 /// `hako exec --cap`. `what` says where the name came from, for the error.
 pub fn parse(name: &str, what: &str) -> Result<Capability, CapsError> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
-        CapsError::UnknownName {
-            what: what.to_string(),
-            name: name.to_string(),
-        }
-    })
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| CapsError::UnknownName { what: what.to_string(), name: name.to_string() })
 }
 
 /// Checks the names in the raw `process.capabilities` JSON object before config.json is parsed
@@ -473,13 +404,7 @@ pub fn validate_json(caps: &serde_json::Value) -> Result<(), CapsError> {
             });
         }
     };
-    for set in [
-        "bounding",
-        "effective",
-        "inheritable",
-        "permitted",
-        "ambient",
-    ] {
+    for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
         let what = format!("{root}.{set}");
         match obj.get(set) {
             None | Some(serde_json::Value::Null) => {}
@@ -499,10 +424,7 @@ pub fn validate_json(caps: &serde_json::Value) -> Result<(), CapsError> {
                 }
             }
             Some(other) => {
-                return Err(CapsError::Malformed {
-                    what,
-                    problem: format!("expected a list, found {other}"),
-                });
+                return Err(CapsError::Malformed { what, problem: format!("expected a list, found {other}") });
             }
         }
     }
@@ -528,30 +450,17 @@ mod tests {
     /// The Cap* lines of a /proc/<pid>/status text, as masks.
     fn status_masks(status: &str) -> Result<[u64; 5], String> {
         let get = |key: &str| -> Result<u64, String> {
-            let line = status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .ok_or_else(|| format!("no {key} line"))?;
+            let line = status.lines().find_map(|l| l.strip_prefix(key)).ok_or_else(|| format!("no {key} line"))?;
             u64::from_str_radix(line.trim(), 16).map_err(|e| format!("{key}: {e}"))
         };
-        Ok([
-            get("CapInh:")?,
-            get("CapPrm:")?,
-            get("CapEff:")?,
-            get("CapBnd:")?,
-            get("CapAmb:")?,
-        ])
+        Ok([get("CapInh:")?, get("CapPrm:")?, get("CapEff:")?, get("CapBnd:")?, get("CapAmb:")?])
     }
 
     fn check(what: &str, got: u64, want: u64) -> Result<(), String> {
         if got == want {
             Ok(())
         } else {
-            Err(format!(
-                "{what}: got {got:016x} [{}], want {want:016x} [{}]",
-                mask_names(got),
-                mask_names(want)
-            ))
+            Err(format!("{what}: got {got:016x} [{}], want {want:016x} [{}]", mask_names(got), mask_names(want)))
         }
     }
 
@@ -567,20 +476,11 @@ mod tests {
         }));
         in_child(|| {
             apply(&c).map_err(|e| e.to_string())?;
-            let status =
-                std::fs::read_to_string("/proc/thread-self/status").map_err(|e| e.to_string())?;
+            let status = std::fs::read_to_string("/proc/thread-self/status").map_err(|e| e.to_string())?;
             let [inh, prm, eff, bnd, amb] = status_masks(&status)?;
-            check(
-                "CapBnd",
-                bnd,
-                bit(CAP_CHOWN) | bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE) | bit(CAP_SETPCAP),
-            )?;
+            check("CapBnd", bnd, bit(CAP_CHOWN) | bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE) | bit(CAP_SETPCAP))?;
             check("CapEff", eff, bit(CAP_CHOWN) | bit(CAP_KILL))?;
-            check(
-                "CapPrm",
-                prm,
-                bit(CAP_CHOWN) | bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE),
-            )?;
+            check("CapPrm", prm, bit(CAP_CHOWN) | bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE))?;
             check("CapInh", inh, bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE))?;
             check("CapAmb", amb, bit(CAP_KILL))
         });
@@ -604,10 +504,8 @@ mod tests {
             let nobody = nix::unistd::Uid::from_raw(65534);
             let nogroup = nix::unistd::Gid::from_raw(65534);
             nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-            nix::unistd::setresgid(nogroup, nogroup, nogroup)
-                .map_err(|e| format!("setresgid: {e}"))?;
-            nix::unistd::setresuid(nobody, nobody, nobody)
-                .map_err(|e| format!("setresuid: {e}"))?;
+            nix::unistd::setresgid(nogroup, nogroup, nogroup).map_err(|e| format!("setresgid: {e}"))?;
+            nix::unistd::setresuid(nobody, nobody, nobody).map_err(|e| format!("setresuid: {e}"))?;
             apply(&c).map_err(|e| e.to_string())?;
             nix::unistd::dup2(wr.as_raw_fd(), 1).map_err(|e| format!("dup2: {e}"))?;
             let cat = c"/bin/cat";
@@ -615,40 +513,26 @@ mod tests {
             Err(format!("execv /bin/cat: {err:?}"))
         });
         drop(wr);
-        assert!(
-            matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
-            "{status:?} {msg}"
-        );
+        assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "{status:?} {msg}");
         let mut out = String::new();
-        std::fs::File::from(rd)
-            .read_to_string(&mut out)
-            .expect("read cat output");
+        std::fs::File::from(rd).read_to_string(&mut out).expect("read cat output");
         let [inh, prm, eff, bnd, amb] = status_masks(&out).expect("status of cat");
         assert!(out.contains("Uid:\t65534"), "{out}");
         assert_eq!(amb, bit(CAP_NET_BIND_SERVICE), "CapAmb");
         assert_eq!(prm, bit(CAP_NET_BIND_SERVICE), "CapPrm");
         assert_eq!(eff, bit(CAP_NET_BIND_SERVICE), "CapEff");
         assert_eq!(inh, bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE), "CapInh");
-        assert_eq!(
-            bnd,
-            bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE) | bit(CAP_NET_RAW),
-            "CapBnd"
-        );
+        assert_eq!(bnd, bit(CAP_KILL) | bit(CAP_NET_BIND_SERVICE) | bit(CAP_NET_RAW), "CapBnd");
     }
 
     #[test]
     fn apply_without_keepcaps_after_setuid_names_the_missing_caps() {
-        let c = caps_of(
-            json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}),
-        );
+        let c = caps_of(json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}));
         in_child(|| {
             let nobody = nix::unistd::Uid::from_raw(65534);
-            nix::unistd::setresuid(nobody, nobody, nobody)
-                .map_err(|e| format!("setresuid: {e}"))?;
+            nix::unistd::setresuid(nobody, nobody, nobody).map_err(|e| format!("setresuid: {e}"))?;
             match apply(&c) {
-                Err(e @ CapsError::NotGranted { .. }) if e.to_string().contains("CAP_KILL") => {
-                    Ok(())
-                }
+                Err(e @ CapsError::NotGranted { .. }) if e.to_string().contains("CAP_KILL") => Ok(()),
                 other => Err(format!("want NotGranted naming CAP_KILL, got {other:?}")),
             }
         });
@@ -664,10 +548,7 @@ mod tests {
             cur.permitted &= !bit(caps::Capability::CAP_SYS_NICE);
             cur.effective = cur.permitted;
             capset(cur).map_err(|e| e.to_string())?;
-            let err = apply(&c)
-                .map_err(|e| e.to_string())
-                .err()
-                .unwrap_or_default();
+            let err = apply(&c).map_err(|e| e.to_string()).err().unwrap_or_default();
             if err.contains("CAP_SYS_NICE") && err.contains("PR_SET_KEEPCAPS") {
                 Ok(())
             } else {
@@ -679,15 +560,11 @@ mod tests {
     #[test]
     fn check_host_refuses_caps_hako_does_not_hold_unless_in_a_user_namespace() {
         let held = capget().expect("capget").permitted;
-        let want =
-            caps_of(json!({"bounding": ["CAP_SYS_RESOURCE"], "permitted": ["CAP_SYS_RESOURCE"]}));
+        let want = caps_of(json!({"bounding": ["CAP_SYS_RESOURCE"], "permitted": ["CAP_SYS_RESOURCE"]}));
         let res = check_host(&want, false);
         if held & bit(caps::Capability::CAP_SYS_RESOURCE) == 0 {
             let e = res.expect_err("host lacks CAP_SYS_RESOURCE").to_string();
-            assert!(
-                e.contains("CAP_SYS_RESOURCE") && e.contains("user namespace"),
-                "{e}"
-            );
+            assert!(e.contains("CAP_SYS_RESOURCE") && e.contains("user namespace"), "{e}");
         } else {
             res.expect("host holds CAP_SYS_RESOURCE");
         }
@@ -699,17 +576,13 @@ mod tests {
 
     #[test]
     fn validate_names_the_capability_the_kernel_would_refuse() {
-        let e = validate(&caps_of(
-            json!({"effective": ["CAP_KILL"], "permitted": ["CAP_CHOWN"]}),
-        ))
-        .expect_err("effective outside permitted")
-        .to_string();
+        let e = validate(&caps_of(json!({"effective": ["CAP_KILL"], "permitted": ["CAP_CHOWN"]})))
+            .expect_err("effective outside permitted")
+            .to_string();
         assert!(e.contains("CAP_KILL") && e.contains("effective"), "{e}");
-        let e = validate(&caps_of(
-            json!({"bounding": ["CAP_CHOWN"], "inheritable": ["CAP_NET_RAW"]}),
-        ))
-        .expect_err("inheritable outside bounding")
-        .to_string();
+        let e = validate(&caps_of(json!({"bounding": ["CAP_CHOWN"], "inheritable": ["CAP_NET_RAW"]})))
+            .expect_err("inheritable outside bounding")
+            .to_string();
         assert!(e.contains("CAP_NET_RAW") && e.contains("bounding"), "{e}");
         validate(&LinuxCapabilities::default()).expect("oci-spec default sets");
         // Ambient outside permitted/inheritable is only a warning, as in runc.
@@ -725,10 +598,7 @@ mod tests {
         let s = validate_sets(&c, 37).expect("newer capabilities are ignored");
         assert_eq!(s.bounding, bit(caps::Capability::CAP_CHOWN));
         assert_eq!(s.effective, 0);
-        assert!(
-            validate_sets(&c, 40).is_err(),
-            "known to a 5.9 kernel: effective outside permitted"
-        );
+        assert!(validate_sets(&c, 40).is_err(), "known to a 5.9 kernel: effective outside permitted");
     }
 
     #[test]
@@ -737,25 +607,15 @@ mod tests {
         assert_eq!(known.first().map(String::as_str), Some("CAP_CHOWN"));
         assert_eq!(known.len(), usize::from(last_cap()) + 1);
         assert!(known.contains(&"CAP_SYS_ADMIN".to_string()));
-        assert_eq!(
-            parse("net_raw", "--cap").expect("short name"),
-            Capability::NetRaw
-        );
+        assert_eq!(parse("net_raw", "--cap").expect("short name"), Capability::NetRaw);
         let e = parse("CAP_FLY", "--cap").expect_err("unknown").to_string();
         assert!(e.contains("CAP_FLY") && e.contains("--cap"), "{e}");
         validate_json(&json!({"bounding": ["CAP_CHOWN"], "ambient": null})).expect("valid");
-        let e = validate_json(
-            &json!({"bounding": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN", "CAP_TELEPORT"]}),
-        )
-        .expect_err("unknown name")
-        .to_string();
-        assert!(
-            e.contains("CAP_TELEPORT") && e.contains("process.capabilities.permitted"),
-            "{e}"
-        );
-        let e = validate_json(&json!({"effective": "CAP_CHOWN"}))
-            .expect_err("not a list")
+        let e = validate_json(&json!({"bounding": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN", "CAP_TELEPORT"]}))
+            .expect_err("unknown name")
             .to_string();
+        assert!(e.contains("CAP_TELEPORT") && e.contains("process.capabilities.permitted"), "{e}");
+        let e = validate_json(&json!({"effective": "CAP_CHOWN"})).expect_err("not a list").to_string();
         assert!(e.contains("process.capabilities.effective"), "{e}");
     }
 }

@@ -15,8 +15,8 @@
 //!   mounts, net devices, memory policy.
 
 use oci_spec::runtime::{
-    Apparmor, Cgroup, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType, MemoryPolicy,
-    MountExtensions, NetDevices, Seccomp, Selinux,
+    Apparmor, Cgroup, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType, MemoryPolicy, MountExtensions, NetDevices,
+    Seccomp, Selinux,
 };
 
 use crate::{capabilities, lsm, seccomp};
@@ -109,22 +109,10 @@ mod tests {
         let actions = sc["actions"].as_array().expect("actions");
         assert!(actions.contains(&"SCMP_ACT_KILL_PROCESS".into()));
         assert!(!actions.contains(&"SCMP_ACT_NOTIFY".into()));
-        assert!(sc["archs"]
-            .as_array()
-            .expect("archs")
-            .contains(&"SCMP_ARCH_X86_64".into()));
-        assert!(sc["operators"]
-            .as_array()
-            .expect("ops")
-            .contains(&"SCMP_CMP_MASKED_EQ".into()));
-        assert!(sc["knownFlags"]
-            .as_array()
-            .expect("known")
-            .contains(&"SECCOMP_FILTER_FLAG_LOG".into()));
-        assert!(sc["supportedFlags"]
-            .as_array()
-            .expect("supported")
-            .contains(&"SECCOMP_FILTER_FLAG_TSYNC".into()));
+        assert!(sc["archs"].as_array().expect("archs").contains(&"SCMP_ARCH_X86_64".into()));
+        assert!(sc["operators"].as_array().expect("ops").contains(&"SCMP_CMP_MASKED_EQ".into()));
+        assert!(sc["knownFlags"].as_array().expect("known").contains(&"SECCOMP_FILTER_FLAG_LOG".into()));
+        assert!(sc["supportedFlags"].as_array().expect("supported").contains(&"SECCOMP_FILTER_FLAG_TSYNC".into()));
         assert_eq!(v["apparmor"]["enabled"], lsm::apparmor_enabled());
         assert_eq!(v["selinux"]["enabled"], lsm::selinux_enabled());
         assert_eq!(v["mountExtensions"]["idmap"]["enabled"], false);

@@ -116,10 +116,12 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     };
     let spec = &cfg.spec;
     let linux = spec.linux().as_ref();
-    let proc_ = spec.process().as_ref().ok_or_else(|| sys_err("config")(std::io::Error::other("process is missing")))?;
+    let proc_ =
+        spec.process().as_ref().ok_or_else(|| sys_err("config")(std::io::Error::other("process is missing")))?;
 
     // Open what we need from the host before a user namespace or a joined mount namespace hides it.
-    let state_dir = File::open(&cfg.state_dir).map_err(sys_err(format!("state directory {}", cfg.state_dir.display())))?;
+    let state_dir =
+        File::open(&cfg.state_dir).map_err(sys_err(format!("state directory {}", cfg.state_dir.display())))?;
 
     // 1. Namespaces.
     cfg.ns.join_user()?;
@@ -225,8 +227,16 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     }
     process::enter_cwd(proc_.cwd())?;
     let exe = process::find_executable(&args[0], &env)?;
-    let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|e| sys_err("process.args")(std::io::Error::other(e)))?;
-    let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|e| sys_err("process.env")(std::io::Error::other(e)))?;
+    let argv: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| sys_err("process.args")(std::io::Error::other(e)))?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| sys_err("process.env")(std::io::Error::other(e)))?;
 
     let nnp = proc_.no_new_privileges().unwrap_or(false);
     let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
@@ -257,8 +267,13 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     // until end-of-file and learns whether startContainer hooks and execve succeeded; a failure is written
     // into the fifo for `start` to report.
     let fifo = if !cfg.exec {
-        let fd = nix::fcntl::openat(Some(state_dir.as_raw_fd()), "exec.fifo", nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| sys_err("waiting for start on exec.fifo")(e.into()))?;
+        let fd = nix::fcntl::openat(
+            Some(state_dir.as_raw_fd()),
+            "exec.fifo",
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| sys_err("waiting for start on exec.fifo")(e.into()))?;
         // SAFETY: openat returned a new fd that nothing else owns.
         let fifo = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = nix::unistd::write(fifo.as_fd(), b"0");

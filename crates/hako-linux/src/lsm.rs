@@ -59,9 +59,7 @@ pub enum LsmError {
 
 /// Whether AppArmor is enabled, reading under `sys` (normally `/sys`).
 fn apparmor_enabled_at(sys: &Path) -> bool {
-    std::fs::read(sys.join("module/apparmor/parameters/enabled"))
-        .map(|v| v.first() == Some(&b'Y'))
-        .unwrap_or(false)
+    std::fs::read(sys.join("module/apparmor/parameters/enabled")).map(|v| v.first() == Some(&b'Y')).unwrap_or(false)
 }
 
 /// Whether the host runs AppArmor (`/sys/module/apparmor/parameters/enabled` is `Y`).
@@ -71,11 +69,9 @@ pub fn apparmor_enabled() -> bool {
 
 /// Whether a mountinfo text has a selinuxfs mount.
 fn mountinfo_has_selinuxfs(mountinfo: &str) -> bool {
-    mountinfo.lines().any(|l| {
-        l.split_once(" - ")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            == Some("selinuxfs")
-    })
+    mountinfo
+        .lines()
+        .any(|l| l.split_once(" - ").and_then(|(_, rest)| rest.split_whitespace().next()) == Some("selinuxfs"))
 }
 
 /// Whether the host runs SELinux: selinuxfs is mounted (at /sys/fs/selinux, or elsewhere
@@ -84,9 +80,7 @@ pub fn selinux_enabled() -> bool {
     if Path::new("/sys/fs/selinux/enforce").exists() {
         return true;
     }
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| mountinfo_has_selinuxfs(&m))
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/self/mountinfo").map(|m| mountinfo_has_selinuxfs(&m)).unwrap_or(false)
 }
 
 /// Treats an absent or empty label as "nothing requested".
@@ -126,26 +120,17 @@ pub fn check(
                 // Unreadable list (securityfs not mounted): the write at exec time decides.
                 .unwrap_or(true);
             if !listed {
-                return Err(LsmError::ProfileNotLoaded {
-                    profile: profile.to_string(),
-                });
+                return Err(LsmError::ProfileNotLoaded { profile: profile.to_string() });
             }
         }
     }
     let selinux = selinux_enabled();
-    let selinux_fields = [
-        (selinux_label, "label", "process.selinuxLabel"),
-        (mount_label, "mount label", "linux.mountLabel"),
-    ];
+    let selinux_fields =
+        [(selinux_label, "label", "process.selinuxLabel"), (mount_label, "mount label", "linux.mountLabel")];
     for (label, kind, field) in selinux_fields {
         match requested(label) {
             Some(label) if !selinux => {
-                return Err(LsmError::NotEnabled {
-                    lsm: "SELinux",
-                    kind,
-                    label: label.to_string(),
-                    field,
-                });
+                return Err(LsmError::NotEnabled { lsm: "SELinux", kind, label: label.to_string(), field });
             }
             _ => {}
         }
@@ -163,15 +148,8 @@ pub fn mount_label_option(label: Option<&str>) -> Option<String> {
 
 /// Writes `value` to a /proc attribute file in one `write(2)`, as the LSMs require.
 fn write_attr(path: &str, value: &str) -> Result<(), LsmError> {
-    let err = |source| LsmError::WriteAttr {
-        path: path.to_string(),
-        value: value.to_string(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(err)?;
+    let err = |source| LsmError::WriteAttr { path: path.to_string(), value: value.to_string(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(err)?;
     // One write(2), even for an empty value (which resets an attribute).
     let n = f.write(value.as_bytes()).map_err(err)?;
     if n != value.len() {
@@ -218,10 +196,7 @@ pub fn set_keycreate_label(selinux_label: Option<&str>) -> Result<(), LsmError> 
     if !selinux_enabled() {
         return Ok(());
     }
-    write_attr(
-        "/proc/thread-self/attr/keycreate",
-        requested(selinux_label).unwrap_or(""),
-    )
+    write_attr("/proc/thread-self/attr/keycreate", requested(selinux_label).unwrap_or(""))
 }
 
 #[cfg(test)]
@@ -266,10 +241,7 @@ mod tests {
         assert!(mountinfo_has_selinuxfs(with));
         assert!(!mountinfo_has_selinuxfs(without));
         let host = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        assert_eq!(
-            selinux_enabled(),
-            mountinfo_has_selinuxfs(&host) || Path::new("/sys/fs/selinux/enforce").exists()
-        );
+        assert_eq!(selinux_enabled(), mountinfo_has_selinuxfs(&host) || Path::new("/sys/fs/selinux/enforce").exists());
     }
 
     #[test]
@@ -286,33 +258,23 @@ mod tests {
         check(Some(""), Some(""), Some("")).expect("empty means nothing");
         check(Some("unconfined"), None, None).expect("unconfined is always possible");
         if !apparmor_enabled() {
-            let e = check(Some("docker-default"), None, None)
-                .expect_err("no AppArmor")
-                .to_string();
+            let e = check(Some("docker-default"), None, None).expect_err("no AppArmor").to_string();
             assert_eq!(
                 e,
                 "AppArmor profile docker-default requested but AppArmor is not enabled on this \
                  host: remove process.apparmorProfile or enable AppArmor"
             );
-            let e = apply(Some("docker-default"), None)
-                .expect_err("no AppArmor")
-                .to_string();
+            let e = apply(Some("docker-default"), None).expect_err("no AppArmor").to_string();
             assert!(e.contains("docker-default"), "{e}");
         }
         if !selinux_enabled() {
             let label = "system_u:system_r:container_t:s0:c1,c2";
-            let e = check(None, Some(label), None)
-                .expect_err("no SELinux")
-                .to_string();
+            let e = check(None, Some(label), None).expect_err("no SELinux").to_string();
             assert!(
-                e.contains(label)
-                    && e.contains("process.selinuxLabel")
-                    && e.contains("SELinux is not enabled"),
+                e.contains(label) && e.contains("process.selinuxLabel") && e.contains("SELinux is not enabled"),
                 "{e}"
             );
-            let e = check(None, None, Some(label))
-                .expect_err("no SELinux")
-                .to_string();
+            let e = check(None, None, Some(label)).expect_err("no SELinux").to_string();
             assert!(e.contains("linux.mountLabel"), "{e}");
             set_keycreate_label(Some(label)).expect("no-op without SELinux");
         }
@@ -333,11 +295,9 @@ mod tests {
         // Without an LSM that takes exec labels, the kernel refuses the write; with one, a
         // made-up label is refused. Either way the error names the file. In a child, so that a
         // write that did succeed cannot affect the test process.
-        in_child(
-            || match write_attr("/proc/thread-self/attr/exec", "hako-test-no-such-label") {
-                Err(e) if e.to_string().contains("/proc/thread-self/attr/exec") => Ok(()),
-                other => Err(format!("want a write error naming the file, got {other:?}")),
-            },
-        );
+        in_child(|| match write_attr("/proc/thread-self/attr/exec", "hako-test-no-such-label") {
+            Err(e) if e.to_string().contains("/proc/thread-self/attr/exec") => Ok(()),
+            other => Err(format!("want a write error naming the file, got {other:?}")),
+        });
     }
 }

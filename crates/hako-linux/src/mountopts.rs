@@ -19,16 +19,59 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), data: String::new(), bind: false }
+        MountOptions {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: String::new(),
+            bind: false,
+        }
     }
 }
 
 /// Every option name hako understands as a flag (for `hako features`).
 pub const KNOWN: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-    "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "iversion",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "unbindable",
 ];
 
 /// Parses `options`; unknown names go to `data`. Options hako cannot honour are errors.
@@ -89,7 +132,10 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             }
             "tmpcopyup" => return Err("mount option \"tmpcopyup\" is not supported by hako: remove it".into()),
             other if other.starts_with('r') && ["rro", "rrw", "rnosuid", "rnodev", "rnoexec"].contains(&other) => {
-                return Err(format!("recursive mount option {opt:?} is not supported by hako yet: use {:?}", &other[1..]))
+                return Err(format!(
+                    "recursive mount option {opt:?} is not supported by hako yet: use {:?}",
+                    &other[1..]
+                ))
             }
             other => {
                 data.push(other.to_owned());

@@ -130,7 +130,8 @@ impl NsPlan {
 
     /// The plan for `exec`: join every namespace the container has, through its init's /proc entries.
     pub fn join_all_of(pid: i32, kinds: &[String]) -> NsPlan {
-        let join = kinds.iter().map(|k| (k.clone(), PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(k))))).collect();
+        let join =
+            kinds.iter().map(|k| (k.clone(), PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(k))))).collect();
         NsPlan { join, new: Vec::new() }
     }
 
@@ -165,11 +166,20 @@ impl NsPlan {
         // Open every file first: after joining a mount namespace, host paths may no longer resolve.
         let files = rest
             .iter()
-            .map(|(k, p)| File::open(p).map(|f| (k, p, f)).map_err(|source| NamespaceError::Open { kind: k.clone(), path: p.clone(), source }))
+            .map(|(k, p)| {
+                File::open(p).map(|f| (k, p, f)).map_err(|source| NamespaceError::Open {
+                    kind: k.clone(),
+                    path: p.clone(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for (kind, path, f) in files {
-            nix::sched::setns(f.as_fd(), flag(kind))
-                .map_err(|source| NamespaceError::Join { kind: kind.clone(), path: path.clone(), source })?;
+            nix::sched::setns(f.as_fd(), flag(kind)).map_err(|source| NamespaceError::Join {
+                kind: kind.clone(),
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -190,11 +200,17 @@ impl NsPlan {
 }
 
 fn setns_path(kind: &str, path: &PathBuf) -> Result<(), NamespaceError> {
-    let f = File::open(path).map_err(|source| NamespaceError::Open { kind: kind.into(), path: path.clone(), source })?;
-    nix::sched::setns(f.as_fd(), flag(kind)).map_err(|source| NamespaceError::Join { kind: kind.into(), path: path.clone(), source })
+    let f =
+        File::open(path).map_err(|source| NamespaceError::Open { kind: kind.into(), path: path.clone(), source })?;
+    nix::sched::setns(f.as_fd(), flag(kind)).map_err(|source| NamespaceError::Join {
+        kind: kind.into(),
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Creates a new user namespace.
 pub fn unshare_user() -> Result<(), NamespaceError> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|source| NamespaceError::Unshare { kinds: "user".into(), source })
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+        .map_err(|source| NamespaceError::Unshare { kinds: "user".into(), source })
 }

@@ -131,7 +131,11 @@ pub fn apply_limits(p: &Process, linux: Option<&Linux>) -> Result<(), ProcessErr
             C::IoprioClassBe => 2,
             C::IoprioClassIdle => 3,
         };
-        sys::ioprio_set(class, io.priority()).map_err(attr(format!("ioPriority {:?} {}", io.class(), io.priority())))?;
+        sys::ioprio_set(class, io.priority()).map_err(attr(format!(
+            "ioPriority {:?} {}",
+            io.class(),
+            io.priority()
+        )))?;
     }
     if let Some(pers) = linux.and_then(|l| l.personality().as_ref()) {
         use oci_spec::runtime::LinuxPersonalityDomain as D;

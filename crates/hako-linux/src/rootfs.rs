@@ -115,11 +115,18 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] =
 /// Everything before pivot_root: propagation, the rootfs bind, the spec's mounts and devices.
 pub fn prepare(spec: &Spec, plan: &Plan<'_>) -> Result<(), RootfsError> {
     let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-    mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
-        .map_err(|e| RootfsError::Mount { what: "rslave propagation".into(), target: "/".into(), source: errno(e) })?;
-    mount(Some(plan.rootfs), plan.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| {
-        RootfsError::Mount { what: format!("rootfs {}", plan.rootfs.display()), target: "/".into(), source: errno(e) }
+    mount(None::<&str>, "/", None::<&str>, slave, None::<&str>).map_err(|e| RootfsError::Mount {
+        what: "rslave propagation".into(),
+        target: "/".into(),
+        source: errno(e),
     })?;
+    mount(Some(plan.rootfs), plan.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(
+        |e| RootfsError::Mount {
+            what: format!("rootfs {}", plan.rootfs.display()),
+            target: "/".into(),
+            source: errno(e),
+        },
+    )?;
     let root = File::open(plan.rootfs).map_err(|source| RootfsError::Path { path: plan.rootfs.to_owned(), source })?;
     let mut dev_mounted = false;
     for m in spec.mounts().iter().flatten() {
@@ -153,7 +160,17 @@ fn spec_device(root: &File, d: &LinuxDevice, bind: bool) -> Result<(), RootfsErr
         }
     };
     let mode = d.file_mode().unwrap_or(0o666);
-    make_device(root, d.path(), kind, d.major() as u64, d.minor() as u64, mode, d.uid().unwrap_or(0), d.gid().unwrap_or(0), bind)
+    make_device(
+        root,
+        d.path(),
+        kind,
+        d.major() as u64,
+        d.minor() as u64,
+        mode,
+        d.uid().unwrap_or(0),
+        d.gid().unwrap_or(0),
+        bind,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,13 +191,19 @@ fn make_device(
     let dir = mkdir_in_root(root, parent)?;
     if bind {
         let host = Path::new("/dev").join(path.strip_prefix("/dev").unwrap_or(path));
-        let file = match nix::fcntl::openat(Some(dir.as_raw_fd()), name, nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644)) {
+        let file = match nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        ) {
             Ok(fd) => fd,
             Err(e) => return Err(err(errno(e))),
         };
         let _ = nix::unistd::close(file);
         let target = open_in(root, path, libc::O_PATH)?;
-        return mount(Some(&host), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| err(errno(e)));
+        return mount(Some(&host), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| err(errno(e)));
     }
     let sflag = match kind {
         'b' => SFlag::S_IFBLK,
@@ -192,11 +215,23 @@ fn make_device(
         Err(e) => return Err(err(errno(e))),
     }
     let old = nix::sys::stat::umask(Mode::empty());
-    let r = mknodat(Some(dir.as_raw_fd()), name, sflag, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor));
+    let r = mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        sflag,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::makedev(major, minor),
+    );
     nix::sys::stat::umask(old);
     r.map_err(|e| err(errno(e)))?;
-    nix::unistd::fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(|e| err(errno(e)))
+    nix::unistd::fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| err(errno(e)))
 }
 
 fn dev_symlinks(root: &File) -> Result<(), RootfsError> {
@@ -224,9 +259,13 @@ fn mount_one(root: &File, m: &Mount, plan: &Plan<'_>) -> Result<(), RootfsError>
     let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "" });
     let mount_err = |what: String| move |source| RootfsError::Mount { what, target: dest.clone(), source };
     if typ == "bind" || opts.bind {
-        let src = m.source().as_ref().ok_or_else(|| RootfsError::Options { target: dest.clone(), what: "bind mount without source".into() })?;
+        let src = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| RootfsError::Options { target: dest.clone(), what: "bind mount without source".into() })?;
         let src = if src.is_absolute() { src.clone() } else { plan.bundle.join(src) };
-        let meta = std::fs::metadata(&src).map_err(|_| RootfsError::BindSource { source_path: src.clone(), target: dest.clone() })?;
+        let meta = std::fs::metadata(&src)
+            .map_err(|_| RootfsError::BindSource { source_path: src.clone(), target: dest.clone() })?;
         let target = if meta.is_dir() { mkdir_in_root(root, dest)? } else { mkfile_in_root(root, dest)? };
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         mount(Some(&src), &fd_path(&target), None::<&str>, flags, None::<&str>)
@@ -246,7 +285,11 @@ fn mount_one(root: &File, m: &Mount, plan: &Plan<'_>) -> Result<(), RootfsError>
     let mut data = opts.data.clone();
     if let Some(label) = &plan.mount_label {
         if matches!(typ, "tmpfs" | "devpts" | "mqueue") {
-            data = [data, format!("context=\"{label}\"")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(",");
+            data = [data, format!("context=\"{label}\"")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
         }
     }
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
@@ -268,8 +311,11 @@ fn mount_one(root: &File, m: &Mount, plan: &Plan<'_>) -> Result<(), RootfsError>
 fn propagate(root: &File, dest: &Path, opts: &mountopts::MountOptions) -> Result<(), RootfsError> {
     for p in &opts.propagation {
         let target = open_in(root, dest, libc::O_PATH)?;
-        mount(None::<&str>, &fd_path(&target), None::<&str>, *p, None::<&str>)
-            .map_err(|e| RootfsError::Mount { what: "propagation".into(), target: dest.to_owned(), source: errno(e) })?;
+        mount(None::<&str>, &fd_path(&target), None::<&str>, *p, None::<&str>).map_err(|e| RootfsError::Mount {
+            what: "propagation".into(),
+            target: dest.to_owned(),
+            source: errno(e),
+        })?;
     }
     Ok(())
 }
@@ -294,12 +340,16 @@ fn remount_bind(target: &Path, flags: MsFlags) -> Result<(), io::Error> {
     let all = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep;
     match mount(None::<&str>, target, None::<&str>, all, None::<&str>) {
         Ok(()) => Ok(()),
-        Err(_) => mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None::<&str>).map_err(errno),
+        Err(_) => {
+            mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None::<&str>)
+                .map_err(errno)
+        }
     }
 }
 
 fn mount_cgroups(root: &File, dest: &Path, opts: &mountopts::MountOptions, plan: &Plan<'_>) -> Result<(), RootfsError> {
-    let err = |what: String, target: PathBuf| move |e: nix::Error| RootfsError::Mount { what, target, source: errno(e) };
+    let err =
+        |what: String, target: PathBuf| move |e: nix::Error| RootfsError::Mount { what, target, source: errno(e) };
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if let [only] = plan.cgroups {
@@ -308,12 +358,17 @@ fn mount_cgroups(root: &File, dest: &Path, opts: &mountopts::MountOptions, plan:
             let target = mkdir_in_root(root, dest)?;
             let flags = base | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
             return if plan.new_cgroupns {
-                mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, None::<&str>).map_err(err("cgroup2".into(), dest.to_owned()))
+                mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, None::<&str>)
+                    .map_err(err("cgroup2".into(), dest.to_owned()))
             } else {
                 mount(Some(&only.host_dir), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                     .map_err(err(format!("bind {}", only.host_dir.display()), dest.to_owned()))?;
                 let t = open_in(root, dest, libc::O_PATH)?;
-                remount_bind(&fd_path(&t), flags).map_err(|source| RootfsError::Mount { what: "remount cgroup2".into(), target: dest.to_owned(), source })
+                remount_bind(&fd_path(&t), flags).map_err(|source| RootfsError::Mount {
+                    what: "remount cgroup2".into(),
+                    target: dest.to_owned(),
+                    source,
+                })
             };
         }
     }
@@ -332,8 +387,11 @@ fn mount_cgroups(root: &File, dest: &Path, opts: &mountopts::MountOptions, plan:
             mount(Some(&h.host_dir), &fd_path(&t), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(err(format!("bind {}", h.host_dir.display()), sub.clone()))?;
             let t = open_in(root, &sub, libc::O_PATH)?;
-            remount_bind(&fd_path(&t), flags)
-                .map_err(|source| RootfsError::Mount { what: "remount cgroup".into(), target: sub.clone(), source })?;
+            remount_bind(&fd_path(&t), flags).map_err(|source| RootfsError::Mount {
+                what: "remount cgroup".into(),
+                target: sub.clone(),
+                source,
+            })?;
         }
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name, as on the host.
         if h.subdir.contains(',') {
@@ -348,8 +406,14 @@ fn mount_cgroups(root: &File, dest: &Path, opts: &mountopts::MountOptions, plan:
     }
     if ro {
         let t = open_in(root, dest, libc::O_PATH)?;
-        mount(None::<&str>, &fd_path(&t), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base, Some("mode=755"))
-            .map_err(err("read-only remount of the cgroup tmpfs".into(), dest.to_owned()))?;
+        mount(
+            None::<&str>,
+            &fd_path(&t),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )
+        .map_err(err("read-only remount of the cgroup tmpfs".into(), dest.to_owned()))?;
     }
     Ok(())
 }
@@ -363,12 +427,25 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
         chroot(".").map_err(err("chroot"))?;
         return chdir("/").map_err(err("chdir"));
     }
-    let old = File::open("/").map_err(|source| RootfsError::Pivot { what: "open old root", rootfs: rootfs.to_owned(), source })?;
-    let new = File::open(".").map_err(|source| RootfsError::Pivot { what: "open new root", rootfs: rootfs.to_owned(), source })?;
-    sys::pivot_root(Path::new("."), Path::new(".")).map_err(|source| RootfsError::Pivot { what: "pivot_root", rootfs: rootfs.to_owned(), source })?;
+    let old = File::open("/").map_err(|source| RootfsError::Pivot {
+        what: "open old root",
+        rootfs: rootfs.to_owned(),
+        source,
+    })?;
+    let new = File::open(".").map_err(|source| RootfsError::Pivot {
+        what: "open new root",
+        rootfs: rootfs.to_owned(),
+        source,
+    })?;
+    sys::pivot_root(Path::new("."), Path::new(".")).map_err(|source| RootfsError::Pivot {
+        what: "pivot_root",
+        rootfs: rootfs.to_owned(),
+        source,
+    })?;
     fchdir(old.as_raw_fd()).map_err(err("fchdir"))?;
     // The old root must not propagate its unmount back to the host.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(err("rslave old root"))?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .map_err(err("rslave old root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(err("unmount old root"))?;
     fchdir(new.as_raw_fd()).map_err(err("fchdir"))?;
     chdir("/").map_err(err("chdir"))
@@ -378,10 +455,14 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        let o = mountopts::parse(&[prop.to_owned()]).map_err(|what| RootfsError::Options { target: "/".into(), what })?;
+        let o =
+            mountopts::parse(&[prop.to_owned()]).map_err(|what| RootfsError::Options { target: "/".into(), what })?;
         for p in o.propagation {
-            mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-                .map_err(|e| RootfsError::Mount { what: format!("rootfsPropagation {prop}"), target: "/".into(), source: errno(e) })?;
+            mount(None::<&str>, "/", None::<&str>, p, None::<&str>).map_err(|e| RootfsError::Mount {
+                what: format!("rootfsPropagation {prop}"),
+                target: "/".into(),
+                source: errno(e),
+            })?;
         }
     }
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
@@ -389,10 +470,19 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
         match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
             Ok(()) => {}
             Err(nix::Error::ENOENT) => continue,
-            Err(e) => return Err(RootfsError::Mount { what: "readonly path".into(), target: path.to_owned(), source: errno(e) }),
+            Err(e) => {
+                return Err(RootfsError::Mount {
+                    what: "readonly path".into(),
+                    target: path.to_owned(),
+                    source: errno(e),
+                })
+            }
         }
-        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)
-            .map_err(|source| RootfsError::Mount { what: "readonly path".into(), target: path.to_owned(), source })?;
+        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(|source| RootfsError::Mount {
+            what: "readonly path".into(),
+            target: path.to_owned(),
+            source,
+        })?;
     }
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
         let path = Path::new(p);
@@ -404,8 +494,11 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
         r.map_err(|e| RootfsError::Mount { what: "masked path".into(), target: path.to_owned(), source: errno(e) })?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        remount_bind(Path::new("/"), MsFlags::MS_RDONLY)
-            .map_err(|source| RootfsError::Mount { what: "read-only root".into(), target: "/".into(), source })?;
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY).map_err(|source| RootfsError::Mount {
+            what: "read-only root".into(),
+            target: "/".into(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -416,8 +509,11 @@ pub fn bind_console(slave: &Path) -> Result<(), RootfsError> {
     if std::fs::symlink_metadata(console).is_err() {
         File::create(console).map_err(|source| RootfsError::Path { path: console.to_owned(), source })?;
     }
-    mount(Some(slave), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| RootfsError::Mount { what: format!("bind {}", slave.display()), target: console.to_owned(), source: errno(e) })
+    mount(Some(slave), console, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| RootfsError::Mount {
+        what: format!("bind {}", slave.display()),
+        target: console.to_owned(),
+        source: errno(e),
+    })
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -431,7 +527,8 @@ fn relative(path: &Path) -> PathBuf {
 fn open_in(root: &File, path: &Path, flags: i32) -> Result<OwnedFd, RootfsError> {
     let rel = relative(path);
     let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
-    sys::open_in_root(root.as_raw_fd(), &rel, flags).map_err(|source| RootfsError::Path { path: path.to_owned(), source })
+    sys::open_in_root(root.as_raw_fd(), &rel, flags)
+        .map_err(|source| RootfsError::Path { path: path.to_owned(), source })
 }
 
 /// Creates every missing directory of `path` inside the rootfs (symlinks resolved inside it) and opens it.
@@ -459,11 +556,17 @@ fn mkfile_in_root(root: &File, path: &Path) -> Result<OwnedFd, RootfsError> {
         return Ok(fd);
     }
     let parent = mkdir_in_root(root, path.parent().unwrap_or(Path::new("/")))?;
-    let name = path.file_name().ok_or_else(|| RootfsError::Path { path: path.to_owned(), source: io::Error::from_raw_os_error(libc::EINVAL) })?;
+    let name = path.file_name().ok_or_else(|| RootfsError::Path {
+        path: path.to_owned(),
+        source: io::Error::from_raw_os_error(libc::EINVAL),
+    })?;
     let fd = nix::fcntl::openat(
         Some(parent.as_raw_fd()),
         name,
-        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_WRONLY,
+        nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_WRONLY,
         Mode::from_bits_truncate(0o644),
     )
     .map_err(|e| RootfsError::Path { path: path.to_owned(), source: errno(e) })?;

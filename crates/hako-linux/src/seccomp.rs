@@ -27,12 +27,9 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,10 +175,7 @@ fn spec_name<T: Serialize + std::fmt::Debug>(v: &T) -> String {
 
 /// Describes a syscall entry for error messages: `linux.seccomp.syscalls[2] (mkdir, mkdirat)`.
 fn entry_name(index: usize, sc: &LinuxSyscall) -> String {
-    format!(
-        "linux.seccomp.syscalls[{index}] ({})",
-        sc.names().join(", ")
-    )
+    format!("linux.seccomp.syscalls[{index}] ({})", sc.names().join(", "))
 }
 
 /// Maps an OCI architecture to libseccomp's, `None` when libseccomp 0.3 has no such arch.
@@ -214,11 +208,7 @@ fn scmp_arch(arch: Arch) -> Option<ScmpArch> {
 }
 
 /// Checks `errnoRet` against `action` and returns the libseccomp action.
-fn scmp_action(
-    what: &str,
-    action: LinuxSeccompAction,
-    errno_ret: Option<u32>,
-) -> Result<ScmpAction, SeccompError> {
+fn scmp_action(what: &str, action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
     let check_range = |max: u32| -> Result<u32, SeccompError> {
         let errno = errno_ret.unwrap_or(libc::EPERM as u32);
         if errno > max {
@@ -233,11 +223,9 @@ fn scmp_action(
     };
     let no_errno = || -> Result<(), SeccompError> {
         match errno_ret {
-            Some(errno) => Err(SeccompError::ErrnoRetNotAllowed {
-                what: what.to_string(),
-                action: spec_name(&action),
-                errno,
-            }),
+            Some(errno) => {
+                Err(SeccompError::ErrnoRetNotAllowed { what: what.to_string(), action: spec_name(&action), errno })
+            }
             None => Ok(()),
         }
     };
@@ -267,9 +255,7 @@ fn scmp_action(
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(check_range(MAX_ERRNO)? as i32),
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(check_range(MAX_TRACE_MSG)? as u16),
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::NotifyUnsupported {
-                what: what.to_string(),
-            });
+            return Err(SeccompError::NotifyUnsupported { what: what.to_string() });
         }
     })
 }
@@ -278,10 +264,7 @@ fn scmp_action(
 /// `valueTwo` the value the masked argument must equal (runc's and libseccomp's reading).
 fn scmp_condition(what: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, SeccompError> {
     if arg.index() >= SYSCALL_MAX_ARGS {
-        return Err(SeccompError::ArgIndex {
-            what: what.to_string(),
-            index: arg.index(),
-        });
+        return Err(SeccompError::ArgIndex { what: what.to_string(), index: arg.index() });
     }
     let (op, datum) = match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
@@ -290,10 +273,9 @@ fn scmp_condition(what: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, S
         LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
         LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
         LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
-        LinuxSeccompOperator::ScmpCmpMaskedEq => (
-            ScmpCompareOp::MaskedEqual(arg.value()),
-            arg.value_two().unwrap_or(0),
-        ),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0))
+        }
     };
     // The index is below SYSCALL_MAX_ARGS (6), so it fits in u32.
     Ok(ScmpArgCompare::new(arg.index() as u32, op, datum))
@@ -305,20 +287,12 @@ fn scmp_condition(what: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, S
 /// are logged at debug level.
 pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
     if let Some(path) = s.listener_path() {
-        return Err(SeccompError::NotifyUnsupported {
-            what: format!("linux.seccomp.listenerPath {}", path.display()),
-        });
+        return Err(SeccompError::NotifyUnsupported { what: format!("linux.seccomp.listenerPath {}", path.display()) });
     }
-    scmp_action(
-        "linux.seccomp.defaultAction",
-        s.default_action(),
-        s.default_errno_ret(),
-    )?;
+    scmp_action("linux.seccomp.defaultAction", s.default_action(), s.default_errno_ret())?;
     for arch in s.architectures().iter().flatten() {
         if scmp_arch(*arch).is_none() {
-            return Err(SeccompError::UnsupportedArch {
-                arch: spec_name(arch),
-            });
+            return Err(SeccompError::UnsupportedArch { arch: spec_name(arch) });
         }
     }
     let supported = supported_flags();
@@ -327,8 +301,7 @@ pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
         if !supported.contains(&name) {
             let reason = match flag {
                 LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                    "it only applies to a seccomp notify listener, which hako does not support yet"
-                        .to_string()
+                    "it only applies to a seccomp notify listener, which hako does not support yet".to_string()
                 }
                 _ => "the running kernel or hako's libseccomp does not support it".to_string(),
             };
@@ -354,9 +327,7 @@ pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
 }
 
 /// Wraps a libseccomp error with the step that failed.
-fn build_err(
-    step: impl Into<String>,
-) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+fn build_err(step: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
     let step = step.into();
     move |source| SeccompError::Build { step, source }
 }
@@ -367,13 +338,8 @@ fn build_err(
 /// errno on load failures. It has no kernel side effects until [`load`].
 pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
     validate(s)?;
-    let default_action = scmp_action(
-        "linux.seccomp.defaultAction",
-        s.default_action(),
-        s.default_errno_ret(),
-    )?;
-    let mut ctx = ScmpFilterContext::new_filter(default_action)
-        .map_err(build_err("create a seccomp filter"))?;
+    let default_action = scmp_action("linux.seccomp.defaultAction", s.default_action(), s.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new_filter(default_action).map_err(build_err("create a seccomp filter"))?;
     for arch in s.architectures().iter().flatten() {
         if let Some(a) = scmp_arch(*arch) {
             match ctx.add_arch(a) {
@@ -394,10 +360,8 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
             }
         }
     }
-    ctx.set_ctl_nnp(false)
-        .map_err(build_err("turn off no_new_privs in the seccomp filter"))?;
-    ctx.set_api_sysrawrc(true)
-        .map_err(build_err("ask libseccomp for raw kernel errors"))?;
+    ctx.set_ctl_nnp(false).map_err(build_err("turn off no_new_privs in the seccomp filter"))?;
+    ctx.set_api_sysrawrc(true).map_err(build_err("ask libseccomp for raw kernel errors"))?;
     for flag in s.flags().iter().flatten() {
         let name = spec_name(flag);
         let res = match flag {
@@ -416,12 +380,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
             // libseccomp refuses rules that repeat the default action; they change nothing.
             continue;
         }
-        let conditions = sc
-            .args()
-            .iter()
-            .flatten()
-            .map(|a| scmp_condition(&what, a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let conditions = sc.args().iter().flatten().map(|a| scmp_condition(&what, a)).collect::<Result<Vec<_>, _>>()?;
         let mut per_index = [0usize; SYSCALL_MAX_ARGS];
         for arg in sc.args().iter().flatten() {
             per_index[arg.index()] += 1;
@@ -432,23 +391,16 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
                 tracing::debug!(syscall = %name, "seccomp: syscall unknown to libseccomp, rule skipped");
                 continue;
             };
-            let step = || {
-                format!(
-                    "add seccomp rule {} for syscall {name} ({what})",
-                    spec_name(&sc.action())
-                )
-            };
+            let step = || format!("add seccomp rule {} for syscall {name} ({what})", spec_name(&sc.action()));
             if conditions.is_empty() {
                 ctx.add_rule(action, syscall).map_err(build_err(step()))?;
             } else if one_rule_per_condition {
                 // Same argument twice: libseccomp cannot AND them, runc makes them ORed rules.
                 for cond in &conditions {
-                    ctx.add_rule_conditional(action, syscall, &[*cond])
-                        .map_err(build_err(step()))?;
+                    ctx.add_rule_conditional(action, syscall, &[*cond]).map_err(build_err(step()))?;
                 }
             } else {
-                ctx.add_rule_conditional(action, syscall, &conditions)
-                    .map_err(build_err(step()))?;
+                ctx.add_rule_conditional(action, syscall, &conditions).map_err(build_err(step()))?;
             }
         }
     }
@@ -456,10 +408,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
 }
 
 /// Turns a load failure into [`SeccompError::Load`] with a hint for the usual causes.
-fn load_error(
-    errno: Option<i32>,
-    source: Box<dyn std::error::Error + Send + Sync>,
-) -> SeccompError {
+fn load_error(errno: Option<i32>, source: Box<dyn std::error::Error + Send + Sync>) -> SeccompError {
     let hint = match errno {
         Some(libc::EACCES) => {
             ": the process needs no_new_privs set or CAP_SYS_ADMIN in its effective set; load \
@@ -468,10 +417,7 @@ fn load_error(
         Some(libc::EINVAL) => ": the kernel rejected the filter or one of its flags",
         _ => "",
     };
-    SeccompError::Load {
-        hint: hint.to_string(),
-        source,
-    }
+    SeccompError::Load { hint: hint.to_string(), source }
 }
 
 /// Loads a filter from [`build`] into the kernel for the calling thread (and every thread of
@@ -496,20 +442,16 @@ pub fn compile(s: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
         .map_err(|e| SeccompError::Export(e.into()))?;
     let mut file = std::fs::File::from(fd);
-    ctx.export_bpf(&mut file)
-        .map_err(build_err("export the seccomp filter as BPF"))?;
+    ctx.export_bpf(&mut file).map_err(build_err("export the seccomp filter as BPF"))?;
     let mut bpf = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .map_err(SeccompError::Export)?;
+    file.seek(SeekFrom::Start(0)).map_err(SeccompError::Export)?;
     file.read_to_end(&mut bpf).map_err(SeccompError::Export)?;
     let mut flags = 0u32;
     for flag in s.flags().iter().flatten() {
         flags |= match flag {
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
-                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
-            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
         } as u32;
     }
@@ -537,16 +479,12 @@ struct CacheEntry {
 /// the cache well under one. An entry is used only if the whole profile and libseccomp version
 /// match (the file name is just a hash), and is written atomically; cache trouble falls back to
 /// compiling. The directory must be writable by root only (put it under hako's `--root`).
-pub fn compile_cached(
-    s: &LinuxSeccomp,
-    cache_dir: &std::path::Path,
-) -> Result<CompiledFilter, SeccompError> {
+pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<CompiledFilter, SeccompError> {
     use std::hash::{Hash, Hasher};
     // Validation is cheap and may depend on the host (supported flags): never cached.
     validate(s)?;
-    let version = libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_default();
+    let version =
+        libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
     let key = CacheKey {
         profile: serde_json::to_string(s).unwrap_or_default(),
         libseccomp: format!("{version} api {}", libseccomp::get_api()),
@@ -562,11 +500,7 @@ pub fn compile_cached(
     }
     let filter = compile(s)?;
     let entry = CacheEntry { key, filter };
-    let tmp = cache_dir.join(format!(
-        ".{:016x}.{}.tmp",
-        hasher.finish(),
-        std::process::id()
-    ));
+    let tmp = cache_dir.join(format!(".{:016x}.{}.tmp", hasher.finish(), std::process::id()));
     let stored = std::fs::create_dir_all(cache_dir)
         .and_then(|()| serde_json::to_vec(&entry).map_err(std::io::Error::other))
         .and_then(|bytes| std::fs::write(&tmp, bytes))
@@ -590,8 +524,8 @@ pub fn load_compiled(filter: &CompiledFilter) -> Result<(), SeccompError> {
         )));
     }
     let count = filter.bpf.len() / INSN;
-    let len = u16::try_from(count)
-        .map_err(|_| SeccompError::BadProgram(format!("{count} instructions is too many")))?;
+    let len =
+        u16::try_from(count).map_err(|_| SeccompError::BadProgram(format!("{count} instructions is too many")))?;
     let insns: Vec<libc::sock_filter> = chunks
         .map(|c| libc::sock_filter {
             code: u16::from_ne_bytes([c[0], c[1]]),
@@ -600,10 +534,7 @@ pub fn load_compiled(filter: &CompiledFilter) -> Result<(), SeccompError> {
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         })
         .collect();
-    let prog = libc::sock_fprog {
-        len,
-        filter: insns.as_ptr().cast_mut(),
-    };
+    let prog = libc::sock_fprog { len, filter: insns.as_ptr().cast_mut() };
     // SAFETY: `prog` points to `len` valid instructions in `insns`, which outlives the call; the
     // kernel copies the program and does not keep the pointer.
     let ret = unsafe {
@@ -709,12 +640,7 @@ fn kernel_has_filter_flag(flag: libc::c_ulong) -> bool {
     // SAFETY: a NULL program pointer makes the kernel fail before installing anything; the call
     // reads no memory of ours.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flag,
-            std::ptr::null::<libc::sock_fprog>(),
-        )
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flag, std::ptr::null::<libc::sock_fprog>())
     };
     ret == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
@@ -727,21 +653,9 @@ pub fn supported_flags() -> Vec<String> {
     let api = libseccomp::get_api();
     let mut out = Vec::new();
     let candidates = [
-        (
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
-            libc::SECCOMP_FILTER_FLAG_TSYNC,
-            1,
-        ),
-        (
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog,
-            libc::SECCOMP_FILTER_FLAG_LOG,
-            3,
-        ),
-        (
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
-            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            4,
-        ),
+        (LinuxSeccompFilterFlag::SeccompFilterFlagTsync, libc::SECCOMP_FILTER_FLAG_TSYNC, 1),
+        (LinuxSeccompFilterFlag::SeccompFilterFlagLog, libc::SECCOMP_FILTER_FLAG_LOG, 3),
+        (LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow, libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, 4),
     ];
     for (flag, bit, min_api) in candidates {
         if api >= min_api && kernel_has_filter_flag(bit) {
@@ -765,20 +679,11 @@ fn check_name<T: for<'de> Deserialize<'de>>(
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Err(SeccompError::UnknownName {
-        what,
-        kind,
-        value,
-        expected: expected.join(", "),
-    })
+    Err(SeccompError::UnknownName { what, kind, value, expected: expected.join(", ") })
 }
 
 /// Returns the array at `key` of `obj`, an empty slice when absent or null.
-fn json_array<'a>(
-    obj: &'a serde_json::Value,
-    key: &str,
-    what: &str,
-) -> Result<&'a [serde_json::Value], SeccompError> {
+fn json_array<'a>(obj: &'a serde_json::Value, key: &str, what: &str) -> Result<&'a [serde_json::Value], SeccompError> {
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => Ok(&[]),
         Some(serde_json::Value::Array(a)) => Ok(a),
@@ -804,41 +709,17 @@ pub fn validate_json(seccomp: &serde_json::Value) -> Result<(), SeccompError> {
             problem: format!("expected an object, found {seccomp}"),
         });
     }
-    let all_actions: Vec<String> = supported_actions()
-        .iter()
-        .chain(std::iter::once(&LinuxSeccompAction::ScmpActNotify))
-        .map(spec_name)
-        .collect();
-    let all_archs: Vec<String> = std::iter::once(Arch::ScmpArchNative)
-        .chain(archs())
-        .map(|a| spec_name(&a))
-        .collect();
+    let all_actions: Vec<String> =
+        supported_actions().iter().chain(std::iter::once(&LinuxSeccompAction::ScmpActNotify)).map(spec_name).collect();
+    let all_archs: Vec<String> = std::iter::once(Arch::ScmpArchNative).chain(archs()).map(|a| spec_name(&a)).collect();
     if let Some(v) = seccomp.get("defaultAction") {
-        check_name::<LinuxSeccompAction>(
-            format!("{root}.defaultAction"),
-            "action",
-            v,
-            &all_actions,
-        )?;
+        check_name::<LinuxSeccompAction>(format!("{root}.defaultAction"), "action", v, &all_actions)?;
     }
-    for (i, v) in json_array(seccomp, "architectures", root)?
-        .iter()
-        .enumerate()
-    {
-        check_name::<Arch>(
-            format!("{root}.architectures[{i}]"),
-            "architecture",
-            v,
-            &all_archs,
-        )?;
+    for (i, v) in json_array(seccomp, "architectures", root)?.iter().enumerate() {
+        check_name::<Arch>(format!("{root}.architectures[{i}]"), "architecture", v, &all_archs)?;
     }
     for (i, v) in json_array(seccomp, "flags", root)?.iter().enumerate() {
-        check_name::<LinuxSeccompFilterFlag>(
-            format!("{root}.flags[{i}]"),
-            "flag",
-            v,
-            &known_flags(),
-        )?;
+        check_name::<LinuxSeccompFilterFlag>(format!("{root}.flags[{i}]"), "flag", v, &known_flags())?;
     }
     for (i, sc) in json_array(seccomp, "syscalls", root)?.iter().enumerate() {
         let what = format!("{root}.syscalls[{i}]");
@@ -847,12 +728,7 @@ pub fn validate_json(seccomp: &serde_json::Value) -> Result<(), SeccompError> {
         }
         for (j, arg) in json_array(sc, "args", &what)?.iter().enumerate() {
             if let Some(v) = arg.get("op") {
-                check_name::<LinuxSeccompOperator>(
-                    format!("{what}.args[{j}].op"),
-                    "operator",
-                    v,
-                    &operators(),
-                )?;
+                check_name::<LinuxSeccompOperator>(format!("{what}.args[{j}].op"), "operator", v, &operators())?;
             }
         }
     }
@@ -936,11 +812,7 @@ pub(crate) mod tests {
         load(&ctx).map_err(|e| e.to_string())
     }
 
-    fn expect(
-        what: &str,
-        got: (libc::c_long, i32),
-        want: (libc::c_long, i32),
-    ) -> Result<(), String> {
+    fn expect(what: &str, got: (libc::c_long, i32), want: (libc::c_long, i32)) -> Result<(), String> {
         if got == want {
             Ok(())
         } else {
@@ -960,11 +832,7 @@ pub(crate) mod tests {
             }
             build_and_load(&p)?;
             let mut buf = [0u8; 256];
-            expect(
-                "getcwd",
-                sys(libc::SYS_getcwd, buf.as_mut_ptr() as libc::c_ulong, 256),
-                (-1, 123),
-            )?;
+            expect("getcwd", sys(libc::SYS_getcwd, buf.as_mut_ptr() as libc::c_ulong, 256), (-1, 123))?;
             let mode = seccomp_mode()?;
             if mode != "2" {
                 return Err(format!("Seccomp: {mode}, want 2"));
@@ -1028,11 +896,7 @@ pub(crate) mod tests {
             }
             expect("getpriority(PROCESS, 999999)", prio(0, 999999), (-1, 77))?;
             // Only one condition matches: the real syscall runs and finds no such group.
-            expect(
-                "getpriority(PGRP, 999999)",
-                prio(1, 999999),
-                (-1, libc::ESRCH),
-            )?;
+            expect("getpriority(PGRP, 999999)", prio(1, 999999), (-1, libc::ESRCH))?;
             expect("getppid(11)", sys(libc::SYS_getppid, 11, 0), (-1, 76))?;
             if sys(libc::SYS_getppid, 3, 0).0 <= 0 {
                 return Err("getppid(3) should be allowed".into());
@@ -1094,12 +958,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_action_does_what_it_says() {
-        for action in [
-            "SCMP_ACT_KILL",
-            "SCMP_ACT_KILL_THREAD",
-            "SCMP_ACT_KILL_PROCESS",
-            "SCMP_ACT_TRAP",
-        ] {
+        for action in ["SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP"] {
             let p = action_profile(action);
             let (status, msg) = run_child(|| {
                 // No core file from the SIGSYS.
@@ -1110,10 +969,7 @@ pub(crate) mod tests {
                 Err("getppid returned".into())
             });
             assert!(
-                matches!(
-                    status,
-                    WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _)
-                ),
+                matches!(status, WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _)),
                 "{action}: {status:?} {msg}"
             );
         }
@@ -1131,11 +987,7 @@ pub(crate) mod tests {
         let p = action_profile("SCMP_ACT_TRACE");
         in_child(|| {
             build_and_load(&p)?;
-            expect(
-                "SCMP_ACT_TRACE getppid",
-                sys(libc::SYS_getppid, 0, 0),
-                (-1, libc::ENOSYS),
-            )
+            expect("SCMP_ACT_TRACE getppid", sys(libc::SYS_getppid, 0, 0), (-1, libc::ENOSYS))
         });
     }
 
@@ -1169,8 +1021,7 @@ pub(crate) mod tests {
         }));
         let c = compile(&p).expect("compile");
         assert_eq!(c.bpf.len() % 8, 0);
-        let round_trip: CompiledFilter =
-            serde_json::from_str(&serde_json::to_string(&c).expect("ser")).expect("de");
+        let round_trip: CompiledFilter = serde_json::from_str(&serde_json::to_string(&c).expect("ser")).expect("de");
         in_child(|| {
             load_compiled(&round_trip).map_err(|e| e.to_string())?;
             expect("getcwd", sys(libc::SYS_getcwd, 0, 0), (-1, 42))?;
@@ -1179,14 +1030,8 @@ pub(crate) mod tests {
             }
             Ok(())
         });
-        let bad = CompiledFilter {
-            bpf: vec![0; 7],
-            flags: 0,
-        };
-        assert!(load_compiled(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("7 bytes"));
+        let bad = CompiledFilter { bpf: vec![0; 7], flags: 0 };
+        assert!(load_compiled(&bad).unwrap_err().to_string().contains("7 bytes"));
     }
 
     #[test]
@@ -1202,10 +1047,7 @@ pub(crate) mod tests {
         }));
         let fresh = compile(&p).expect("compile");
         assert_eq!(compile_cached(&p, &dir).expect("miss"), fresh);
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("cache dir")
-            .flatten()
-            .collect();
+        let files: Vec<_> = std::fs::read_dir(&dir).expect("cache dir").flatten().collect();
         assert_eq!(files.len(), 1, "one cache entry, no temporary file left");
         let entry = files[0].path();
         assert_eq!(compile_cached(&p, &dir).expect("hit"), fresh);
@@ -1215,8 +1057,7 @@ pub(crate) mod tests {
         let text = std::fs::read_to_string(&entry).expect("read entry");
         let mut v: serde_json::Value = serde_json::from_str(&text).expect("entry json");
         v["filter"] = serde_json::to_value(&q_filter).expect("q json");
-        v["key"]["profile"] =
-            serde_json::to_value(serde_json::to_string(&q).expect("q")).expect("str");
+        v["key"]["profile"] = serde_json::to_value(serde_json::to_string(&q).expect("q")).expect("str");
         std::fs::write(&entry, v.to_string()).expect("tamper");
         assert_eq!(compile_cached(&p, &dir).expect("mismatch"), fresh);
         std::fs::write(&entry, b"garbage").expect("corrupt");
@@ -1233,12 +1074,7 @@ pub(crate) mod tests {
         let p = action_profile("SCMP_ACT_ERRNO");
         in_child(|| {
             let ctx = build(&p).map_err(|e| e.to_string())?;
-            caps::drop(
-                None,
-                caps::CapSet::Effective,
-                caps::Capability::CAP_SYS_ADMIN,
-            )
-            .map_err(|e| e.to_string())?;
+            caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN).map_err(|e| e.to_string())?;
             let err = match load(&ctx) {
                 Ok(()) => return Err("load without NNP or CAP_SYS_ADMIN succeeded".into()),
                 Err(e) => e.to_string(),
@@ -1247,10 +1083,7 @@ pub(crate) mod tests {
                 return Err(format!("error lacks the hint: {err}"));
             }
             let c = compile(&p).map_err(|e| e.to_string())?;
-            let err = load_compiled(&c)
-                .map_err(|e| e.to_string())
-                .err()
-                .unwrap_or_default();
+            let err = load_compiled(&c).map_err(|e| e.to_string()).err().unwrap_or_default();
             if !err.contains("no_new_privs") {
                 return Err(format!("raw load error lacks the hint: {err:?}"));
             }
@@ -1261,9 +1094,7 @@ pub(crate) mod tests {
     }
 
     fn validate_err(v: serde_json::Value) -> String {
-        validate(&profile(v))
-            .expect_err("profile must be refused")
-            .to_string()
+        validate(&profile(v)).expect_err("profile must be refused").to_string()
     }
 
     #[test]
@@ -1274,17 +1105,11 @@ pub(crate) mod tests {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
         }));
-        assert!(
-            e.contains("seccomp notify is not supported yet") && e.contains("mkdir"),
-            "{e}"
-        );
+        assert!(e.contains("seccomp notify is not supported yet") && e.contains("mkdir"), "{e}");
         let e = validate_err(json!({
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"
         }));
-        assert!(
-            e.contains("not supported yet") && e.contains("/run/agent.sock"),
-            "{e}"
-        );
+        assert!(e.contains("not supported yet") && e.contains("/run/agent.sock"), "{e}");
         let e = validate_err(json!({
             "defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
         }));
@@ -1294,10 +1119,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_profiles_name_the_problem() {
         let e = validate_err(json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}));
-        assert!(
-            e.contains("defaultAction") && e.contains("SCMP_ACT_ALLOW"),
-            "{e}"
-        );
+        assert!(e.contains("defaultAction") && e.contains("SCMP_ACT_ALLOW"), "{e}");
         let e = validate_err(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]
@@ -1322,10 +1144,7 @@ pub(crate) mod tests {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]
         }));
-        assert!(
-            e.contains("syscalls[0]") && e.contains("names is empty"),
-            "{e}"
-        );
+        assert!(e.contains("syscalls[0]") && e.contains("names is empty"), "{e}");
     }
 
     #[test]
@@ -1357,31 +1176,11 @@ pub(crate) mod tests {
         validate_json(&ok).expect("valid profile");
         validate_json(&serde_json::Value::Null).expect("no seccomp");
         let cases = [
-            (
-                "/defaultAction",
-                json!("SCMP_ACT_EXPLODE"),
-                "linux.seccomp.defaultAction",
-            ),
-            (
-                "/architectures/0",
-                json!("SCMP_ARCH_Z80"),
-                "linux.seccomp.architectures[0]",
-            ),
-            (
-                "/flags/0",
-                json!("SECCOMP_FILTER_FLAG_FAST"),
-                "linux.seccomp.flags[0]",
-            ),
-            (
-                "/syscalls/0/action",
-                json!("SCMP_ACT_MAYBE"),
-                "linux.seccomp.syscalls[0].action",
-            ),
-            (
-                "/syscalls/0/args/0/op",
-                json!("SCMP_CMP_ROUGHLY"),
-                "linux.seccomp.syscalls[0].args[0].op",
-            ),
+            ("/defaultAction", json!("SCMP_ACT_EXPLODE"), "linux.seccomp.defaultAction"),
+            ("/architectures/0", json!("SCMP_ARCH_Z80"), "linux.seccomp.architectures[0]"),
+            ("/flags/0", json!("SECCOMP_FILTER_FLAG_FAST"), "linux.seccomp.flags[0]"),
+            ("/syscalls/0/action", json!("SCMP_ACT_MAYBE"), "linux.seccomp.syscalls[0].action"),
+            ("/syscalls/0/args/0/op", json!("SCMP_CMP_ROUGHLY"), "linux.seccomp.syscalls[0].args[0].op"),
         ];
         for (ptr, bad, path) in cases {
             let mut v = ok.clone();
@@ -1393,10 +1192,7 @@ pub(crate) mod tests {
         let e = validate_json(&json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": "read"}))
             .expect_err("not a list")
             .to_string();
-        assert!(
-            e.contains("linux.seccomp.syscalls") && e.contains("expected a list"),
-            "{e}"
-        );
+        assert!(e.contains("linux.seccomp.syscalls") && e.contains("expected a list"), "{e}");
     }
 
     #[test]
@@ -1419,16 +1215,11 @@ pub(crate) mod tests {
             "SCMP_ARCH_MIPS64N32",
             "SCMP_ARCH_PPC64LE",
         ] {
-            assert!(
-                names.contains(&want.to_string()),
-                "{want} missing from {names:?}"
-            );
+            assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
         }
         for a in archs() {
-            validate(&profile(
-                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [a]}),
-            ))
-            .expect("listed arch validates");
+            validate(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [a]})))
+                .expect("listed arch validates");
         }
         assert_eq!(known_flags().len(), 4);
         for f in supported_flags() {

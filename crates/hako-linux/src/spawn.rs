@@ -88,7 +88,11 @@ pub struct Spawned {
 /// namespace of the child just before execve (what runc 1.2 does with its read-only overlay): writing to
 /// `/proc/<init>/exe` then fails with EROFS for every user, root included, and nothing is copied. The fallback
 /// is a sealed memfd copy of the binary (what runc 1.1 does), for hosts where the child may not mount.
-fn start_init(child_fd: i32, bind: bool, stdio: Option<[std::os::fd::RawFd; 3]>) -> std::io::Result<std::process::Child> {
+fn start_init(
+    child_fd: i32,
+    bind: bool,
+    stdio: Option<[std::os::fd::RawFd; 3]>,
+) -> std::io::Result<std::process::Child> {
     let me = std::process::id() as i32;
     let exe = std::fs::read_link("/proc/self/exe")?;
     let memfd = if bind { None } else { Some(sys::sealed_self_copy()?) };
@@ -122,7 +126,13 @@ fn start_init(child_fd: i32, bind: bool, stdio: Option<[std::os::fd::RawFd; 3]>)
                 if libc::unshare(libc::CLONE_NEWNS) != 0
                     || libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
                     || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
-                    || libc::mount(none, exe_c.as_ptr(), none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null()) != 0
+                    || libc::mount(
+                        none,
+                        exe_c.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ) != 0
                 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -187,16 +197,24 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
                     parent.send(&Message::HooksDone { state })?;
                 }
                 Message::ConsoleFd => {
-                    let master = fds.pop().ok_or_else(|| SpawnError::Init("terminal: no pty master came with the message".into()))?;
+                    let master = fds
+                        .pop()
+                        .ok_or_else(|| SpawnError::Init("terminal: no pty master came with the message".into()))?;
                     match req.console_socket {
-                        Some(sock) => hako_runtime::console::send_pty_master(sock, &master).map_err(tty::TtyError::from)?,
+                        Some(sock) => {
+                            hako_runtime::console::send_pty_master(sock, &master).map_err(tty::TtyError::from)?
+                        }
                         None => console = Some(master),
                     }
                 }
                 Message::Ready if !exec_mode => return Ok(console),
                 Message::Ready => ready = true, // exec: success is the channel closing at execve
                 Message::Error(e) => return Err(SpawnError::Init(e)),
-                other => return Err(ChannelError::Unexpected { expected: "a request from init", got: describe(&other) }.into()),
+                other => {
+                    return Err(
+                        ChannelError::Unexpected { expected: "a request from init", got: describe(&other) }.into()
+                    )
+                }
             }
         }
     })();

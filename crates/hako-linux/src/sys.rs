@@ -24,7 +24,9 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 pub fn sealed_self_copy() -> io::Result<OwnedFd> {
     let name = c"hako-init";
     // SAFETY: `name` is a valid NUL-terminated string; flags are valid memfd_create flags.
-    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) } as libc::c_long)?;
+    let fd = check(
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) } as libc::c_long
+    )?;
     // SAFETY: memfd_create returned a new fd that nothing else owns.
     let memfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let exe = File::open("/proc/self/exe")?;
@@ -33,7 +35,14 @@ pub fn sealed_self_copy() -> io::Result<OwnedFd> {
     while copied < len {
         // SAFETY: both fds are open; null offsets mean "use and advance the file offsets".
         let n = check(unsafe {
-            libc::copy_file_range(exe.as_raw_fd(), std::ptr::null_mut(), memfd.as_raw_fd(), std::ptr::null_mut(), (len - copied) as usize, 0)
+            libc::copy_file_range(
+                exe.as_raw_fd(),
+                std::ptr::null_mut(),
+                memfd.as_raw_fd(),
+                std::ptr::null_mut(),
+                (len - copied) as usize,
+                0,
+            )
         } as libc::c_long);
         let n = match n {
             Ok(0) => break,
@@ -95,9 +104,12 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// leave it. Used to resolve mount targets inside a rootfs that the container's owner controls.
 pub fn open_in_root(root: RawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+    let how =
+        OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
     // SAFETY: `c` is NUL-terminated, `how` is a valid open_how of the size passed.
-    let fd = check(unsafe { libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) })?;
+    let fd = check(unsafe {
+        libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+    })?;
     // SAFETY: openat2 returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -176,7 +188,8 @@ mod tests {
         // SAFETY: F_GET_SEALS on an owned fd.
         let seals = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GET_SEALS) };
         assert_ne!(seals & libc::F_SEAL_WRITE, 0);
-        let mut w = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", copy.as_raw_fd())).unwrap();
+        let mut w =
+            std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", copy.as_raw_fd())).unwrap();
         assert!(std::io::Write::write_all(&mut w, b"x").is_err(), "a sealed copy must refuse writes");
     }
 

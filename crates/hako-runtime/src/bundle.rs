@@ -77,13 +77,14 @@ impl Bundle {
         let path = absolute_without_symlinks(dir)?;
         let config = path.join("config.json");
         let text = std::fs::read(&config).map_err(|source| BundleError::ReadConfig { path: config.clone(), source })?;
-        let mut value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
+        let mut value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
         drop_unknown_capabilities(&mut value);
-        let spec: Spec =
-            serde_json::from_value(value).map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
+        let spec: Spec = serde_json::from_value(value)
+            .map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
         let invalid = |what: &str| BundleError::Invalid { path: config.clone(), what: what.to_owned() };
-        let root = spec.root().as_ref().ok_or_else(|| invalid("root is missing: add \"root\": {\"path\": \"rootfs\"}"))?;
+        let root =
+            spec.root().as_ref().ok_or_else(|| invalid("root is missing: add \"root\": {\"path\": \"rootfs\"}"))?;
         let rootfs = if root.path().is_absolute() { root.path().clone() } else { path.join(root.path()) };
         if !rootfs.is_dir() {
             return Err(BundleError::Rootfs { path: rootfs, config });
@@ -192,7 +193,9 @@ mod tests {
 
     #[test]
     fn unknown_capabilities_are_dropped() {
-        let d = bundle(&MINIMAL.replace(r#""cwd":"/""#, r#""cwd":"/","capabilities":{"bounding":["CAP_KILL","CAP_NO_SUCH"]}"#));
+        let d = bundle(
+            &MINIMAL.replace(r#""cwd":"/""#, r#""cwd":"/","capabilities":{"bounding":["CAP_KILL","CAP_NO_SUCH"]}"#),
+        );
         let b = Bundle::load(d.path()).unwrap();
         let caps = b.spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);

@@ -71,7 +71,8 @@ fn run_one(phase: &str, hook: &Hook, state: &str) -> Result<(), HookError> {
         }
     }
     cmd.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| HookError::Spawn { phase: phase.into(), path: path.clone(), source })?;
+    let mut child =
+        cmd.spawn().map_err(|source| HookError::Spawn { phase: phase.into(), path: path.clone(), source })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin closes the pipe early: that is not a failure.
         let _ = stdin.write_all(state.as_bytes());

@@ -47,7 +47,9 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// state.json is corrupt.
-    #[error("container {id}: corrupt state file {path}: {source}; remove the container with `hako delete --force {id}`")]
+    #[error(
+        "container {id}: corrupt state file {path}: {source}; remove the container with `hako delete --force {id}`"
+    )]
     Corrupt {
         /// The container.
         id: String,
@@ -126,7 +128,12 @@ pub struct State {
 impl State {
     /// The state of container `id` whose `create` starts now: status `creating`, no pid yet, everything else
     /// from the bundle. `backend` is the backend's own data (what it must find again to clean up).
-    pub fn creating(id: &ContainerId, bundle: &crate::bundle::Bundle, isolation: &str, backend: serde_json::Value) -> State {
+    pub fn creating(
+        id: &ContainerId,
+        bundle: &crate::bundle::Bundle,
+        isolation: &str,
+        backend: serde_json::Value,
+    ) -> State {
         let spec = &bundle.spec;
         State {
             oci_version: spec.version().clone(),
@@ -213,7 +220,12 @@ impl Store {
             let source = std::io::Error::last_os_error();
             return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source });
         }
-        let meta = file.metadata().map_err(|source| StateError::Io { id: id.to_string(), what: "stat", path: dir.clone(), source })?;
+        let meta = file.metadata().map_err(|source| StateError::Io {
+            id: id.to_string(),
+            what: "stat",
+            path: dir.clone(),
+            source,
+        })?;
         if meta.nlink() == 0 {
             return Err(StateError::NotFound(id.to_string()));
         }
@@ -289,14 +301,24 @@ impl Locked {
     /// Keeps a copy of the config as it was at create (later edits of the bundle's config.json have no effect).
     pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
         let path = self.dir.join("config.json");
-        let data = serde_json::to_vec(spec).map_err(|e| StateError::Io { id: self.id.to_string(), what: "serialise", path: path.clone(), source: e.into() })?;
+        let data = serde_json::to_vec(spec).map_err(|e| StateError::Io {
+            id: self.id.to_string(),
+            what: "serialise",
+            path: path.clone(),
+            source: e.into(),
+        })?;
         fs::write(&path, data).map_err(|source| StateError::Io { id: self.id.to_string(), what: "write", path, source })
     }
 
     /// The config saved at create.
     pub fn load_config(&self) -> Result<oci_spec::runtime::Spec, StateError> {
         let path = self.dir.join("config.json");
-        let data = fs::read(&path).map_err(|source| StateError::Io { id: self.id.to_string(), what: "read", path: path.clone(), source })?;
+        let data = fs::read(&path).map_err(|source| StateError::Io {
+            id: self.id.to_string(),
+            what: "read",
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { id: self.id.to_string(), path, source })
     }
 
@@ -305,7 +327,9 @@ impl Locked {
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StateError::Io { id: self.id.to_string(), what: "remove", path: self.dir.clone(), source }),
+            Err(source) => {
+                Err(StateError::Io { id: self.id.to_string(), what: "remove", path: self.dir.clone(), source })
+            }
         }
     }
 }

@@ -56,7 +56,23 @@ fn probe(qemu: &Path) -> Accel {
     // refuses or the vCPU faults immediately.
     let start = Instant::now();
     let mut child = match Command::new(qemu)
-        .args(["-accel", "kvm", "-M", "microvm,x-option-roms=off,rtc=off,isa-serial=off", "-cpu", "host", "-m", "16", "-nodefaults", "-no-user-config", "-display", "none", "-S", "-monitor", "stdio"])
+        .args([
+            "-accel",
+            "kvm",
+            "-M",
+            "microvm,x-option-roms=off,rtc=off,isa-serial=off",
+            "-cpu",
+            "host",
+            "-m",
+            "16",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-S",
+            "-monitor",
+            "stdio",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -78,12 +94,17 @@ fn probe(qemu: &Path) -> Accel {
                     use std::io::Read;
                     let _ = e.read_to_string(&mut err);
                 }
-                return tcg(format!("/dev/kvm does not run a guest here (QEMU {st}: {}): using TCG", err.lines().last().unwrap_or("").trim()));
+                return tcg(format!(
+                    "/dev/kvm does not run a guest here (QEMU {st}: {}): using TCG",
+                    err.lines().last().unwrap_or("").trim()
+                ));
             }
             Ok(None) if start.elapsed() > Duration::from_secs(5) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return tcg("/dev/kvm did not answer a probe in 5 s (nested virtualisation without VMX?): using TCG".into());
+                return tcg(
+                    "/dev/kvm did not answer a probe in 5 s (nested virtualisation without VMX?): using TCG".into()
+                );
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return tcg(format!("KVM probe: {e}")),

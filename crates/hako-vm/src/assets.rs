@@ -41,7 +41,10 @@ impl Assets {
     /// Finds every part or says which setup step is missing.
     pub fn locate() -> Result<Assets, VmError> {
         let qemu = find_qemu().ok_or_else(|| {
-            VmError::Setup("qemu-system-x86_64 is not installed: run `scripts/vm-assets` (or `apt-get install qemu-system-x86`)".into())
+            VmError::Setup(
+                "qemu-system-x86_64 is not installed: run `scripts/vm-assets` (or `apt-get install qemu-system-x86`)"
+                    .into(),
+            )
         })?;
         let d = dir();
         let need = |name: &str, what: &str| -> Result<PathBuf, VmError> {
@@ -55,7 +58,11 @@ impl Assets {
                 )))
             }
         };
-        Ok(Assets { qemu, kernel: need("vmlinux", "the guest kernel")?, initramfs: need("initramfs.cpio.gz", "the initramfs with hako's agent")? })
+        Ok(Assets {
+            qemu,
+            kernel: need("vmlinux", "the guest kernel")?,
+            initramfs: need("initramfs.cpio.gz", "the initramfs with hako's agent")?,
+        })
     }
 }
 

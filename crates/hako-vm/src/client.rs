@@ -22,8 +22,12 @@ impl Client {
     /// Connects to the supervisor of the container whose state directory is `dir`.
     pub fn connect(dir: &Path) -> Result<Client, VmError> {
         let path = dir.join(API_SOCKET);
-        let stream = UnixStream::connect(&path)
-            .map_err(|e| VmError::Supervisor(format!("cannot reach the VM supervisor at {}: {e}; the VM is gone (delete the container with --force)", path.display())))?;
+        let stream = UnixStream::connect(&path).map_err(|e| {
+            VmError::Supervisor(format!(
+                "cannot reach the VM supervisor at {}: {e}; the VM is gone (delete the container with --force)",
+                path.display()
+            ))
+        })?;
         Ok(Client { stream, next_req: 1 })
     }
 
@@ -60,7 +64,11 @@ impl Client {
                     return result.map_err(VmError::Agent);
                 }
                 Some(_) => {}
-                None => return Err(VmError::Supervisor("the VM supervisor closed the connection before answering: the VM stopped".into())),
+                None => {
+                    return Err(VmError::Supervisor(
+                        "the VM supervisor closed the connection before answering: the VM stopped".into(),
+                    ))
+                }
             }
         }
     }

@@ -119,7 +119,9 @@ pub fn sizing(spec: &Spec) -> (u32, u64) {
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|r| match r.split_once('-') {
-                    Some((a, b)) => b.trim().parse::<u32>().unwrap_or(0).saturating_sub(a.trim().parse().unwrap_or(0)) + 1,
+                    Some((a, b)) => {
+                        b.trim().parse::<u32>().unwrap_or(0).saturating_sub(a.trim().parse().unwrap_or(0)) + 1
+                    }
                     None => 1,
                 })
                 .sum();
@@ -130,7 +132,11 @@ pub fn sizing(spec: &Spec) -> (u32, u64) {
         cpus = cpus.max(n);
     }
     let cpus = cpus.clamp(1, host_cpus.max(1));
-    let limit_mib = res.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|l| *l > 0).map(|l| (l as u64).div_ceil(1 << 20));
+    let limit_mib = res
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+        .map(|l| (l as u64).div_ceil(1 << 20));
     let mut mem = match limit_mib {
         Some(l) => l + GUEST_OVERHEAD_MIB,
         None => DEFAULT_MEMORY_MIB,
@@ -155,7 +161,9 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<(serde_json::Value, Vec<
         }
     }
     if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty()) || h.start_container().as_ref().is_some_and(|v| !v.is_empty()) {
+        if h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+        {
             return Err(VmError::Config(
                 "hooks.createContainer and hooks.startContainer run in the container's namespaces, which are inside the VM where host programs do not exist: remove them, or use process isolation".into(),
             ));
@@ -169,17 +177,26 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<(serde_json::Value, Vec<
     }
     if let Some(mounts) = config.get_mut("mounts").and_then(|m| m.as_array_mut()) {
         for m in mounts.iter_mut() {
-            let opts: Vec<String> = m.get("options").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
-            let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+            let opts: Vec<String> =
+                m.get("options").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
+            let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
+                || opts.iter().any(|o| o == "bind" || o == "rbind");
             if !is_bind {
                 continue;
             }
             let Some(src) = m.get("source").and_then(|s| s.as_str()).map(PathBuf::from) else { continue };
             let src = if src.is_absolute() { src } else { bundle.path.join(src) };
             let meta = std::fs::metadata(&src).map_err(|e| {
-                VmError::Config(format!("bind mount source {}: {e}: create it or fix mounts in config.json", src.display()))
+                VmError::Config(format!(
+                    "bind mount source {}: {e}: create it or fix mounts in config.json",
+                    src.display()
+                ))
             })?;
-            let (dir, file) = if meta.is_dir() { (src.clone(), None) } else { (src.parent().map(Path::to_path_buf).unwrap_or_default(), src.file_name().map(|f| f.to_owned())) };
+            let (dir, file) = if meta.is_dir() {
+                (src.clone(), None)
+            } else {
+                (src.parent().map(Path::to_path_buf).unwrap_or_default(), src.file_name().map(|f| f.to_owned()))
+            };
             let readonly = opts.iter().any(|o| o == "ro");
             let tag = match shares.iter().find(|s| s.host == dir) {
                 Some(s) => s.tag.clone(),
@@ -209,7 +226,8 @@ struct Ready {
 
 impl Ready {
     fn new() -> Result<Ready, VmError> {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| VmError::Supervisor(format!("pipe: {e}")))?;
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| VmError::Supervisor(format!("pipe: {e}")))?;
         Ok(Ready { read: std::fs::File::from(r), write: w })
     }
 
@@ -239,7 +257,10 @@ impl Ready {
         }
         if line.is_empty() {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(VmError::Supervisor(format!("{what} exited without a word: {}", log.lines().last().unwrap_or("see its log").trim())));
+            return Err(VmError::Supervisor(format!(
+                "{what} exited without a word: {}",
+                log.lines().last().unwrap_or("see its log").trim()
+            )));
         }
         Err(VmError::Boot(line))
     }
@@ -273,7 +294,9 @@ impl VmIsolation {
             ShadowStdio::Fds([i, o, e]) => {
                 let dup = |fd: i32| -> Result<Stdio, VmError> {
                     // SAFETY: the caller keeps the fd open while we spawn; we only duplicate it.
-                    let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| VmError::Supervisor(e.to_string()))?;
+                    let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+                        .try_clone_to_owned()
+                        .map_err(|e| VmError::Supervisor(e.to_string()))?;
                     Ok(Stdio::from(owned))
                 };
                 cmd.stdin(dup(i)?).stdout(dup(o)?).stderr(dup(e)?);
@@ -309,12 +332,19 @@ impl VmIsolation {
         c.call(op).map_err(boxed)
     }
 
-    fn terminal_stdio(terminal: bool, console_socket: Option<&Path>, foreground: bool, fds: Option<[i32; 3]>) -> Result<(ShadowStdio, Option<OwnedFd>), VmError> {
+    fn terminal_stdio(
+        terminal: bool,
+        console_socket: Option<&Path>,
+        foreground: bool,
+        fds: Option<[i32; 3]>,
+    ) -> Result<(ShadowStdio, Option<OwnedFd>), VmError> {
         if !terminal {
             return Ok((fds.map(ShadowStdio::Fds).unwrap_or(ShadowStdio::Inherit), None));
         }
         if console_socket.is_none() && !foreground {
-            return Err(VmError::Config("process.terminal is true: pass --console-socket (or set terminal to false)".into()));
+            return Err(VmError::Config(
+                "process.terminal is true: pass --console-socket (or set terminal to false)".into(),
+            ));
         }
         let (master, slave) = open_pty()?;
         match console_socket {
@@ -334,7 +364,11 @@ enum ShadowStdio {
 }
 
 fn boot_timeout(accel: &str) -> u64 {
-    std::env::var("HAKO_VM_BOOT_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(if accel == "kvm" { 10_000 } else { 60_000 })
+    std::env::var("HAKO_VM_BOOT_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(if accel == "kvm" {
+        10_000
+    } else {
+        60_000
+    })
 }
 
 impl Isolation for VmIsolation {
@@ -345,23 +379,44 @@ impl Isolation for VmIsolation {
     fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
         let spec = &bundle.spec;
         if opts.preserve_fds > 0 {
-            return Err(boxed(VmError::Config("--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into())));
+            return Err(boxed(VmError::Config(
+                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
+            )));
         }
         let (guest, shares) = to_guest(spec, bundle).map_err(boxed)?;
         let assets = assets::Assets::locate().map_err(boxed)?;
-        let accel = accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
+        let accel =
+            accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
         let (cpus, memory_mib) = sizing(spec);
-        let mut state = State::creating(dir.id(), bundle, self.name(), serde_json::to_value(Data { state_dir: dir.dir().to_owned(), accel: accel.name.clone(), cpus, memory_mib, ..Default::default() })?);
+        let mut state = State::creating(
+            dir.id(),
+            bundle,
+            self.name(),
+            serde_json::to_value(Data {
+                state_dir: dir.dir().to_owned(),
+                accel: accel.name.clone(),
+                cpus,
+                memory_mib,
+                ..Default::default()
+            })?,
+        );
         dir.save(&state)?;
         dir.save_config(spec)?;
         let result = (|| -> Result<Spawned, BoxError> {
-            let plan = supervisor::Plan { cpus, memory_mib, shares: shares.clone(), boot_timeout_ms: boot_timeout(&accel.name) };
+            let plan = supervisor::Plan {
+                cpus,
+                memory_mib,
+                shares: shares.clone(),
+                boot_timeout_ms: boot_timeout(&accel.name),
+            };
             std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
             let ready = Ready::new().map_err(boxed)?;
             let mut cmd = Command::new(hako_exe());
             cmd.arg("vm-supervisor").arg(dir.dir());
-            cmd.stdin(Stdio::null()).stdout(Stdio::from(std::fs::File::create(&log)?)).stderr(Stdio::from(std::fs::File::create(&log)?.try_clone()?));
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(std::fs::File::create(&log)?))
+                .stderr(Stdio::from(std::fs::File::create(&log)?.try_clone()?));
             ready.pass(&mut cmd);
             // SAFETY: setsid is async-signal-safe; the supervisor must not get the caller's terminal signals.
             unsafe {
@@ -380,12 +435,19 @@ impl Isolation for VmIsolation {
 
             let process = spec.process().as_ref();
             let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
-            let (stdio, console) = Self::terminal_stdio(terminal, opts.console_socket.as_deref(), opts.foreground, opts.stdio).map_err(boxed)?;
+            let (stdio, console) =
+                Self::terminal_stdio(terminal, opts.console_socket.as_deref(), opts.foreground, opts.stdio)
+                    .map_err(boxed)?;
             let share_list = shares
                 .iter()
-                .map(|s| hako_proto::Share { tag: s.tag.clone(), guest_path: format!("{GUEST_SHARES}/{}", s.tag), readonly: s.readonly })
+                .map(|s| hako_proto::Share {
+                    tag: s.tag.clone(),
+                    guest_path: format!("{GUEST_SHARES}/{}", s.tag),
+                    readonly: s.readonly,
+                })
                 .collect();
-            let op = Op::Create { id: state.id.clone(), config: guest, shares: share_list, stdio: shadow::stdio(terminal) };
+            let op =
+                Op::Create { id: state.id.clone(), config: guest, shares: share_list, stdio: shadow::stdio(terminal) };
             let (pid, start) = Self::spawn_shadow(dir.dir(), &op, stdio).map_err(boxed)?;
             state.pid = pid;
             state.pid_start_time = start;
@@ -436,8 +498,11 @@ impl Isolation for VmIsolation {
             return Err(boxed(VmError::Config("--preserve-fds cannot pass host file descriptors into a VM".into())));
         }
         let terminal = opts.process.terminal().unwrap_or(false);
-        let (stdio, console) = Self::terminal_stdio(terminal, opts.console_socket.as_deref(), opts.foreground, opts.stdio).map_err(boxed)?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let (stdio, console) =
+            Self::terminal_stdio(terminal, opts.console_socket.as_deref(), opts.foreground, opts.stdio)
+                .map_err(boxed)?;
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let op = Op::Exec {
             id: state.id.clone(),
             exec_id: format!("exec-{}-{nanos}", std::process::id()),
@@ -495,7 +560,10 @@ impl Isolation for VmIsolation {
         if alive(d.supervisor_pid, d.supervisor_start) {
             kill(d.supervisor_pid);
         }
-        if let Some(qemu) = std::fs::read_to_string(d.state_dir.join(supervisor::QEMU_PID)).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+        if let Some(qemu) = std::fs::read_to_string(d.state_dir.join(supervisor::QEMU_PID))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
             if alive(qemu, 0) {
                 kill(qemu);
             }
@@ -504,7 +572,9 @@ impl Isolation for VmIsolation {
             kill(state.pid);
         }
         let until = Instant::now() + Duration::from_secs(5);
-        while (alive(d.supervisor_pid, d.supervisor_start) || alive(state.pid, state.pid_start_time)) && Instant::now() < until {
+        while (alive(d.supervisor_pid, d.supervisor_start) || alive(state.pid, state.pid_start_time))
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         for f in supervisor::files(&d.state_dir) {
@@ -538,7 +608,10 @@ pub fn supervisor_main(dir: &Path) -> i32 {
 
 /// Entry point of `hako vm-shadow DIR OPFILE`.
 pub fn shadow_main(dir: &Path, opfile: &Path) -> i32 {
-    let op: Op = match std::fs::read(opfile).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let op: Op = match std::fs::read(opfile)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(op) => op,
         Err(e) => {
             eprintln!("hako vm-shadow: {}: {e}", opfile.display());
@@ -612,7 +685,11 @@ mod tests {
         assert_eq!(shares[0].tag, "rootfs");
         assert_eq!(guest["mounts"][0]["source"], "/run/hako/shares/m1");
         let hosts = guest["mounts"][1]["source"].as_str().unwrap();
-        assert!(hosts.starts_with("/run/hako/shares/m2/") && hosts.ends_with(&format!("hako-vm-test-hosts-{}", std::process::id())), "{hosts}");
+        assert!(
+            hosts.starts_with("/run/hako/shares/m2/")
+                && hosts.ends_with(&format!("hako-vm-test-hosts-{}", std::process::id())),
+            "{hosts}"
+        );
         assert_eq!(guest["mounts"][2]["source"], "proc");
         assert!(guest.get("hooks").is_none());
     }
@@ -625,7 +702,9 @@ mod tests {
 
     #[test]
     fn host_namespace_paths_are_refused() {
-        let (_d, b) = bundle(config(serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]}})));
+        let (_d, b) = bundle(config(
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]}}),
+        ));
         let e = to_guest(&b.spec, &b).unwrap_err().to_string();
         assert!(e.contains("not possible with VM isolation") && e.contains("/proc/1/ns/net"), "{e}");
     }

@@ -209,7 +209,8 @@ fn agent_loop(sup: Arc<Sup>, mut reader: UnixStream) {
                 if let Event::Log { msg } = &event {
                     eprintln!("agent: {msg}");
                 }
-                let conns: Vec<_> = sup.routes.lock().unwrap_or_else(|p| p.into_inner()).conns.values().cloned().collect();
+                let conns: Vec<_> =
+                    sup.routes.lock().unwrap_or_else(|p| p.into_inner()).conns.values().cloned().collect();
                 for c in conns {
                     Sup::to_conn(&c, &Frame::Msg(Message::Event { event: event.clone() }));
                 }
@@ -306,16 +307,25 @@ pub fn main(dir: &Path, ready_fd: Option<i32>, config: impl FnOnce(&Plan) -> Res
     }
 }
 
-fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>) -> Result<i32, VmError> {
-    let plan: Plan = serde_json::from_slice(&std::fs::read(dir.join(PLAN)).map_err(|e| VmError::Supervisor(format!("reading {}: {e}", dir.join(PLAN).display())))?)
-        .map_err(|e| VmError::Supervisor(format!("bad {}: {e}", dir.join(PLAN).display())))?;
+fn run(
+    dir: &Path,
+    ready: &mut Option<std::fs::File>,
+    config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>,
+) -> Result<i32, VmError> {
+    let plan: Plan = serde_json::from_slice(
+        &std::fs::read(dir.join(PLAN))
+            .map_err(|e| VmError::Supervisor(format!("reading {}: {e}", dir.join(PLAN).display())))?,
+    )
+    .map_err(|e| VmError::Supervisor(format!("bad {}: {e}", dir.join(PLAN).display())))?;
     let vm = config(&plan)?;
     let ctl_path = dir.join(CTL_SOCKET);
     let _ = std::fs::remove_file(&ctl_path);
-    let ctl = UnixListener::bind(&ctl_path).map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", ctl_path.display())))?;
+    let ctl = UnixListener::bind(&ctl_path)
+        .map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", ctl_path.display())))?;
     let api_path = dir.join(API_SOCKET);
     let _ = std::fs::remove_file(&api_path);
-    let api = UnixListener::bind(&api_path).map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", api_path.display())))?;
+    let api = UnixListener::bind(&api_path)
+        .map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", api_path.display())))?;
 
     let mut cmd = vm.command();
     // SAFETY: prctl is async-signal-safe; QEMU must not outlive its supervisor.
@@ -334,17 +344,22 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
     ctl.set_nonblocking(true).ok();
     let deadline = started + Duration::from_millis(plan.boot_timeout_ms);
     let console = dir.join(CONSOLE_LOG);
-    let fail = |qemu: &mut std::process::Child, qemu_err: &mut Option<std::process::ChildStderr>, what: String| -> VmError {
-        let _ = qemu.kill();
-        let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
-        let mut err = String::new();
-        if let Some(e) = qemu_err.as_mut() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        let tail = tail_of(&console, 5);
-        VmError::Boot(format!("VM boot failed: {what} (qemu {status}{}){}", if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) }, tail))
-    };
+    let fail =
+        |qemu: &mut std::process::Child, qemu_err: &mut Option<std::process::ChildStderr>, what: String| -> VmError {
+            let _ = qemu.kill();
+            let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
+            let mut err = String::new();
+            if let Some(e) = qemu_err.as_mut() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            let tail = tail_of(&console, 5);
+            VmError::Boot(format!(
+                "VM boot failed: {what} (qemu {status}{}){}",
+                if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) },
+                tail
+            ))
+        };
     let agent = loop {
         match ctl.accept() {
             Ok((s, _)) => break s,
@@ -355,7 +370,14 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
             return Err(fail(&mut qemu, &mut qemu_err, "QEMU exited before the VM started".into()));
         }
         if Instant::now() > deadline {
-            return Err(fail(&mut qemu, &mut qemu_err, format!("the VM did not boot within {} ms (QEMU did not connect the protocol port)", plan.boot_timeout_ms)));
+            return Err(fail(
+                &mut qemu,
+                &mut qemu_err,
+                format!(
+                    "the VM did not boot within {} ms (QEMU did not connect the protocol port)",
+                    plan.boot_timeout_ms
+                ),
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -365,7 +387,13 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
     let mut reader = agent.try_clone().map_err(|e| VmError::Supervisor(e.to_string()))?;
     match read_frame(&mut reader) {
         Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| fail(&mut qemu, &mut qemu_err, e.to_string()))?,
-        Ok(_) => return Err(fail(&mut qemu, &mut qemu_err, "the guest closed the protocol port before its agent said hello".into())),
+        Ok(_) => {
+            return Err(fail(
+                &mut qemu,
+                &mut qemu_err,
+                "the guest closed the protocol port before its agent said hello".into(),
+            ))
+        }
         Err(e) => {
             return Err(fail(
                 &mut qemu,
@@ -406,7 +434,11 @@ fn run(dir: &Path, ready: &mut Option<std::fs::File>, config: impl FnOnce(&Plan)
     report(ready, "ok");
     let status = qemu.wait().map_err(|e| VmError::Supervisor(format!("waiting for QEMU: {e}")))?;
     let clean = sup.routes.lock().unwrap_or_else(|p| p.into_inner()).shutting_down;
-    let why = if clean { "the VM was shut down".to_string() } else { format!("QEMU exited unexpectedly ({status}){}", tail_of(&console, 5)) };
+    let why = if clean {
+        "the VM was shut down".to_string()
+    } else {
+        format!("QEMU exited unexpectedly ({status}){}", tail_of(&console, 5))
+    };
     sup.vm_died(&why);
     let _ = std::fs::remove_file(&api_path);
     let _ = std::fs::remove_file(dir.join(QEMU_PID));
@@ -429,7 +461,11 @@ pub fn tail_of(console: &Path, n: usize) -> String {
         .copied()
         .filter(|l| l.contains("hako") || l.contains("Kernel panic") || l.contains("not syncing"))
         .collect();
-    let pick = if telling.is_empty() { &lines[lines.len().saturating_sub(n)..] } else { &telling[telling.len().saturating_sub(n)..] };
+    let pick = if telling.is_empty() {
+        &lines[lines.len().saturating_sub(n)..]
+    } else {
+        &telling[telling.len().saturating_sub(n)..]
+    };
     format!("; guest console {}: {}", console.display(), pick.join(" | "))
 }
 

@@ -91,7 +91,8 @@ pub(crate) fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result
         )),
         None => None,
     };
-    let max = if debug { tracing::level_filters::LevelFilter::DEBUG } else { tracing::level_filters::LevelFilter::WARN };
+    let max =
+        if debug { tracing::level_filters::LevelFilter::DEBUG } else { tracing::level_filters::LevelFilter::WARN };
     let layer = SinkLayer(Sink { file, format }).with_filter(max);
     let _ = tracing_subscriber::registry().with(layer).try_init();
     Ok(())

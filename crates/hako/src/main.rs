@@ -11,7 +11,9 @@ mod logging;
 use clap::Parser;
 
 fn main() {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "init") && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "init")
+        && std::env::var_os(hako_linux::init::INIT_FD_ENV).is_some()
+    {
         hako_linux::init::main();
     }
     let cli = cli::Cli::parse();

@@ -26,19 +26,13 @@ fn create_fails_cleanly(rt: &Runtime, b: &Bundle) -> CmdOut {
 }
 
 fn root_is_empty(rt: &Runtime) -> bool {
-    fs::read_dir(rt.root())
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true)
+    fs::read_dir(rt.root()).map(|mut d| d.next().is_none()).unwrap_or(true)
 }
 
 #[test]
 fn malformed_config_json() {
     let b = Bundle::with_tag("badjson");
-    fs::write(
-        b.config_path(),
-        "{ \"ociVersion\": \"1.0.2\", this is not json }",
-    )
-    .expect("write");
+    fs::write(b.config_path(), "{ \"ociVersion\": \"1.0.2\", this is not json }").expect("write");
     let rt = Runtime::new();
     let out = create_fails_cleanly(&rt, &b);
     assert!(root_is_empty(&rt), "a failed create left files in --root");
@@ -90,10 +84,7 @@ fn invalid_signals() {
     for sig in ["SIGFOO", "99999", "-1", "SIG"] {
         outs.push((sig, rt.kill(b.id(), sig).expect_fail()));
         let st = rt.state_json(b.id());
-        assert_eq!(
-            st["status"], "running",
-            "a bad kill changed the container: {st}"
-        );
+        assert_eq!(st["status"], "running", "a bad kill changed the container: {st}");
         assert_eq!(st["pid"].as_i64(), Some(pid as i64));
     }
     rt.delete_force(b.id()).expect_ok();
@@ -113,22 +104,13 @@ fn duplicate_id() {
     let out = rt.create_id(b.id(), &other, &[]).expect_fail();
     let st = rt.state_json(b.id());
     assert_eq!(st["status"], "created", "{st}");
-    assert_eq!(
-        st["pid"].as_i64(),
-        Some(pid as i64),
-        "the duplicate create touched the first container"
-    );
+    assert_eq!(st["pid"].as_i64(), Some(pid as i64), "the duplicate create touched the first container");
     assert_eq!(
         st["bundle"].as_str().map(std::path::PathBuf::from),
         Some(fs::canonicalize(b.path()).expect("canonical"))
     );
     // Nothing of the second attempt remains.
-    assert_no_leftovers_at(
-        rt.root(),
-        "never-created",
-        &other.cgroup_rel(),
-        Some(other.path()),
-    );
+    assert_no_leftovers_at(rt.root(), "never-created", &other.cgroup_rel(), Some(other.path()));
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     out.expect_msg(&[b.id(), "already exists"]);
@@ -138,15 +120,8 @@ fn duplicate_id() {
 fn ids_with_path_separators_or_dots() {
     let b = Bundle::with_tag("badid");
     let rt = Runtime::new();
-    let outside = rt
-        .root()
-        .parent()
-        .expect("parent")
-        .join(format!("escape-{}", unique_id("x")));
-    let escape = format!(
-        "../{}",
-        outside.file_name().expect("name").to_string_lossy()
-    );
+    let outside = rt.root().parent().expect("parent").join(format!("escape-{}", unique_id("x")));
+    let escape = format!("../{}", outside.file_name().expect("name").to_string_lossy());
     let mut outs = Vec::new();
     for id in ["a/b", "..", ".", escape.as_str(), "/abs", ""] {
         let out = rt.create_id(id, &b, &[]).expect_fail();
@@ -156,10 +131,7 @@ fn ids_with_path_separators_or_dots() {
     }
     assert_no_leftovers_at(rt.root(), "a", &b.cgroup_rel(), Some(b.path()));
     for (id, out) in &outs[..4] {
-        assert!(
-            out.all().contains("invalid container id"),
-            "id {id:?}: {out}"
-        );
+        assert!(out.all().contains("invalid container id"), "id {id:?}: {out}");
     }
 }
 
@@ -177,10 +149,7 @@ fn bundle_reached_through_a_symlink() {
         let p = path.to_string_lossy().into_owned();
         rt.track(b.id());
         let out = rt.cmd(&["create", "--bundle", &p, b.id()]);
-        assert!(
-            !out.ok(),
-            "hako refuses a bundle path that goes through a symlink: {out}"
-        );
+        assert!(!out.ok(), "hako refuses a bundle path that goes through a symlink: {out}");
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
         out.expect_msg(&["symlink", &p]);
     }
@@ -231,10 +200,8 @@ fn delete_of_a_live_container_suggests_force() {
 #[test]
 fn rlimit_above_the_hard_limit_fails_late_and_cleanly() {
     // Fails inside the container's init, after namespaces and cgroups exist.
-    let b = Bundle::with_tag("badrlimit").set(
-        "/process/rlimits",
-        json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]),
-    );
+    let b = Bundle::with_tag("badrlimit")
+        .set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]));
     let rt = Runtime::new();
     let out = create_fails_cleanly(&rt, &b);
     out.expect_msg(&["RLIMIT_NOFILE"]);
@@ -271,20 +238,13 @@ fn unknown_capability_is_a_warning() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let bnd = u64::from_str_radix(&parse_status(&out.stdout)["CapBnd"], 16).expect("hex");
-    assert_eq!(
-        bnd,
-        cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])
-    );
-    assert!(
-        out.stderr.contains("CAP_NO_SUCH_THING"),
-        "no warning names the capability: {out}"
-    );
+    assert_eq!(bnd, cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]));
+    assert!(out.stderr.contains("CAP_NO_SUCH_THING"), "no warning names the capability: {out}");
 }
 
 #[test]
 fn apparmor_profile_without_apparmor_is_a_clear_error() {
-    if fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
-    {
+    if fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y") {
         eprintln!("AppArmor is enabled here: nothing to check");
         return;
     }
@@ -329,23 +289,15 @@ fn failed_create_with_json_log_reports_the_error() {
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
         .collect();
     let last = lines.last().expect("at least one log line");
     assert_eq!(last["level"], "error", "{text}");
     assert!(last["time"].is_string(), "{text}");
     let msg = last["msg"].as_str().expect("msg");
-    assert!(
-        msg.contains("no-such-rootfs"),
-        "containerd shows the last msg; it must name the problem: {text}"
-    );
+    assert!(msg.contains("no-such-rootfs"), "containerd shows the last msg; it must name the problem: {text}");
     for l in &lines {
-        assert!(
-            l["level"].is_string() && l["msg"].is_string() && l["time"].is_string(),
-            "{l}"
-        );
+        assert!(l["level"].is_string() && l["msg"].is_string() && l["time"].is_string(), "{l}");
     }
 }
 
@@ -368,9 +320,6 @@ trait GoneExt {
 
 impl GoneExt for Runtime {
     fn wait_status_gone(&self, id: &str) {
-        assert!(
-            wait_until(T, || !self.state(id).ok()),
-            "{id} still exists after delete --force"
-        );
+        assert!(wait_until(T, || !self.state(id).ok()), "{id} still exists after delete --force");
     }
 }

@@ -22,41 +22,22 @@ fn running(b: &Bundle) -> Runtime {
 }
 
 fn inside(rt: &Runtime, b: &Bundle, path: &str) -> String {
-    rt.exec(b.id(), &["cat", path])
-        .expect_ok()
-        .stdout
-        .trim()
-        .to_string()
+    rt.exec(b.id(), &["cat", path]).expect_ok().stdout.trim().to_string()
 }
 
 #[test]
 fn memory_limit_and_reservation() {
     let b = Bundle::with_tag("memory")
-        .set(
-            "/linux/resources/memory",
-            json!({"limit": 67108864, "reservation": 33554432}),
-        )
+        .set("/linux/resources/memory", json!({"limit": 67108864, "reservation": 33554432}))
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = b.cgroup_rel();
-    assert_eq!(
-        read_cgroup_v1("memory", &rel, "memory.limit_in_bytes").as_deref(),
-        Some("67108864")
-    );
-    assert_eq!(
-        read_cgroup_v1("memory", &rel, "memory.soft_limit_in_bytes").as_deref(),
-        Some("33554432")
-    );
-    assert_eq!(
-        inside(&rt, &b, "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-        "67108864"
-    );
+    assert_eq!(read_cgroup_v1("memory", &rel, "memory.limit_in_bytes").as_deref(), Some("67108864"));
+    assert_eq!(read_cgroup_v1("memory", &rel, "memory.soft_limit_in_bytes").as_deref(), Some("33554432"));
+    assert_eq!(inside(&rt, &b, "/sys/fs/cgroup/memory/memory.limit_in_bytes"), "67108864");
     let pid = rt.pid(b.id()).to_string();
     let procs = read_cgroup_v1("memory", &rel, "cgroup.procs").unwrap_or_default();
-    assert!(
-        procs.lines().any(|l| l == pid),
-        "init {pid} not in the memory cgroup: {procs}"
-    );
+    assert!(procs.lines().any(|l| l == pid), "init {pid} not in the memory cgroup: {procs}");
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &rel);
 }
@@ -64,29 +45,14 @@ fn memory_limit_and_reservation() {
 #[test]
 fn cpu_shares_and_quota() {
     let b = Bundle::with_tag("cpu")
-        .set(
-            "/linux/resources/cpu",
-            json!({"shares": 512, "quota": 50000, "period": 100000}),
-        )
+        .set("/linux/resources/cpu", json!({"shares": 512, "quota": 50000, "period": 100000}))
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = b.cgroup_rel();
-    assert_eq!(
-        read_cgroup_v1("cpu", &rel, "cpu.shares").as_deref(),
-        Some("512")
-    );
-    assert_eq!(
-        read_cgroup_v1("cpu", &rel, "cpu.cfs_quota_us").as_deref(),
-        Some("50000")
-    );
-    assert_eq!(
-        read_cgroup_v1("cpu", &rel, "cpu.cfs_period_us").as_deref(),
-        Some("100000")
-    );
-    assert_eq!(
-        inside(&rt, &b, "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-        "50000"
-    );
+    assert_eq!(read_cgroup_v1("cpu", &rel, "cpu.shares").as_deref(), Some("512"));
+    assert_eq!(read_cgroup_v1("cpu", &rel, "cpu.cfs_quota_us").as_deref(), Some("50000"));
+    assert_eq!(read_cgroup_v1("cpu", &rel, "cpu.cfs_period_us").as_deref(), Some("100000"));
+    assert_eq!(inside(&rt, &b, "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), "50000");
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &rel);
 }
@@ -100,10 +66,7 @@ fn pids_limit_is_enforced() {
     let out = rt.run(&b).expect_ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("10"), "{out}");
-    let refused: u32 = lines
-        .get(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
+    let refused: u32 = lines.get(1).and_then(|l| l.trim().parse().ok()).unwrap_or(0);
     assert!(refused >= 1, "forks beyond pids.max were allowed: {out}");
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
@@ -115,23 +78,10 @@ fn cpuset_pins_cpus_and_mems() {
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = b.cgroup_rel();
-    assert_eq!(
-        read_cgroup_v1("cpuset", &rel, "cpuset.cpus").as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        read_cgroup_v1("cpuset", &rel, "cpuset.mems").as_deref(),
-        Some("0")
-    );
-    let status = parse_status(
-        &rt.exec(b.id(), &["cat", "/proc/self/status"])
-            .expect_ok()
-            .stdout,
-    );
-    assert_eq!(
-        status.get("Cpus_allowed_list").map(String::as_str),
-        Some("0")
-    );
+    assert_eq!(read_cgroup_v1("cpuset", &rel, "cpuset.cpus").as_deref(), Some("0"));
+    assert_eq!(read_cgroup_v1("cpuset", &rel, "cpuset.mems").as_deref(), Some("0"));
+    let status = parse_status(&rt.exec(b.id(), &["cat", "/proc/self/status"]).expect_ok().stdout);
+    assert_eq!(status.get("Cpus_allowed_list").map(String::as_str), Some("0"));
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &rel);
 }
@@ -151,19 +101,12 @@ fn blkio_weight_and_throttle() {
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = b.cgroup_rel();
-    let throttle =
-        read_cgroup_v1("blkio", &rel, "blkio.throttle.read_bps_device").unwrap_or_default();
-    assert!(
-        throttle.contains(&format!("{major}:{minor} 1048576")),
-        "{throttle:?}"
-    );
-    let weight = read_cgroup_v1("blkio", &rel, "blkio.weight")
-        .or_else(|| read_cgroup_v1("blkio", &rel, "blkio.bfq.weight"));
+    let throttle = read_cgroup_v1("blkio", &rel, "blkio.throttle.read_bps_device").unwrap_or_default();
+    assert!(throttle.contains(&format!("{major}:{minor} 1048576")), "{throttle:?}");
+    let weight =
+        read_cgroup_v1("blkio", &rel, "blkio.weight").or_else(|| read_cgroup_v1("blkio", &rel, "blkio.bfq.weight"));
     if let Some(w) = weight {
-        assert!(
-            w.split_whitespace().any(|x| x == "300"),
-            "blkio weight: {w:?}"
-        );
+        assert!(w.split_whitespace().any(|x| x == "300"), "blkio weight: {w:?}");
     }
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &rel);
@@ -176,10 +119,7 @@ fn hugetlb_limit() {
         return;
     }
     let b = Bundle::with_tag("hugetlb")
-        .set(
-            "/linux/resources/hugepageLimits",
-            json!([{"pageSize": "2MB", "limit": 4194304}]),
-        )
+        .set("/linux/resources/hugepageLimits", json!([{"pageSize": "2MB", "limit": 4194304}]))
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = b.cgroup_rel();
@@ -208,10 +148,7 @@ fn device_nodes_from_the_spec() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     // stat prints major/minor in hex.
-    assert_eq!(
-        out.stdout, "character special file a c8 620 1000 1000\n0\n",
-        "{out}"
-    );
+    assert_eq!(out.stdout, "character special file a c8 620 1000 1000\n0\n", "{out}");
 }
 
 #[test]
@@ -226,15 +163,9 @@ fn devices_cgroup_rules_are_enforced() {
     let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
     let probe = "(exec 3<>/dev/bound) 2>&1 | grep -c 'Operation not permitted'; exit 0";
     let rt = Runtime::new();
-    let b = Bundle::with_tag("devdeny")
-        .mount("/dev/bound", "bind", "/dev/loop-control", &["bind"])
-        .sh(probe);
+    let b = Bundle::with_tag("devdeny").mount("/dev/bound", "bind", "/dev/loop-control", &["bind"]).sh(probe);
     let out = rt.run(&b).expect_ok();
-    assert_eq!(
-        out.stdout.trim(),
-        "1",
-        "the default deny rule did not apply: {out}"
-    );
+    assert_eq!(out.stdout.trim(), "1", "the default deny rule did not apply: {out}");
 
     let b = Bundle::with_tag("devallow")
         .mount("/dev/bound", "bind", "/dev/loop-control", &["bind"])
@@ -244,11 +175,7 @@ fn devices_cgroup_rules_are_enforced() {
         )
         .sh(probe);
     let out = rt.run(&b).expect_ok();
-    assert_eq!(
-        out.stdout.trim(),
-        "0",
-        "an allowed device was refused: {out}"
-    );
+    assert_eq!(out.stdout.trim(), "0", "an allowed device was refused: {out}");
 }
 
 #[test]
@@ -276,16 +203,9 @@ fn default_devices_and_dev_symlinks() {
         "00 00 00 00",
         "null-ok",
     ] {
-        assert!(
-            out.stdout.lines().any(|l| l.trim() == want),
-            "missing {want:?}: {out}"
-        );
+        assert!(out.stdout.lines().any(|l| l.trim() == want), "missing {want:?}: {out}");
     }
-    assert_eq!(
-        out.stdout.lines().last(),
-        Some("1"),
-        "/dev/full must be the full device: {out}"
-    );
+    assert_eq!(out.stdout.lines().last(), Some("1"), "/dev/full must be the full device: {out}");
 }
 
 #[test]
@@ -297,49 +217,23 @@ fn update_changes_limits_of_a_running_container() {
     let rt = running(&b);
     let rel = b.cgroup_rel();
     let id = b.id();
-    rt.cmd(&["update", "--pids-limit", "50", "--memory", "134217728", id])
-        .expect_ok();
-    assert_eq!(
-        read_cgroup_v1("pids", &rel, "pids.max").as_deref(),
-        Some("50")
-    );
-    assert_eq!(
-        read_cgroup_v1("memory", &rel, "memory.limit_in_bytes").as_deref(),
-        Some("134217728")
-    );
+    rt.cmd(&["update", "--pids-limit", "50", "--memory", "134217728", id]).expect_ok();
+    assert_eq!(read_cgroup_v1("pids", &rel, "pids.max").as_deref(), Some("50"));
+    assert_eq!(read_cgroup_v1("memory", &rel, "memory.limit_in_bytes").as_deref(), Some("134217728"));
     assert_eq!(inside(&rt, &b, "/sys/fs/cgroup/pids/pids.max"), "50");
 
     let res = b.path().join("resources.json");
-    fs::write(
-        &res,
-        json!({"pids": {"limit": 60}, "cpu": {"shares": 256}}).to_string(),
-    )
-    .expect("write");
-    rt.cmd(&["update", "--resources", &res.to_string_lossy(), id])
-        .expect_ok();
-    assert_eq!(
-        read_cgroup_v1("pids", &rel, "pids.max").as_deref(),
-        Some("60")
-    );
-    assert_eq!(
-        read_cgroup_v1("cpu", &rel, "cpu.shares").as_deref(),
-        Some("256")
-    );
+    fs::write(&res, json!({"pids": {"limit": 60}, "cpu": {"shares": 256}}).to_string()).expect("write");
+    rt.cmd(&["update", "--resources", &res.to_string_lossy(), id]).expect_ok();
+    assert_eq!(read_cgroup_v1("pids", &rel, "pids.max").as_deref(), Some("60"));
+    assert_eq!(read_cgroup_v1("cpu", &rel, "cpu.shares").as_deref(), Some("256"));
 
-    rt.cmd_stdin(
-        &["update", "--resources", "-", id],
-        br#"{"pids": {"limit": 70}}"#,
-    )
-    .expect_ok();
-    assert_eq!(
-        read_cgroup_v1("pids", &rel, "pids.max").as_deref(),
-        Some("70")
-    );
+    rt.cmd_stdin(&["update", "--resources", "-", id], br#"{"pids": {"limit": 70}}"#).expect_ok();
+    assert_eq!(read_cgroup_v1("pids", &rel, "pids.max").as_deref(), Some("70"));
 
     // events --stats sees the cgroup too.
     let ev = rt.cmd(&["events", "--stats", id]).expect_ok();
-    let ev: serde_json::Value =
-        serde_json::from_str(ev.stdout.lines().next().unwrap_or_default()).expect("JSON");
+    let ev: serde_json::Value = serde_json::from_str(ev.stdout.lines().next().unwrap_or_default()).expect("JSON");
     assert_eq!(ev["data"]["pids"]["limit"].as_u64(), Some(70), "{ev}");
     rt.delete_force(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &rel);
@@ -351,8 +245,7 @@ fn update_of_a_stopped_container_fails() {
     let rt = Runtime::new();
     rt.create_start(&b);
     rt.wait_status(b.id(), "stopped", T);
-    rt.cmd(&["update", "--pids-limit", "5", b.id()])
-        .expect_fail();
+    rt.cmd(&["update", "--pids-limit", "5", b.id()]).expect_fail();
     rt.delete(b.id()).expect_ok();
 }
 
@@ -361,19 +254,13 @@ fn hako_default_cgroup_is_hako_slash_id() {
     // Contract: without cgroupsPath the container's cgroup is /hako/<id> in each hierarchy.
     let b = Bundle::with_tag("defcg")
         .with(|c| {
-            c["linux"]
-                .as_object_mut()
-                .expect("linux")
-                .remove("cgroupsPath");
+            c["linux"].as_object_mut().expect("linux").remove("cgroupsPath");
         })
         .args(&["sleep", "1000"]);
     let rt = running(&b);
     let rel = format!("hako/{}", b.id());
     let procs = read_cgroup_v1("memory", &rel, "cgroup.procs").unwrap_or_default();
-    assert!(
-        procs.lines().any(|l| l == rt.pid(b.id()).to_string()),
-        "init not in /{rel}: {procs:?}"
-    );
+    assert!(procs.lines().any(|l| l == rt.pid(b.id()).to_string()), "init not in /{rel}: {procs:?}");
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &rel);
 }

@@ -13,18 +13,11 @@ use serde_json::{json, Value};
 fn features() -> Value {
     let rt = Runtime::new();
     let out = rt.cmd(&["features"]).expect_ok();
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("features is not JSON ({e}): {out}"))
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("features is not JSON ({e}): {out}"))
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 #[test]
@@ -44,13 +37,7 @@ fn version_flag() {
 fn global_flags_are_accepted_before_the_command() {
     let logdir = tempfile::tempdir().expect("tempdir");
     let log = logdir.path().join("log");
-    let rt = Runtime::new().with_global(&[
-        "--debug",
-        "--log",
-        &log.to_string_lossy(),
-        "--log-format",
-        "text",
-    ]);
+    let rt = Runtime::new().with_global(&["--debug", "--log", &log.to_string_lossy(), "--log-format", "text"]);
     let out = rt.cmd(&["list"]).expect_ok();
     assert!(out.stdout.contains("ID"), "{out}");
     let rt = Runtime::new().with_global(&["--log-format", "xml"]);
@@ -60,36 +47,13 @@ fn global_flags_are_accepted_before_the_command() {
 #[test]
 fn features_reports_the_required_fields() {
     let f = features();
-    assert!(
-        f["ociVersionMin"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("1.")),
-        "{f}"
-    );
-    assert!(
-        f["ociVersionMax"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("1.")),
-        "{f}"
-    );
+    assert!(f["ociVersionMin"].as_str().is_some_and(|v| v.starts_with("1.")), "{f}");
+    assert!(f["ociVersionMax"].as_str().is_some_and(|v| v.starts_with("1.")), "{f}");
     let hooks = strings(&f["hooks"]);
-    for h in [
-        "prestart",
-        "createRuntime",
-        "createContainer",
-        "startContainer",
-        "poststart",
-        "poststop",
-    ] {
-        assert!(
-            hooks.contains(h),
-            "hook {h} missing from features: {hooks:?}"
-        );
+    for h in ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
+        assert!(hooks.contains(h), "hook {h} missing from features: {hooks:?}");
     }
-    assert_eq!(
-        f["linux"]["cgroup"]["v1"], true,
-        "this host runs cgroup v1 controllers: {f}"
-    );
+    assert_eq!(f["linux"]["cgroup"]["v1"], true, "this host runs cgroup v1 controllers: {f}");
     assert_eq!(f["linux"]["seccomp"]["enabled"], true, "{f}");
     let caps = strings(&f["linux"]["capabilities"]);
     for c in ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_KILL"] {
@@ -106,30 +70,16 @@ fn features_namespaces_all_work() {
         let mut b = Bundle::with_tag("featns").namespace(ns).args(&["true"]);
         if ns == "user" {
             b = b
-                .set(
-                    "/linux/uidMappings",
-                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-                )
-                .set(
-                    "/linux/gidMappings",
-                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-                );
+                .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+                .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
         }
         let out = rt.run(&b);
-        assert!(
-            out.ok(),
-            "features lists the {ns} namespace but a container with it fails: {out}"
-        );
+        assert!(out.ok(), "features lists the {ns} namespace but a container with it fails: {out}");
     }
     // hako supports every namespace of the issue.
     if testing_hako() {
-        for ns in [
-            "pid", "network", "ipc", "uts", "mount", "user", "cgroup", "time",
-        ] {
-            assert!(
-                listed.contains(ns),
-                "hako features does not list {ns}: {listed:?}"
-            );
+        for ns in ["pid", "network", "ipc", "uts", "mount", "user", "cgroup", "time"] {
+            assert!(listed.contains(ns), "hako features does not list {ns}: {listed:?}");
         }
     }
 }
@@ -183,10 +133,7 @@ fn features_mount_options_work() {
     }
     let rt = Runtime::new();
     let out = rt.run(&b);
-    assert!(
-        out.ok(),
-        "a tmpfs with one of the listed options {used:?} fails: {out}"
-    );
+    assert!(out.ok(), "a tmpfs with one of the listed options {used:?} fails: {out}");
 }
 
 #[test]
@@ -211,22 +158,13 @@ fn features_seccomp_actions_work() {
         .zip(victims.iter())
         .map(|(a, s)| json!({"names": [s], "action": a}))
         .collect();
-    assert!(
-        actions.contains("SCMP_ACT_ERRNO") && actions.contains("SCMP_ACT_ALLOW"),
-        "{actions:?}"
-    );
+    assert!(actions.contains("SCMP_ACT_ERRNO") && actions.contains("SCMP_ACT_ALLOW"), "{actions:?}");
     let b = Bundle::with_tag("featseccomp")
-        .set(
-            "/linux/seccomp",
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}),
-        )
+        .set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}))
         .args(&["true"]);
     let rt = Runtime::new();
     let out = rt.run(&b);
-    assert!(
-        out.ok(),
-        "a profile using the listed actions {actions:?} fails: {out}"
-    );
+    assert!(out.ok(), "a profile using the listed actions {actions:?} fails: {out}");
     let ops = strings(&f["linux"]["seccomp"]["operators"]);
     for op in ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_MASKED_EQ"] {
         assert!(ops.contains(op), "{op} missing: {ops:?}");
@@ -255,19 +193,11 @@ fn hako_hcs_doc_command() {
     });
     fs::write(dir.path().join("config.json"), config.to_string()).expect("write config");
     let rt = Runtime::new();
-    let out = rt
-        .cmd(&["hcs-doc", &dir.path().to_string_lossy()])
-        .expect_ok();
-    let doc: Value =
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("hcs-doc JSON: {e}: {out}"));
-    assert!(
-        doc.to_string().contains("win-host"),
-        "the hostname is not in the HCS document: {doc}"
-    );
+    let out = rt.cmd(&["hcs-doc", &dir.path().to_string_lossy()]).expect_ok();
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("hcs-doc JSON: {e}: {out}"));
+    assert!(doc.to_string().contains("win-host"), "the hostname is not in the HCS document: {doc}");
 
     let linux = Bundle::with_tag("hcslinux");
-    let out = rt
-        .cmd(&["hcs-doc", &linux.path().to_string_lossy()])
-        .expect_fail();
+    let out = rt.cmd(&["hcs-doc", &linux.path().to_string_lossy()]).expect_fail();
     out.expect_msg(&["windows"]);
 }

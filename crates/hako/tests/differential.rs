@@ -91,14 +91,7 @@ struct Norm {
     userns: bool,
 }
 
-const DEFAULT_DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-];
+const DEFAULT_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
 
 /// Removes what may legitimately differ between runtimes from one section.
 fn normalise(section: &str, text: &str, norm: &Norm) -> String {
@@ -132,15 +125,8 @@ fn normalise(section: &str, text: &str, norm: &Norm) -> String {
                     }
                 }
                 if let Some(sup) = f.get_mut(4) {
-                    let kept: Vec<&str> = sup
-                        .split(',')
-                        .filter(|o| *o != "ro" && *o != "rw")
-                        .collect();
-                    *sup = if target == "/sys/fs/cgroup" {
-                        String::new()
-                    } else {
-                        kept.join(",")
-                    };
+                    let kept: Vec<&str> = sup.split(',').filter(|o| *o != "ro" && *o != "rw").collect();
+                    *sup = if target == "/sys/fs/cgroup" { String::new() } else { kept.join(",") };
                 }
                 Some(f.join(" "))
             }
@@ -172,23 +158,14 @@ fn normalise(section: &str, text: &str, norm: &Norm) -> String {
 fn norm_of(b: &Bundle) -> Norm {
     let masked = b.config()["linux"]["maskedPaths"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let userns = b.config()["linux"]["namespaces"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|n| n["type"] == "user"));
+    let userns = b.config()["linux"]["namespaces"].as_array().is_some_and(|a| a.iter().any(|n| n["type"] == "user"));
     Norm { masked, userns }
 }
 
 fn compare(what: &str, reference: &str, tested: &str, norm: &Norm) {
-    assert!(
-        reference.contains("==end=="),
-        "{what}: the reference run did not finish its probe:\n{reference}"
-    );
+    assert!(reference.contains("==end=="), "{what}: the reference run did not finish its probe:\n{reference}");
     let mut diffs = Vec::new();
     for s in SECTIONS {
         let r = normalise(s, &section(reference, s), norm);
@@ -214,10 +191,7 @@ fn run_both(b: &Bundle, extra: &[&str]) -> (String, String) {
     drop(reference);
     let tested = Runtime::new();
     let t = tested.run_id(b.id(), b, extra);
-    assert!(
-        t.ok(),
-        "the runtime under test failed on a bundle the reference runs: {t}"
-    );
+    assert!(t.ok(), "the runtime under test failed on a bundle the reference runs: {t}");
     assert_no_leftovers(tested.root(), b.id(), &b.cgroup_rel());
     (r.stdout, t.stdout)
 }
@@ -266,7 +240,10 @@ fn differential_rich_config() {
                 {"type": "RLIMIT_STACK", "soft": 4194304, "hard": 8388608}
             ]),
         )
-        .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1", "net.core.somaxconn": "1000"}))
+        .set(
+            "/linux/sysctl",
+            json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1", "net.core.somaxconn": "1000"}),
+        )
         .push("/linux/maskedPaths", json!("/secret"))
         .push("/linux/readonlyPaths", json!("/etc"))
         .mount("/scratch", "tmpfs", "tmpfs", &["size=2m", "mode=1770", "nosuid", "nodev", "noexec"])
@@ -299,14 +276,8 @@ fn differential_user_namespace() {
     let b = probe_bundle("diffuserns")
         .namespace("user")
         .namespace("cgroup")
-        .set(
-            "/linux/uidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        )
-        .set(
-            "/linux/gidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        );
+        .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+        .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
     let (r, t) = run_both(&b, &[]);
     compare("user namespace", &r, &t, &norm_of(&b));
 }
@@ -322,10 +293,7 @@ fn differential_devices() {
         .push("/linux/resources/devices", json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}));
     let (r, t) = run_both(&b, &[]);
     compare("devices", &r, &t, &norm_of(&b));
-    assert!(
-        section(&t, "dev").contains("/dev/mynull character special file 640 1000 10 1 3"),
-        "{t}"
-    );
+    assert!(section(&t, "dev").contains("/dev/mynull character special file 640 1000 10 1 3"), "{t}");
 }
 
 #[test]
@@ -367,19 +335,12 @@ fn differential_lifecycle_outputs() {
         let b = Bundle::with_tag("diffstate").args(&["sleep", "1000"]);
         rt.create_start(&b);
         let st = rt.state_json(b.id());
-        let mut keys: Vec<String> = st
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+        let mut keys: Vec<String> = st.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         keys.retain(|k| k != "owner" && k != "annotations");
         keys.sort();
         let list: serde_json::Value =
-            serde_json::from_str(&rt.cmd(&["list", "--format", "json"]).expect_ok().stdout)
-                .expect("list json");
-        let mut lkeys: Vec<String> = list[0]
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default();
+            serde_json::from_str(&rt.cmd(&["list", "--format", "json"]).expect_ok().stdout).expect("list json");
+        let mut lkeys: Vec<String> = list[0].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         lkeys.retain(|k| k != "owner" && k != "annotations");
         lkeys.sort();
         let ps = rt.cmd(&["ps", "--format", "json", b.id()]).expect_ok();
@@ -392,23 +353,10 @@ fn differential_lifecycle_outputs() {
     let t = shape(&Runtime::new());
     // The runtime under test may add keys, not lose any.
     for k in &r.0 {
-        assert!(
-            t.0.contains(k),
-            "state lacks {k:?}: reference {:?}, tested {:?}",
-            r.0,
-            t.0
-        );
+        assert!(t.0.contains(k), "state lacks {k:?}: reference {:?}, tested {:?}", r.0, t.0);
     }
     for k in &r.1 {
-        assert!(
-            t.1.contains(k),
-            "list --format json lacks {k:?}: reference {:?}, tested {:?}",
-            r.1,
-            t.1
-        );
+        assert!(t.1.contains(k), "list --format json lacks {k:?}: reference {:?}, tested {:?}", r.1, t.1);
     }
-    assert_eq!(
-        r.2, t.2,
-        "ps --format json lists another number of processes"
-    );
+    assert_eq!(r.2, t.2, "ps --format json lists another number of processes");
 }

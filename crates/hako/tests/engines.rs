@@ -88,11 +88,7 @@ fn base_dir() -> &'static Path {
             fs::remove_dir_all(&dir).expect("remove stale scratch directory");
         }
         fs::create_dir_all(&dir).expect("create scratch directory");
-        let missing: Vec<&'static str> = ENGINE_HOST_DIRS
-            .iter()
-            .copied()
-            .filter(|d| !Path::new(d).exists())
-            .collect();
+        let missing: Vec<&'static str> = ENGINE_HOST_DIRS.iter().copied().filter(|d| !Path::new(d).exists()).collect();
         HOST_DIRS_TO_REMOVE.get_or_init(|| missing);
         STARTED.get_or_init(std::time::SystemTime::now);
         register_teardown();
@@ -103,11 +99,7 @@ fn base_dir() -> &'static Path {
 /// A name unique within this test process, for containers and exec ids.
 fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What a finished command left behind.
@@ -132,11 +124,7 @@ impl Out {
 
 impl std::fmt::Display for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n  status: {}\n  stdout: {}\n  stderr: {}",
-            self.what, self.status, self.stdout, self.stderr
-        )
+        write!(f, "{}\n  status: {}\n  stdout: {}\n  stderr: {}", self.what, self.status, self.stdout, self.stderr)
     }
 }
 
@@ -178,18 +166,11 @@ fn try_run_input(cmd: &mut Command, input: &[u8]) -> Result<Out, String> {
         let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
         rx.recv_timeout(left)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .map_err(|_| {
-                format!("{what}: exited ({status}) but a descendant holds its {name} open")
-            })
+            .map_err(|_| format!("{what}: exited ({status}) but a descendant holds its {name} open"))
     };
     let stdout = collect(stdout, "stdout")?;
     let stderr = collect(stderr, "stderr")?;
-    Ok(Out {
-        what,
-        status,
-        stdout,
-        stderr,
-    })
+    Ok(Out { what, status, stdout, stderr })
 }
 
 /// Reads a pipe to its end on a thread and hands the bytes over a channel.
@@ -254,10 +235,7 @@ fn shell_line(cmd: &Command) -> String {
 /// Runs `cmd` on a pseudo-terminal (util-linux `script`), typing `input` into it.
 fn run_on_pty(cmd: &Command, input: &[u8]) -> Out {
     let mut script = Command::new("script");
-    script
-        .args(["-q", "-e", "-c"])
-        .arg(shell_line(cmd))
-        .arg("/dev/null");
+    script.args(["-q", "-e", "-c"]).arg(shell_line(cmd)).arg("/dev/null");
     for (key, value) in cmd.get_envs() {
         match value {
             Some(v) => script.env(key, v),
@@ -283,41 +261,23 @@ fn images() -> &'static Images {
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs);
         let rootfs_tar = dir.join("rootfs.tar");
-        run(Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&rootfs_tar)
-            .arg("."))
-        .ok();
+        run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&rootfs_tar).arg(".")).ok();
         let oci_archive = dir.join("oci.tar");
         write_oci_archive(&rootfs_tar, &dir.join("oci"), &oci_archive);
-        Images {
-            rootfs_tar,
-            oci_archive,
-        }
+        Images { rootfs_tar, oci_archive }
     })
 }
 
 /// A minimal root filesystem: Debian's static busybox with every applet linked in /bin.
 fn busybox_rootfs(dir: &Path) {
     let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "{} is missing: apt-get install busybox-static",
-        busybox.display()
-    );
+    assert!(busybox.exists(), "{} is missing: apt-get install busybox-static", busybox.display());
     for sub in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
         fs::create_dir_all(dir.join(sub)).expect("create rootfs directory");
     }
     fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
     let list = run(Command::new(busybox).arg("--list")).ok();
-    for applet in list
-        .stdout
-        .lines()
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
+    for applet in list.stdout.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
         symlink("busybox", dir.join("bin").join(applet)).expect("link busybox applet");
     }
     fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("write passwd");
@@ -327,19 +287,8 @@ fn busybox_rootfs(dir: &Path) {
 /// The sha256 digest and size of a file, as `sha256:<hex>`.
 fn digest(path: &Path) -> (String, u64) {
     let out = run(Command::new("sha256sum").arg(path)).ok();
-    let hex = out
-        .stdout
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(
-        hex.len(),
-        64,
-        "sha256sum {}: {}",
-        path.display(),
-        out.stdout
-    );
+    let hex = out.stdout.split_whitespace().next().unwrap_or_default().to_string();
+    assert_eq!(hex.len(), 64, "sha256sum {}: {}", path.display(), out.stdout);
     let size = fs::metadata(path).expect("stat blob").len();
     (format!("sha256:{hex}"), size)
 }
@@ -397,18 +346,9 @@ fn write_oci_archive(rootfs_tar: &Path, layout: &Path, archive: &Path) {
         }],
     });
     fs::write(layout.join("index.json"), index.to_string()).expect("write index");
-    fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .expect("write oci-layout");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(layout)
-        .arg("-cf")
-        .arg(archive)
-        .args(["oci-layout", "index.json", "blobs"]))
-    .ok();
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+    run(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(archive).args(["oci-layout", "index.json", "blobs"]))
+        .ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,25 +364,19 @@ fn cgroup_mounts() -> Vec<PathBuf> {
             let (pre, post) = line.split_once(" - ")?;
             let fstype = post.split_whitespace().next()?;
             let point = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2")
-                .then(|| PathBuf::from(unescape_mountinfo(point)))
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(unescape_mountinfo(point)))
         })
         .filter(|p| seen.insert(p.clone()))
         .collect()
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 /// Whether a cgroup directory `rel` (relative to the hierarchy roots) exists in any hierarchy.
 fn cgroup_exists(rel: &str) -> bool {
-    cgroup_mounts()
-        .iter()
-        .any(|m| m.join(rel.trim_start_matches('/')).is_dir())
+    cgroup_mounts().iter().any(|m| m.join(rel.trim_start_matches('/')).is_dir())
 }
 
 /// The cgroup path of `pid` in the v1 hierarchy that holds `controller`, if any.
@@ -451,10 +385,7 @@ fn v1_cgroup_of(pid: u32, controller: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == controller)
-            .then(|| path.to_string())
+        controllers.split(',').any(|c| c == controller).then(|| path.to_string())
     })
 }
 
@@ -465,17 +396,12 @@ fn freezer_state(pid: u32) -> String {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
         let rel = path.trim_start_matches('/');
         if controllers.split(',').any(|c| c == "freezer") {
-            if let Ok(s) = fs::read_to_string(
-                Path::new("/sys/fs/cgroup/freezer")
-                    .join(rel)
-                    .join("freezer.state"),
-            ) {
+            if let Ok(s) = fs::read_to_string(Path::new("/sys/fs/cgroup/freezer").join(rel).join("freezer.state")) {
                 states.push(s.trim().to_string());
             }
         } else if controllers.is_empty() && !rel.is_empty() {
@@ -485,12 +411,7 @@ fn freezer_state(pid: u32) -> String {
                 Path::new("/sys/fs/cgroup/unified")
             };
             if let Ok(events) = fs::read_to_string(root.join(rel).join("cgroup.events")) {
-                states.extend(
-                    events
-                        .lines()
-                        .filter(|l| l.starts_with("frozen"))
-                        .map(String::from),
-                );
+                states.extend(events.lines().filter(|l| l.starts_with("frozen")).map(String::from));
             }
         }
     }
@@ -504,10 +425,7 @@ fn is_frozen(pid: u32) -> bool {
 
 fn is_thawed(pid: u32) -> bool {
     let state = freezer_state(pid);
-    !state.is_empty()
-        && !state
-            .split(", ")
-            .any(|s| s == "FROZEN" || s == "FREEZING" || s == "frozen 1")
+    !state.is_empty() && !state.split(", ").any(|s| s == "FROZEN" || s == "FREEZING" || s == "frozen 1")
 }
 
 /// Asserts that an `exec`ed process shares the pid and mount namespaces of the container's init.
@@ -515,19 +433,12 @@ fn assert_same_namespaces(out: &Out) {
     let links: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(links.len(), 4, "expected four namespace links: {out}");
     assert!(links[0].starts_with("pid:["), "{out}");
-    assert_eq!(
-        links[0], links[1],
-        "exec'd process is not in the container's pid namespace: {out}"
-    );
+    assert_eq!(links[0], links[1], "exec'd process is not in the container's pid namespace: {out}");
     assert!(links[2].starts_with("mnt:["), "{out}");
-    assert_eq!(
-        links[2], links[3],
-        "exec'd process is not in the container's mount namespace: {out}"
-    );
+    assert_eq!(links[2], links[3], "exec'd process is not in the container's mount namespace: {out}");
 }
 
-const NS_PROBE: &str =
-    "for p in self/ns/pid 1/ns/pid self/ns/mnt 1/ns/mnt; do readlink /proc/$p; done";
+const NS_PROBE: &str = "for p in self/ns/pid 1/ns/pid self/ns/mnt 1/ns/mnt; do readlink /proc/$p; done";
 
 /// A container init that exits 42 on SIGTERM (as PID 1 it has no default handler for it).
 const TRAP_TERM: &str = "trap 'exit 42' TERM; while true; do sleep 0.05; done";
@@ -571,17 +482,9 @@ network_config_dir = "{net}"
             dir.join("runroot").display(),
         );
         fs::write(dir.join("storage.conf"), storage).expect("write storage.conf");
-        let podman = Podman {
-            dir,
-            cgroup_parent: format!("/hako-engines-podman-{}", std::process::id()),
-            runtime: runtime(),
-        };
-        run(podman
-            .cmd()
-            .arg("import")
-            .arg(&images().rootfs_tar)
-            .arg(IMAGE))
-        .ok();
+        let podman =
+            Podman { dir, cgroup_parent: format!("/hako-engines-podman-{}", std::process::id()), runtime: runtime() };
+        run(podman.cmd().arg("import").arg(&images().rootfs_tar).arg(IMAGE)).ok();
         podman
     })
 }
@@ -603,33 +506,20 @@ impl Podman {
     /// `podman run` with the private cgroup parent and no network, then `extra` before the image.
     fn run_cmd(&self, extra: &[&str]) -> Command {
         let mut cmd = self.cmd();
-        cmd.args([
-            "run",
-            "--network",
-            "none",
-            "--cgroup-parent",
-            &self.cgroup_parent,
-        ]);
+        cmd.args(["run", "--network", "none", "--cgroup-parent", &self.cgroup_parent]);
         cmd.args(extra).arg(IMAGE);
         cmd
     }
 
     fn inspect(&self, name: &str, format: &str) -> String {
-        run(self.cmd().args(["inspect", "--format", format, name]))
-            .ok()
-            .stdout
-            .trim()
-            .to_string()
+        run(self.cmd().args(["inspect", "--format", format, name])).ok().stdout.trim().to_string()
     }
 
     /// Starts a detached container running `script` under `sh -c`.
     fn start(&self, script: &str) -> PodmanContainer<'_> {
         let name = unique("hako-pd");
         let guard = PodmanContainer { podman: self, name };
-        run(self
-            .run_cmd(&["-d", "--name", &guard.name])
-            .args(["/bin/sh", "-c", script]))
-        .ok();
+        run(self.run_cmd(&["-d", "--name", &guard.name]).args(["/bin/sh", "-c", script])).ok();
         guard
     }
 }
@@ -643,8 +533,7 @@ struct PodmanContainer<'a> {
 impl PodmanContainer<'_> {
     fn pid(&self) -> u32 {
         let pid = self.podman.inspect(&self.name, "{{.State.Pid}}");
-        pid.parse()
-            .unwrap_or_else(|_| panic!("podman pid of {}: {pid:?}", self.name))
+        pid.parse().unwrap_or_else(|_| panic!("podman pid of {}: {pid:?}", self.name))
     }
 
     fn status(&self) -> String {
@@ -658,11 +547,7 @@ impl PodmanContainer<'_> {
 
 impl Drop for PodmanContainer<'_> {
     fn drop(&mut self) {
-        let _ = try_run(
-            self.podman
-                .cmd()
-                .args(["rm", "--force", "--time", "0", &self.name]),
-        );
+        let _ = try_run(self.podman.cmd().args(["rm", "--force", "--time", "0", &self.name]));
     }
 }
 
@@ -677,60 +562,30 @@ fn podman_run_rm() {
     ]));
     assert_eq!(out.code(), Some(7), "exit status must come through: {out}");
     assert!(out.stdout.starts_with("hello-from-podman\n"), "{out}");
-    assert_eq!(
-        out.stdout.lines().nth(1),
-        Some("1024"),
-        "nofile rlimit from podman's config: {out}"
-    );
-    let memory =
-        v1_memory_line(&out.stdout).unwrap_or_else(|| panic!("no memory cgroup line: {out}"));
+    assert_eq!(out.stdout.lines().nth(1), Some("1024"), "nofile rlimit from podman's config: {out}");
+    let memory = v1_memory_line(&out.stdout).unwrap_or_else(|| panic!("no memory cgroup line: {out}"));
     let expected = format!("{}/libpod-", p.cgroup_parent);
-    assert!(
-        memory.contains(&expected),
-        "cgroupsPath from podman not honoured: {out}"
-    );
+    assert!(memory.contains(&expected), "cgroupsPath from podman not honoured: {out}");
     let cgroup = memory.splitn(3, ':').nth(2).unwrap_or_default().to_string();
 
-    let ps = run(p
-        .cmd()
-        .args(["ps", "--all", "--quiet", "--filter"])
-        .arg(format!("name={name}")))
-    .ok();
+    let ps = run(p.cmd().args(["ps", "--all", "--quiet", "--filter"]).arg(format!("name={name}"))).ok();
     assert_eq!(ps.stdout.trim(), "", "--rm left the container behind: {ps}");
-    assert!(
-        wait_for(Duration::from_secs(5), || !cgroup_exists(&cgroup)),
-        "container cgroup {cgroup} left behind"
-    );
+    assert!(wait_for(Duration::from_secs(5), || !cgroup_exists(&cgroup)), "container cgroup {cgroup} left behind");
 }
 
 #[test]
 fn podman_run_tty() {
     let p = podman();
     // `-t` with stdin not a terminal: conmon asks for the pty over --console-socket.
-    let out = run(p
-        .run_cmd(&["--rm", "-t"])
-        .args(["/bin/sh", "-c", "tty; echo line"]))
-    .ok();
-    assert!(
-        out.stdout.starts_with("/dev/pts/"),
-        "stdout is not a pty: {out}"
-    );
-    assert!(
-        out.stdout.contains("line\r\n"),
-        "no terminal line discipline (onlcr): {out}"
-    );
+    let out = run(p.run_cmd(&["--rm", "-t"]).args(["/bin/sh", "-c", "tty; echo line"])).ok();
+    assert!(out.stdout.starts_with("/dev/pts/"), "stdout is not a pty: {out}");
+    assert!(out.stdout.contains("line\r\n"), "no terminal line discipline (onlcr): {out}");
 
     // `-it` on a real terminal: what is typed reaches the container through the pty.
-    let out = run_on_pty(
-        p.run_cmd(&["--rm", "-i", "-t"])
-            .args(["/bin/sh", "-c", "read x; echo got:$x; tty"]),
-        b"typed-in\n",
-    );
+    let out =
+        run_on_pty(p.run_cmd(&["--rm", "-i", "-t"]).args(["/bin/sh", "-c", "read x; echo got:$x; tty"]), b"typed-in\n");
     assert_eq!(out.code(), Some(0), "{out}");
-    assert!(
-        out.stdout.contains("got:typed-in\r"),
-        "input did not reach the container: {out}"
-    );
+    assert!(out.stdout.contains("got:typed-in\r"), "input did not reach the container: {out}");
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
 }
 
@@ -738,23 +593,12 @@ fn podman_run_tty() {
 fn podman_exec() {
     let p = podman();
     let c = p.start("exec sleep 1000");
-    let out = c
-        .exec(&[
-            &c.name,
-            "/bin/sh",
-            "-c",
-            "echo exec-ok; cat /proc/1/cmdline",
-        ])
-        .ok();
+    let out = c.exec(&[&c.name, "/bin/sh", "-c", "echo exec-ok; cat /proc/1/cmdline"]).ok();
     assert_eq!(out.stdout, "exec-ok\nsleep\u{0}1000\u{0}", "{out}");
     assert_same_namespaces(&c.exec(&[&c.name, "/bin/sh", "-c", NS_PROBE]).ok());
 
     let out = c.exec(&[&c.name, "/bin/sh", "-c", "exit 5"]);
-    assert_eq!(
-        out.code(),
-        Some(5),
-        "exec exit status must come through: {out}"
-    );
+    assert_eq!(out.code(), Some(5), "exec exit status must come through: {out}");
 
     let out = c
         .exec(&[
@@ -770,16 +614,10 @@ fn podman_exec() {
             "id -u; id -g; echo \"$HAKO_X\"; pwd",
         ])
         .ok();
-    assert_eq!(
-        out.stdout, "1000\n1001\ny z\n/tmp\n",
-        "exec process settings: {out}"
-    );
+    assert_eq!(out.stdout, "1000\n1001\ny z\n/tmp\n", "exec process settings: {out}");
 
     let out = c.exec(&["-t", &c.name, "/bin/sh", "-c", "tty"]).ok();
-    assert!(
-        out.stdout.starts_with("/dev/pts/"),
-        "exec -t gives no pty: {out}"
-    );
+    assert!(out.stdout.starts_with("/dev/pts/"), "exec -t gives no pty: {out}");
 }
 
 #[test]
@@ -791,11 +629,7 @@ fn podman_pause_unpause() {
 
     run(p.cmd().args(["pause", &c.name])).ok();
     assert_eq!(c.status(), "paused");
-    assert!(
-        is_frozen(pid),
-        "after pause the container is not frozen: {}",
-        freezer_state(pid)
-    );
+    assert!(is_frozen(pid), "after pause the container is not frozen: {}", freezer_state(pid));
 
     run(p.cmd().args(["unpause", &c.name])).ok();
     assert_eq!(c.status(), "running");
@@ -815,11 +649,7 @@ fn podman_stop() {
         started.elapsed()
     );
     assert_eq!(c.status(), "exited");
-    assert_eq!(
-        p.inspect(&c.name, "{{.State.ExitCode}}"),
-        "42",
-        "the TERM trap did not run"
-    );
+    assert_eq!(p.inspect(&c.name, "{{.State.ExitCode}}"), "42", "the TERM trap did not run");
 }
 
 #[test]
@@ -833,16 +663,8 @@ fn podman_top() {
         .find(|l| l.contains("sleep 1000"))
         .unwrap_or_else(|| panic!("container process missing from top: {out}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(
-        cols.first(),
-        Some(&"1"),
-        "init is not PID 1 in its namespace: {out}"
-    );
-    assert_eq!(
-        cols.get(1).copied(),
-        Some(c.pid().to_string().as_str()),
-        "host pid: {out}"
-    );
+    assert_eq!(cols.first(), Some(&"1"), "init is not PID 1 in its namespace: {out}");
+    assert_eq!(cols.get(1).copied(), Some(c.pid().to_string().as_str()), "host pid: {out}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -903,21 +725,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .spawn()
             .expect("start containerd (apt-get install containerd)");
         let pid = child.id() as libc::pid_t;
-        let daemon = Containerd {
-            dir,
-            address,
-            namespace: format!("hako-engines-{}", std::process::id()),
-            pid,
-            runtime,
-        };
+        let daemon =
+            Containerd { dir, address, namespace: format!("hako-engines-{}", std::process::id()), pid, runtime };
         let booted = wait_for(Duration::from_secs(20), || {
             matches!(child.try_wait(), Ok(None))
                 && daemon.address.exists()
                 && try_run(daemon.ctr().arg("version")).is_ok_and(|o| o.status.success())
         });
-        let imported = booted
-            && try_run(daemon.ctr().args(["images", "import"]).arg(archive))
-                .is_ok_and(|o| o.status.success());
+        let imported =
+            booted && try_run(daemon.ctr().args(["images", "import"]).arg(archive)).is_ok_and(|o| o.status.success());
         if !imported {
             stop_containerd(&daemon);
             let log = fs::read_to_string(daemon.dir.join("containerd.log")).unwrap_or_default();
@@ -931,10 +747,7 @@ impl Containerd {
     /// `ctr` talking to our daemon in our namespace.
     fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(&self.address)
-            .arg("--namespace")
-            .arg(&self.namespace);
+        cmd.arg("--address").arg(&self.address).arg("--namespace").arg(&self.namespace);
         cmd
     }
 
@@ -956,14 +769,8 @@ impl Containerd {
 
     /// Starts a detached task running `script` under `sh -c`.
     fn start(&self, script: &str) -> CtrContainer<'_> {
-        let guard = CtrContainer {
-            ctrd: self,
-            id: unique("hako-ctr"),
-        };
-        run(self
-            .run_cmd(&["--detach"], &guard.id)
-            .args(["/bin/sh", "-c", script]))
-        .ok();
+        let guard = CtrContainer { ctrd: self, id: unique("hako-ctr") };
+        run(self.run_cmd(&["--detach"], &guard.id).args(["/bin/sh", "-c", script])).ok();
         guard
     }
 
@@ -972,9 +779,7 @@ impl Containerd {
         let out = run(self.ctr().args(["task", "ls"])).ok();
         out.stdout.lines().find_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() == 3 && cols[0] == id)
-                .then(|| Some((cols[1].parse().ok()?, cols[2].to_string())))
-                .flatten()
+            (cols.len() == 3 && cols[0] == id).then(|| Some((cols[1].parse().ok()?, cols[2].to_string()))).flatten()
         })
     }
 }
@@ -994,10 +799,7 @@ impl CtrContainer<'_> {
     }
 
     fn status(&self) -> String {
-        self.ctrd
-            .task_status(&self.id)
-            .map(|(_, s)| s)
-            .unwrap_or_default()
+        self.ctrd.task_status(&self.id).map(|(_, s)| s).unwrap_or_default()
     }
 
     fn exec(&self, extra: &[&str], args: &[&str]) -> Out {
@@ -1046,55 +848,34 @@ fn containerd_run() {
     assert!(out.stdout.starts_with("hello-from-containerd\n"), "{out}");
     let expected = format!("/{}/{id}", d.namespace);
     let memory = v1_memory_line(&out.stdout).unwrap_or_else(|| panic!("no memory cgroup: {out}"));
-    assert!(
-        memory.ends_with(&expected),
-        "cgroupsPath {expected} not honoured: {out}"
-    );
+    assert!(memory.ends_with(&expected), "cgroupsPath {expected} not honoured: {out}");
 
     let list = run(d.ctr().args(["container", "ls", "--quiet"])).ok();
-    assert!(
-        !list.stdout.lines().any(|l| l == id),
-        "--rm left the container: {list}"
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || !cgroup_exists(&expected)),
-        "container cgroup {expected} left behind"
-    );
+    assert!(!list.stdout.lines().any(|l| l == id), "--rm left the container: {list}");
+    assert!(wait_for(Duration::from_secs(5), || !cgroup_exists(&expected)), "container cgroup {expected} left behind");
     assert!(
         fs::read_dir(d.dir.join("runtime-root").join(&d.namespace))
-            .map(|mut entries| entries
-                .all(|e| e.map(|e| e.file_name() != OsStr::new(&id)).unwrap_or(true)))
+            .map(|mut entries| entries.all(|e| e.map(|e| e.file_name() != OsStr::new(&id)).unwrap_or(true)))
             .unwrap_or(true),
         "the runtime's state directory for {id} is left behind"
     );
 }
 
 fn v1_memory_line(stdout: &str) -> Option<&str> {
-    stdout.lines().find(|l| {
-        l.split(':')
-            .nth(1)
-            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-    })
+    stdout.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")))
 }
 
 #[test]
 fn containerd_run_tty() {
     let d = containerd();
     let id = unique("hako-ctr");
-    let _guard = CtrContainer {
-        ctrd: d,
-        id: id.clone(),
-    };
+    let _guard = CtrContainer { ctrd: d, id: id.clone() };
     let out = run_on_pty(
-        d.run_cmd(&["--rm", "--tty"], &id)
-            .args(["/bin/sh", "-c", "read x; echo got:$x; tty"]),
+        d.run_cmd(&["--rm", "--tty"], &id).args(["/bin/sh", "-c", "read x; echo got:$x; tty"]),
         b"typed-in\n",
     );
     assert_eq!(out.code(), Some(0), "{out}");
-    assert!(
-        out.stdout.contains("got:typed-in\r"),
-        "input did not reach the container: {out}"
-    );
+    assert!(out.stdout.contains("got:typed-in\r"), "input did not reach the container: {out}");
     assert!(out.stdout.contains("/dev/pts/"), "{out}");
 }
 
@@ -1102,37 +883,21 @@ fn containerd_run_tty() {
 fn containerd_exec() {
     let d = containerd();
     let c = d.start("exec sleep 1000");
-    let out = c
-        .exec(&[], &["/bin/sh", "-c", "echo exec-ok; cat /proc/1/cmdline"])
-        .ok();
+    let out = c.exec(&[], &["/bin/sh", "-c", "echo exec-ok; cat /proc/1/cmdline"]).ok();
     assert_eq!(out.stdout, "exec-ok\nsleep\u{0}1000\u{0}", "{out}");
     assert_same_namespaces(&c.exec(&[], &["/bin/sh", "-c", NS_PROBE]).ok());
 
     let out = c.exec(&[], &["/bin/sh", "-c", "exit 5"]);
-    assert_eq!(
-        out.code(),
-        Some(5),
-        "exec exit status must come through: {out}"
-    );
+    assert_eq!(out.code(), Some(5), "exec exit status must come through: {out}");
 
-    let out = c
-        .exec(
-            &["--cwd", "/tmp", "--user", "1000:1001"],
-            &["/bin/sh", "-c", "id -u; id -g; pwd"],
-        )
-        .ok();
-    assert_eq!(
-        out.stdout, "1000\n1001\n/tmp\n",
-        "exec process settings: {out}"
-    );
+    let out = c.exec(&["--cwd", "/tmp", "--user", "1000:1001"], &["/bin/sh", "-c", "id -u; id -g; pwd"]).ok();
+    assert_eq!(out.stdout, "1000\n1001\n/tmp\n", "exec process settings: {out}");
 
     // `ctr task ps` goes through the runtime's `ps --format json`.
     let out = run(d.ctr().args(["task", "ps", &c.id])).ok();
     let pid = c.pid().to_string();
     assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(pid.as_str())),
+        out.stdout.lines().any(|l| l.split_whitespace().next() == Some(pid.as_str())),
         "init pid {pid} missing from task ps: {out}"
     );
 }
@@ -1146,11 +911,7 @@ fn containerd_pause_resume() {
 
     run(d.ctr().args(["task", "pause", &c.id])).ok();
     assert_eq!(c.status(), "PAUSED");
-    assert!(
-        is_frozen(pid),
-        "after pause the task is not frozen: {}",
-        freezer_state(pid)
-    );
+    assert!(is_frozen(pid), "after pause the task is not frozen: {}", freezer_state(pid));
 
     run(d.ctr().args(["task", "resume", &c.id])).ok();
     assert_eq!(c.status(), "RUNNING");
@@ -1167,23 +928,16 @@ fn containerd_kill() {
     run(d.ctr().args(["task", "kill", "--signal", "SIGTERM", &c.id])).ok();
     c.wait_stopped();
     let out = run(d.ctr().args(["task", "delete", &c.id])).ok();
-    assert!(
-        out.stderr.contains("exit code 42"),
-        "TERM trap did not run: {out}"
-    );
+    assert!(out.stderr.contains("exit code 42"), "TERM trap did not run: {out}");
 
     // SIGKILL cannot be trapped: 128 + 9.
     let c = d.start(TRAP_TERM);
     let pid = c.pid();
-    let cgroup =
-        v1_cgroup_of(pid, "memory").unwrap_or_else(|| panic!("no memory cgroup for {pid}"));
+    let cgroup = v1_cgroup_of(pid, "memory").unwrap_or_else(|| panic!("no memory cgroup for {pid}"));
     run(d.ctr().args(["task", "kill", "--signal", "SIGKILL", &c.id])).ok();
     c.wait_stopped();
     let out = run(d.ctr().args(["task", "delete", &c.id])).ok();
-    assert!(
-        out.stderr.contains("exit code 137"),
-        "not killed by SIGKILL: {out}"
-    );
+    assert!(out.stderr.contains("exit code 137"), "not killed by SIGKILL: {out}");
     assert!(
         wait_for(Duration::from_secs(5), || !cgroup_exists(&cgroup)),
         "cgroup {cgroup} left behind after task delete"
@@ -1194,36 +948,18 @@ fn containerd_kill() {
 fn containerd_create_failure_shows_runtime_error() {
     let d = containerd();
     let id = unique("hako-ctr");
-    let _guard = CtrContainer {
-        ctrd: d,
-        id: id.clone(),
-    };
+    let _guard = CtrContainer { ctrd: d, id: id.clone() };
     // containerd does not check bind sources; only the runtime finds this one missing, so the
     // path can only reach ctr's output through the runtime's own (JSON-logged) error message.
     let missing = format!("/hako-engines-missing-{}", unique("src"));
     let mount = format!("type=bind,src={missing},dst=/mnt,options=rbind:ro");
-    let out = run(d
-        .run_cmd(&["--rm", "--mount", &mount], &id)
-        .arg("/bin/true"));
-    assert_ne!(
-        out.code(),
-        Some(0),
-        "create with a missing bind source succeeded: {out}"
-    );
+    let out = run(d.run_cmd(&["--rm", "--mount", &mount], &id).arg("/bin/true"));
+    assert_ne!(out.code(), Some(0), "create with a missing bind source succeeded: {out}");
     assert!(out.stderr.contains("OCI runtime create failed"), "{out}");
-    assert!(
-        out.stderr.contains(&missing),
-        "the runtime's error (last JSON line of --log) does not reach ctr: {out}"
-    );
+    assert!(out.stderr.contains(&missing), "the runtime's error (last JSON line of --log) does not reach ctr: {out}");
     let tasks = run(d.ctr().args(["task", "ls", "--quiet"])).ok();
-    assert!(
-        !tasks.stdout.lines().any(|l| l == id),
-        "failed create left a task: {tasks}"
-    );
-    assert!(
-        !cgroup_exists(&format!("/{}/{id}", d.namespace)),
-        "failed create left its cgroup behind"
-    );
+    assert!(!tasks.stdout.lines().any(|l| l == id), "failed create left a task: {tasks}");
+    assert!(!cgroup_exists(&format!("/{}/{id}", d.namespace)), "failed create left its cgroup behind");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1236,10 +972,7 @@ fn register_teardown() {
         // SAFETY: `teardown` is an `extern "C" fn()` that never unwinds (it catches panics), and
         // it only uses state that lives for the whole process (statics).
         let rc = unsafe { libc::atexit(teardown) };
-        assert_eq!(
-            rc, 0,
-            "atexit failed: the suite could not clean up after itself"
-        );
+        assert_eq!(rc, 0, "atexit failed: the suite could not clean up after itself");
     });
 }
 
@@ -1302,19 +1035,9 @@ fn kill_orphaned_shims(d: &Containerd) {
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let flag = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-        };
-        if !args
-            .first()
-            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        if !args.first().is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
             || flag("-address").as_deref() != Some(address.as_str())
         {
             continue;
@@ -1343,10 +1066,7 @@ fn remove_cgroup_tree(rel: &str) {
         for dir in dirs_depth_first(&mount.join(rel)) {
             let _ = fs::write(dir.join("freezer.state"), "THAWED");
             let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs
-                .lines()
-                .filter_map(|p| p.trim().parse::<libc::pid_t>().ok())
-            {
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<libc::pid_t>().ok()) {
                 if pid != std::process::id() as libc::pid_t {
                     // SAFETY: kill has no memory-safety preconditions; the process is in a
                     // cgroup that only this suite's containers and conmons use.
@@ -1387,11 +1107,7 @@ fn detach_mounts_under(dir: &Path) {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<PathBuf> = info
         .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(4)
-                .map(|p| PathBuf::from(unescape_mountinfo(p)))
-        })
+        .filter_map(|l| l.split_whitespace().nth(4).map(|p| PathBuf::from(unescape_mountinfo(p))))
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -1416,10 +1132,7 @@ fn remove_stale_console_sockets() {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let fresh = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= *started);
+        let fresh = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= *started);
         let name = entry.file_name();
         if fresh
             && name.to_string_lossy().starts_with("conmon-term.")
@@ -1436,7 +1149,10 @@ fn vm_assets_present() -> bool {
     let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
     let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
     if !ok {
-        assert!(std::env::var("HAKO_REQUIRE_VM").as_deref() != Ok("1"), "VM assets missing in {dir}: run scripts/vm-assets");
+        assert!(
+            std::env::var("HAKO_REQUIRE_VM").as_deref() != Ok("1"),
+            "VM assets missing in {dir}: run scripts/vm-assets"
+        );
         eprintln!("VM assets missing in {dir}: skipping");
     }
     ok && std::env::var_os("HAKO_TEST_RUNTIME").is_none()

@@ -28,24 +28,17 @@ fn host_hook(dir: &Path, kind: &str) -> Value {
 /// the container's /out (the same directory, bind-mounted).
 fn ns_hook(dir: &Path, kind: &str) -> Value {
     let d = dir.display();
-    sh_hook(&format!(
-        "if [ -d {d} ]; then D={d}; else D=/out; fi; cat > $D/{kind}.json; echo {kind} >> $D/order"
-    ))
+    sh_hook(&format!("if [ -d {d} ]; then D={d}; else D=/out; fi; cat > $D/{kind}.json; echo {kind} >> $D/order"))
 }
 
 fn order(dir: &Path) -> Vec<String> {
-    fs::read_to_string(dir.join("order"))
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
+    fs::read_to_string(dir.join("order")).unwrap_or_default().lines().map(String::from).collect()
 }
 
 fn state_of(dir: &Path, kind: &str) -> Value {
-    let text = fs::read_to_string(dir.join(format!("{kind}.json")))
-        .unwrap_or_else(|e| panic!("{kind} hook output: {e}"));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{kind} hook stdin is not JSON ({e}): {text:?}"))
+    let text =
+        fs::read_to_string(dir.join(format!("{kind}.json"))).unwrap_or_else(|e| panic!("{kind} hook output: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind} hook stdin is not JSON ({e}): {text:?}"))
 }
 
 #[test]
@@ -70,35 +63,22 @@ fn all_hooks_run_in_order_with_the_state() {
     rt.create(&b).expect_ok();
     let after_create = order(&out);
     for k in ["createRuntime", "createContainer"] {
-        assert!(
-            after_create.iter().any(|x| x == k),
-            "{k} did not run during create: {after_create:?}"
-        );
+        assert!(after_create.iter().any(|x| x == k), "{k} did not run during create: {after_create:?}");
     }
     // Checked at the end, so the rest is validated even against runc 1.1, whose create runs
     // the poststart hooks (runtime-spec: poststart runs during start).
-    let early: Vec<&String> = after_create
-        .iter()
-        .filter(|x| ["startContainer", "poststart", "poststop"].contains(&x.as_str()))
-        .collect();
+    let early: Vec<&String> =
+        after_create.iter().filter(|x| ["startContainer", "poststart", "poststop"].contains(&x.as_str())).collect();
     let early = format!("{early:?}");
     let pid = rt.pid(id) as i64;
     rt.start(id).expect_ok();
-    assert!(
-        wait_until(T, || order(&out).iter().any(|x| x == "poststart")),
-        "{:?}",
-        order(&out)
-    );
+    assert!(wait_until(T, || order(&out).iter().any(|x| x == "poststart")), "{:?}", order(&out));
     rt.kill(id, "KILL").expect_ok();
     rt.wait_status(id, "stopped", T);
     rt.delete(id).expect_ok();
     let all = order(&out);
     assert_eq!(all.len(), 6, "every hook runs exactly once: {all:?}");
-    let pos = |k: &str| {
-        all.iter()
-            .position(|x| x == k)
-            .unwrap_or_else(|| panic!("{k} never ran: {all:?}"))
-    };
+    let pos = |k: &str| all.iter().position(|x| x == k).unwrap_or_else(|| panic!("{k} never ran: {all:?}"));
     // Ordering is checked after the state contents (runc 1.1 gets it wrong, see below).
     let ordered = pos("createRuntime") < pos("createContainer")
         && pos("createContainer") < pos("startContainer")
@@ -107,40 +87,23 @@ fn all_hooks_run_in_order_with_the_state() {
         && pos("poststart") < pos("poststop");
 
     let bundle = fs::canonicalize(b.path()).expect("canonical bundle");
-    for kind in [
-        "prestart",
-        "createRuntime",
-        "createContainer",
-        "startContainer",
-        "poststart",
-        "poststop",
-    ] {
+    for kind in ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
         let st = state_of(&out, kind);
         assert_eq!(st["id"], id, "{kind}: {st}");
         assert!(st["ociVersion"].is_string(), "{kind}: {st}");
-        assert_eq!(
-            st["bundle"].as_str().map(std::path::PathBuf::from),
-            Some(bundle.clone()),
-            "{kind}: {st}"
-        );
+        assert_eq!(st["bundle"].as_str().map(std::path::PathBuf::from), Some(bundle.clone()), "{kind}: {st}");
         match kind {
             "poststop" => {}
             // Hooks that run in the container namespace may be given the pid as seen there.
             "createContainer" | "startContainer" => {
-                assert!(
-                    st["pid"].as_i64() == Some(pid) || st["pid"].as_i64() == Some(1),
-                    "{kind}: {st}"
-                )
+                assert!(st["pid"].as_i64() == Some(pid) || st["pid"].as_i64() == Some(1), "{kind}: {st}")
             }
             _ => assert_eq!(st["pid"].as_i64(), Some(pid), "{kind}: {st}"),
         }
     }
     assert_eq!(state_of(&out, "poststop")["status"], "stopped");
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
-    assert_eq!(
-        early, "[]",
-        "start hooks ran during create: {after_create:?}"
-    );
+    assert_eq!(early, "[]", "start hooks ran during create: {after_create:?}");
     assert!(ordered, "hooks ran out of order: {all:?}");
     assert_eq!(state_of(&out, "poststart")["status"], "running");
 }
@@ -150,8 +113,7 @@ fn hooks_get_their_args_and_env() {
     let b0 = Bundle::with_tag("hookenv").with_out_dir();
     let d = b0.out_dir().display().to_string();
     // argv[0] is args[0]; "sh -c SCRIPT NAME" sets $0 to NAME.
-    let script =
-        format!("{{ head -c 12 /proc/$$/cmdline; echo; echo \"$0 $HOOK_VAR\"; }} > {d}/env");
+    let script = format!("{{ head -c 12 /proc/$$/cmdline; echo; echo \"$0 $HOOK_VAR\"; }} > {d}/env");
     let b = b0
         .set(
             "/hooks/createRuntime",
@@ -168,10 +130,7 @@ fn hooks_get_their_args_and_env() {
 }
 
 fn assert_create_fails_cleanly(hooks: Value, tag: &str) -> (Bundle, Runtime, Duration) {
-    let b = Bundle::with_tag(tag)
-        .with_out_dir()
-        .set("/hooks", hooks)
-        .args(&["sleep", "1000"]);
+    let b = Bundle::with_tag(tag).with_out_dir().set("/hooks", hooks).args(&["sleep", "1000"]);
     let rt = Runtime::new();
     let t0 = Instant::now();
     rt.create(&b).expect_fail();
@@ -182,8 +141,7 @@ fn assert_create_fails_cleanly(hooks: Value, tag: &str) -> (Bundle, Runtime, Dur
 
 #[test]
 fn failing_create_runtime_hook_fails_create_and_leaves_nothing() {
-    let (b, _rt, _) =
-        assert_create_fails_cleanly(json!({"createRuntime": [sh_hook("exit 3")]}), "hookfail");
+    let (b, _rt, _) = assert_create_fails_cleanly(json!({"createRuntime": [sh_hook("exit 3")]}), "hookfail");
     assert!(!b.out_dir().join("started").exists());
 }
 
@@ -210,15 +168,8 @@ fn hook_timeout_is_enforced() {
     let rt = Runtime::new();
     let t0 = Instant::now();
     rt.create(&b).expect_fail();
-    assert!(
-        t0.elapsed() < Duration::from_secs(20),
-        "the 1 s hook timeout was not enforced: {:?}",
-        t0.elapsed()
-    );
-    let pid = fs::read_to_string(b.out_dir().join("hookpid"))
-        .expect("hook ran")
-        .trim()
-        .to_string();
+    assert!(t0.elapsed() < Duration::from_secs(20), "the 1 s hook timeout was not enforced: {:?}", t0.elapsed());
+    let pid = fs::read_to_string(b.out_dir().join("hookpid")).expect("hook ran").trim().to_string();
     assert!(
         wait_until(Duration::from_secs(5), || {
             fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
@@ -230,9 +181,7 @@ fn hook_timeout_is_enforced() {
 
 #[test]
 fn failing_poststop_hook_is_only_a_warning() {
-    let b = Bundle::with_tag("poststopfail")
-        .set("/hooks/poststop", json!([sh_hook("exit 1")]))
-        .args(&["true"]);
+    let b = Bundle::with_tag("poststopfail").set("/hooks/poststop", json!([sh_hook("exit 1")])).args(&["true"]);
     let rt = Runtime::new();
     rt.create_start(&b);
     rt.wait_status(b.id(), "stopped", T);

@@ -27,33 +27,17 @@ fn state_reports_each_status() {
     let st = rt.state_json(&id);
     assert_eq!(st["status"], "created", "{st}");
     assert_eq!(st["id"], id.as_str());
-    assert!(
-        st["ociVersion"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("1.")),
-        "{st}"
-    );
+    assert!(st["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")), "{st}");
     let pid = st["pid"].as_i64().expect("pid in created state");
     assert!(pid > 1, "{st}");
-    assert!(
-        fs::metadata(format!("/proc/{pid}")).is_ok(),
-        "init process {pid} should exist"
-    );
+    assert!(fs::metadata(format!("/proc/{pid}")).is_ok(), "init process {pid} should exist");
     let bundle = fs::canonicalize(b.path()).expect("canonical bundle");
-    assert_eq!(
-        st["bundle"].as_str().map(std::path::PathBuf::from),
-        Some(bundle),
-        "{st}"
-    );
+    assert_eq!(st["bundle"].as_str().map(std::path::PathBuf::from), Some(bundle), "{st}");
 
     rt.start(&id).expect_ok();
     let st = rt.state_json(&id);
     assert_eq!(st["status"], "running", "{st}");
-    assert_eq!(
-        st["pid"].as_i64(),
-        Some(pid),
-        "start must not change the init pid"
-    );
+    assert_eq!(st["pid"].as_i64(), Some(pid), "start must not change the init pid");
 
     rt.kill(&id, "KILL").expect_ok();
     rt.wait_status(&id, "stopped", T);
@@ -65,9 +49,7 @@ fn state_reports_each_status() {
 
 #[test]
 fn create_applies_everything_but_the_process() {
-    let mut b = Bundle::with_tag("create")
-        .with_out_dir()
-        .sh("touch /out/started; sleep 1000");
+    let mut b = Bundle::with_tag("create").with_out_dir().sh("touch /out/started; sleep 1000");
     let rt = Runtime::new();
     let id = b.id().to_string();
     rt.create(&b).expect_ok();
@@ -77,22 +59,13 @@ fn create_applies_everything_but_the_process() {
         "the pids cgroup should exist after create"
     );
     thread::sleep(Duration::from_millis(300));
-    assert!(
-        !b.out_dir().join("started").exists(),
-        "process.args ran before start"
-    );
+    assert!(!b.out_dir().join("started").exists(), "process.args ran before start");
 
     // Later edits of config.json have no effect.
     b.edit(|c| c["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "touch /out/edited"]));
     rt.start(&id).expect_ok();
-    assert!(
-        wait_until(T, || b.out_dir().join("started").exists()),
-        "process never started"
-    );
-    assert!(
-        !b.out_dir().join("edited").exists(),
-        "an edit after create took effect"
-    );
+    assert!(wait_until(T, || b.out_dir().join("started").exists()), "process never started");
+    assert!(!b.out_dir().join("edited").exists(), "an edit after create took effect");
     rt.delete_force(&id).expect_ok();
     assert_no_leftovers(rt.root(), &id, &b.cgroup_rel());
 }
@@ -132,15 +105,8 @@ fn delete_of_running_container_requires_force() {
     rt.create_start(&b);
     let pid = rt.pid(id);
     rt.delete(id).expect_fail();
-    assert_eq!(
-        rt.status(id),
-        "running",
-        "a refused delete must have no effect"
-    );
-    assert!(
-        fs::metadata(format!("/proc/{pid}")).is_ok(),
-        "the container process was killed"
-    );
+    assert_eq!(rt.status(id), "running", "a refused delete must have no effect");
+    assert!(fs::metadata(format!("/proc/{pid}")).is_ok(), "the container process was killed");
     rt.delete_force(id).expect_ok();
     rt.state(id).expect_fail();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
@@ -160,27 +126,20 @@ fn kill_of_stopped_container_fails() {
 
 #[test]
 fn kill_accepts_names_and_numbers() {
-    let b = Bundle::with_tag("killsig").with_out_dir().sh(
-        "trap 'echo USR1 >> /out/sig' USR1; trap 'echo TERM >> /out/sig; exit 0' TERM; \
-         touch /out/ready; while true; do sleep 0.05; done",
-    );
+    let b = Bundle::with_tag("killsig")
+        .with_out_dir()
+        .sh("trap 'echo USR1 >> /out/sig' USR1; trap 'echo TERM >> /out/sig; exit 0' TERM; \
+         touch /out/ready; while true; do sleep 0.05; done");
     let rt = Runtime::new();
     let id = b.id();
     rt.create_start(&b);
     assert!(wait_until(T, || b.out_dir().join("ready").exists()));
     let count = |name: &str| {
-        fs::read_to_string(b.out_dir().join("sig"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| *l == name)
-            .count()
+        fs::read_to_string(b.out_dir().join("sig")).unwrap_or_default().lines().filter(|l| *l == name).count()
     };
     for (n, sig) in ["USR1", "SIGUSR1", "10"].iter().enumerate() {
         rt.kill(id, sig).expect_ok();
-        assert!(
-            wait_until(T, || count("USR1") == n + 1),
-            "signal {sig} was not delivered as SIGUSR1"
-        );
+        assert!(wait_until(T, || count("USR1") == n + 1), "signal {sig} was not delivered as SIGUSR1");
     }
     // No signal: SIGTERM.
     rt.cmd(&["kill", id]).expect_ok();
@@ -192,26 +151,16 @@ fn kill_accepts_names_and_numbers() {
 
 #[test]
 fn kill_all_signals_every_process() {
-    let b = Bundle::with_tag("killall")
-        .with_out_dir()
-        .sh("sleep 1000 & sleep 1000 & touch /out/ready; wait");
+    let b = Bundle::with_tag("killall").with_out_dir().sh("sleep 1000 & sleep 1000 & touch /out/ready; wait");
     let rt = Runtime::new();
     let id = b.id();
     rt.create_start(&b);
     assert!(wait_until(T, || b.out_dir().join("ready").exists()));
     let procs = || read_cgroup_v1("pids", &b.cgroup_rel(), "cgroup.procs").unwrap_or_default();
-    assert!(
-        procs().lines().count() >= 3,
-        "expected sh and two sleeps: {}",
-        procs()
-    );
+    assert!(procs().lines().count() >= 3, "expected sh and two sleeps: {}", procs());
     rt.cmd(&["kill", "--all", id, "KILL"]).expect_ok();
     rt.wait_status(id, "stopped", T);
-    assert!(
-        wait_until(T, || procs().trim().is_empty()),
-        "processes left: {}",
-        procs()
-    );
+    assert!(wait_until(T, || procs().trim().is_empty()), "processes left: {}", procs());
     rt.delete(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
 }
@@ -250,10 +199,7 @@ fn run_detach_and_keep() {
     let id = b.id();
     let started = std::time::Instant::now();
     rt.run_id(id, &b, &["--detach"]).expect_ok();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "run --detach waited for the container"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "run --detach waited for the container");
     assert_eq!(rt.status(id), "running");
     rt.delete_force(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
@@ -261,11 +207,7 @@ fn run_detach_and_keep() {
     let b2 = Bundle::with_tag("runkeep").sh("exit 3");
     let out = rt.run_id(b2.id(), &b2, &["--keep"]);
     assert_eq!(out.code, Some(3), "{out}");
-    assert_eq!(
-        rt.status(b2.id()),
-        "stopped",
-        "--keep must keep the stopped container"
-    );
+    assert_eq!(rt.status(b2.id()), "stopped", "--keep must keep the stopped container");
     rt.delete(b2.id()).expect_ok();
     assert_no_leftovers(rt.root(), b2.id(), &b2.cgroup_rel());
 }
@@ -306,29 +248,15 @@ fn spec_writes_a_default_config() {
     let mut c = rt.command(&["spec"]);
     c.current_dir(dir.path());
     run_captured(c, None, DEFAULT_TIMEOUT).expect_ok();
-    let cfg: Value = serde_json::from_str(
-        &fs::read_to_string(dir.path().join("config.json")).expect("config.json"),
-    )
-    .expect("spec writes JSON");
-    assert!(
-        cfg["ociVersion"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("1.")),
-        "{cfg}"
-    );
+    let cfg: Value = serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).expect("config.json"))
+        .expect("spec writes JSON");
+    assert!(cfg["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")), "{cfg}");
     assert_eq!(cfg["root"]["path"], "rootfs");
     assert_eq!(cfg["process"]["terminal"], true);
-    let ns: Vec<&str> = cfg["linux"]["namespaces"]
-        .as_array()
-        .expect("namespaces")
-        .iter()
-        .filter_map(|n| n["type"].as_str())
-        .collect();
+    let ns: Vec<&str> =
+        cfg["linux"]["namespaces"].as_array().expect("namespaces").iter().filter_map(|n| n["type"].as_str()).collect();
     for want in ["pid", "network", "ipc", "uts", "mount"] {
-        assert!(
-            ns.contains(&want),
-            "default spec lacks the {want} namespace: {ns:?}"
-        );
+        assert!(ns.contains(&want), "default spec lacks the {want} namespace: {ns:?}");
     }
     // A second spec refuses to overwrite it.
     let mut c = rt.command(&["spec"]);
@@ -352,49 +280,22 @@ fn list_in_table_json_and_quiet_formats() {
 
     let table = rt.cmd(&["list"]).expect_ok().stdout;
     let header = table.lines().next().unwrap_or_default();
-    assert!(
-        header.contains("ID") && header.contains("STATUS"),
-        "{table}"
-    );
-    let row = |id: &str| {
-        table
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .map(String::from)
-    };
-    assert!(
-        row(a.id()).is_some_and(|r| r.contains("created")),
-        "{table}"
-    );
-    assert!(
-        row(b.id()).is_some_and(|r| r.contains("running")),
-        "{table}"
-    );
+    assert!(header.contains("ID") && header.contains("STATUS"), "{table}");
+    let row = |id: &str| table.lines().find(|l| l.split_whitespace().next() == Some(id)).map(String::from);
+    assert!(row(a.id()).is_some_and(|r| r.contains("created")), "{table}");
+    assert!(row(b.id()).is_some_and(|r| r.contains("running")), "{table}");
 
     let js: Value = serde_json::from_str(&rt.cmd(&["list", "--format", "json"]).expect_ok().stdout)
         .expect("list --format json prints JSON");
     let arr = js.as_array().expect("a JSON array");
     assert_eq!(arr.len(), 2, "{js}");
-    let find = |id: &str| {
-        arr.iter()
-            .find(|c| c["id"] == id)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let find = |id: &str| arr.iter().find(|c| c["id"] == id).cloned().unwrap_or(Value::Null);
     assert_eq!(find(a.id())["status"], "created", "{js}");
     assert_eq!(find(b.id())["status"], "running", "{js}");
-    assert_eq!(
-        find(b.id())["pid"].as_i64(),
-        Some(rt.pid(b.id()) as i64),
-        "{js}"
-    );
+    assert_eq!(find(b.id())["pid"].as_i64(), Some(rt.pid(b.id()) as i64), "{js}");
 
     let quiet = rt.cmd(&["list", "--quiet"]).expect_ok().stdout;
-    let mut ids: Vec<&str> = quiet
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let mut ids: Vec<&str> = quiet.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     ids.sort();
     let mut want = vec![a.id(), b.id()];
     want.sort();
@@ -405,31 +306,20 @@ fn list_in_table_json_and_quiet_formats() {
 
 #[test]
 fn ps_in_json_and_table_formats() {
-    let b = Bundle::with_tag("ps")
-        .with_out_dir()
-        .sh("sleep 1000 & touch /out/ready; wait");
+    let b = Bundle::with_tag("ps").with_out_dir().sh("sleep 1000 & touch /out/ready; wait");
     let rt = Runtime::new();
     let id = b.id();
     rt.create_start(&b);
     assert!(wait_until(T, || b.out_dir().join("ready").exists()));
     let init = rt.pid(id) as i64;
-    let js: Value =
-        serde_json::from_str(&rt.cmd(&["ps", "--format", "json", id]).expect_ok().stdout)
-            .expect("ps --format json prints JSON");
-    let pids: Vec<i64> = js
-        .as_array()
-        .expect("array of pids")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
+    let js: Value = serde_json::from_str(&rt.cmd(&["ps", "--format", "json", id]).expect_ok().stdout)
+        .expect("ps --format json prints JSON");
+    let pids: Vec<i64> = js.as_array().expect("array of pids").iter().filter_map(Value::as_i64).collect();
     assert!(pids.contains(&init), "{pids:?} lacks init {init}");
     assert!(pids.len() >= 2, "expected sh and sleep: {pids:?}");
 
     let table = rt.cmd(&["ps", id]).expect_ok().stdout;
-    assert!(
-        table.lines().next().is_some_and(|h| h.contains("PID")),
-        "{table}"
-    );
+    assert!(table.lines().next().is_some_and(|h| h.contains("PID")), "{table}");
     assert!(table.contains(&init.to_string()), "{table}");
     assert!(table.contains("sleep"), "{table}");
     rt.delete_force(id).expect_ok();
@@ -443,16 +333,10 @@ fn pause_and_resume_freeze_the_cgroup() {
     rt.create_start(&b);
     rt.cmd(&["pause", id]).expect_ok();
     assert_eq!(rt.status(id), "paused");
-    assert_eq!(
-        read_cgroup_v1("freezer", &b.cgroup_rel(), "freezer.state").as_deref(),
-        Some("FROZEN")
-    );
+    assert_eq!(read_cgroup_v1("freezer", &b.cgroup_rel(), "freezer.state").as_deref(), Some("FROZEN"));
     rt.cmd(&["resume", id]).expect_ok();
     assert_eq!(rt.status(id), "running");
-    assert_eq!(
-        read_cgroup_v1("freezer", &b.cgroup_rel(), "freezer.state").as_deref(),
-        Some("THAWED")
-    );
+    assert_eq!(read_cgroup_v1("freezer", &b.cgroup_rel(), "freezer.state").as_deref(), Some("THAWED"));
     rt.delete_force(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
 }
@@ -474,31 +358,13 @@ fn events_stats_reports_cgroup_data() {
     let id = b.id();
     rt.create_start(&b);
     let out = rt.cmd(&["events", "--stats", id]).expect_ok();
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let ev: Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("events JSON: {e}: {out}"));
+    let line = out.stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let ev: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("events JSON: {e}: {out}"));
     assert_eq!(ev["type"], "stats", "{ev}");
     assert_eq!(ev["id"], id, "{ev}");
-    assert!(
-        ev["data"]["pids"]["current"]
-            .as_u64()
-            .is_some_and(|n| n >= 1),
-        "{ev}"
-    );
-    assert!(
-        ev["data"]["memory"]["usage"]["usage"]
-            .as_u64()
-            .is_some_and(|n| n > 0),
-        "{ev}"
-    );
-    assert!(
-        ev["data"]["cpu"]["usage"]["total"].as_u64().is_some(),
-        "{ev}"
-    );
+    assert!(ev["data"]["pids"]["current"].as_u64().is_some_and(|n| n >= 1), "{ev}");
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().is_some_and(|n| n > 0), "{ev}");
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().is_some(), "{ev}");
     rt.delete_force(id).expect_ok();
 }
 
@@ -506,21 +372,14 @@ fn events_stats_reports_cgroup_data() {
 fn stdio_is_passed_through_untouched() {
     // terminal: false: create hands the container the runtime's own stdin/stdout/stderr (the
     // same pipes, not copies), and they keep working after create exits.
-    let b = Bundle::with_tag("stdio")
-        .sh("for f in 0 1 2; do readlink /proc/self/fd/$f; done; cat; echo to-stderr >&2");
+    let b = Bundle::with_tag("stdio").sh("for f in 0 1 2; do readlink /proc/self/fd/$f; done; cat; echo to-stderr >&2");
     let rt = Runtime::new();
     rt.track(b.id());
     let bundle = b.path().to_string_lossy().into_owned();
     let mut cmd = rt.command(&["create", "--bundle", &bundle, b.id()]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn create");
-    let ino = |fd: i32| {
-        fs::metadata(format!("/proc/self/fd/{fd}"))
-            .expect("stat pipe")
-            .ino()
-    };
+    let ino = |fd: i32| fs::metadata(format!("/proc/self/fd/{fd}")).expect("stat pipe").ino();
     let in_ino = ino(child.stdin.as_ref().expect("stdin").as_raw_fd());
     let out_ino = ino(child.stdout.as_ref().expect("stdout").as_raw_fd());
     let err_ino = ino(child.stderr.as_ref().expect("stderr").as_raw_fd());
@@ -544,21 +403,9 @@ fn stdio_is_passed_through_untouched() {
     let stderr = h.join().expect("stderr thread").expect("read stderr");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 4, "{stdout} {stderr}");
-    assert_eq!(
-        lines[0],
-        format!("pipe:[{in_ino}]"),
-        "stdin must be the runtime's own pipe"
-    );
-    assert_eq!(
-        lines[1],
-        format!("pipe:[{out_ino}]"),
-        "stdout must be the runtime's own pipe"
-    );
-    assert_eq!(
-        lines[2],
-        format!("pipe:[{err_ino}]"),
-        "stderr must be the runtime's own pipe"
-    );
+    assert_eq!(lines[0], format!("pipe:[{in_ino}]"), "stdin must be the runtime's own pipe");
+    assert_eq!(lines[1], format!("pipe:[{out_ino}]"), "stdout must be the runtime's own pipe");
+    assert_eq!(lines[2], format!("pipe:[{err_ino}]"), "stderr must be the runtime's own pipe");
     assert_eq!(lines[3], "through-stdin");
     assert!(stderr.contains("to-stderr"), "{stderr}");
     rt.wait_status(b.id(), "stopped", T);
@@ -571,14 +418,8 @@ fn foreground_run_forwards_stdio() {
     let b = Bundle::with_tag("runstdio").sh("cat; echo done");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
-    assert_eq!(
-        out.stdout, "done\n",
-        "stdin is /dev/null for the harness, so cat prints nothing"
-    );
-    let out = rt.cmd_stdin(
-        &["run", "--bundle", &b.path().to_string_lossy(), b.id()],
-        b"line-1\nline-2\n",
-    );
+    assert_eq!(out.stdout, "done\n", "stdin is /dev/null for the harness, so cat prints nothing");
+    let out = rt.cmd_stdin(&["run", "--bundle", &b.path().to_string_lossy(), b.id()], b"line-1\nline-2\n");
     assert_eq!(out.clone().expect_ok().stdout, "line-1\nline-2\ndone\n");
 }
 
@@ -586,8 +427,7 @@ fn foreground_run_forwards_stdio() {
 fn create_flags_no_new_keyring_and_no_pivot() {
     let b = Bundle::with_tag("flags").args(&["sleep", "1000"]);
     let rt = Runtime::new();
-    rt.create_id(b.id(), &b, &["--no-new-keyring", "--no-pivot"])
-        .expect_ok();
+    rt.create_id(b.id(), &b, &["--no-new-keyring", "--no-pivot"]).expect_ok();
     rt.start(b.id()).expect_ok();
     assert_eq!(rt.status(b.id()), "running");
     rt.delete_force(b.id()).expect_ok();
@@ -600,13 +440,8 @@ fn run_writes_the_pid_file() {
     let rt = Runtime::new();
     let pidfile = b.path().join("run.pid");
     let pf = pidfile.to_string_lossy().into_owned();
-    rt.run_id(b.id(), &b, &["--detach", "--pid-file", &pf])
-        .expect_ok();
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
+    rt.run_id(b.id(), &b, &["--detach", "--pid-file", &pf]).expect_ok();
+    let pid: i32 = fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
     assert_eq!(pid, rt.pid(b.id()));
     rt.delete_force(b.id()).expect_ok();
 }

@@ -15,11 +15,7 @@ fn mounts_inside(out: &str) -> Vec<MountInfo> {
 }
 
 fn find<'a>(mounts: &'a [MountInfo], target: &str) -> &'a MountInfo {
-    mounts
-        .iter()
-        .rev()
-        .find(|m| m.target == target)
-        .unwrap_or_else(|| panic!("no mount at {target} in {mounts:#?}"))
+    mounts.iter().rev().find(|m| m.target == target).unwrap_or_else(|| panic!("no mount at {target} in {mounts:#?}"))
 }
 
 /// A host directory outside any bundle, unmounted and removed on drop.
@@ -30,26 +26,14 @@ struct HostDir {
 
 impl HostDir {
     fn new() -> HostDir {
-        HostDir {
-            dir: tempfile::Builder::new()
-                .prefix("hako-e2e-host-")
-                .tempdir()
-                .expect("tempdir"),
-            mounted: vec![],
-        }
+        HostDir { dir: tempfile::Builder::new().prefix("hako-e2e-host-").tempdir().expect("tempdir"), mounted: vec![] }
     }
     fn path(&self) -> &Path {
         self.dir.path()
     }
     fn mount_tmpfs(&mut self, at: &Path) {
-        nix::mount::mount(
-            Some("tmpfs"),
-            at,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1m"),
-        )
-        .expect("mount tmpfs on the host");
+        nix::mount::mount(Some("tmpfs"), at, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1m"))
+            .expect("mount tmpfs on the host");
         self.mounted.push(at.to_path_buf());
     }
 }
@@ -66,23 +50,15 @@ impl Drop for HostDir {
 fn pivot_root_and_no_pivot_confine_the_process_to_the_rootfs() {
     let rt = Runtime::new();
     for extra in [&[][..], &["--no-pivot"][..]] {
-        let b = Bundle::with_tag("pivot").sh(
-            "cat /marker; ls /etc; test -e /etc/debian_version && echo HOST-ROOT-VISIBLE; \
-             awk '$5==\"/\"' /proc/self/mountinfo | wc -l",
-        );
+        let b = Bundle::with_tag("pivot")
+            .sh("cat /marker; ls /etc; test -e /etc/debian_version && echo HOST-ROOT-VISIBLE; \
+             awk '$5==\"/\"' /proc/self/mountinfo | wc -l");
         fs::write(b.rootfs().join("marker"), "in-rootfs\n").expect("marker");
         let out = rt.run_id(b.id(), &b, extra).expect_ok();
         assert!(out.stdout.starts_with("in-rootfs\n"), "{extra:?}: {out}");
-        assert!(
-            !out.stdout.contains("HOST-ROOT-VISIBLE"),
-            "{extra:?}: {out}"
-        );
+        assert!(!out.stdout.contains("HOST-ROOT-VISIBLE"), "{extra:?}: {out}");
         assert!(!out.stdout.contains("debian_version"), "{extra:?}: {out}");
-        assert_eq!(
-            out.stdout.lines().last(),
-            Some("1"),
-            "one mount at / expected, {extra:?}: {out}"
-        );
+        assert_eq!(out.stdout.lines().last(), Some("1"), "one mount at / expected, {extra:?}: {out}");
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     }
 }
@@ -90,23 +66,17 @@ fn pivot_root_and_no_pivot_confine_the_process_to_the_rootfs() {
 #[test]
 fn readonly_root_refuses_writes() {
     let rt = Runtime::new();
-    let b =
-        Bundle::with_tag("roroot").sh("touch /newfile 2>&1; awk '$5==\"/\"' /proc/self/mountinfo");
+    let b = Bundle::with_tag("roroot").sh("touch /newfile 2>&1; awk '$5==\"/\"' /proc/self/mountinfo");
     let out = rt.run(&b);
     assert!(out.stdout.contains("Read-only file system"), "{out}");
     let root = find(&mounts_inside(&out.stdout), "/").clone();
     assert!(root.has("ro"), "{root:?}");
     assert!(!b.rootfs().join("newfile").exists());
 
-    let b = Bundle::with_tag("rwroot")
-        .writable()
-        .sh("touch /newfile && echo wrote");
+    let b = Bundle::with_tag("rwroot").writable().sh("touch /newfile && echo wrote");
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout, "wrote\n");
-    assert!(
-        b.rootfs().join("newfile").exists(),
-        "a write to a writable root must reach the rootfs"
-    );
+    assert!(b.rootfs().join("newfile").exists(), "a write to a writable root must reach the rootfs");
 }
 
 #[test]
@@ -114,21 +84,14 @@ fn rootfs_propagation_is_applied() {
     let rt = Runtime::new();
     // What the container sees on its own "/" (as crun and youki do; "slave" shows nothing here
     // because the host's root mount is private).
-    for (prop, want) in [
-        ("shared", Some("shared:")),
-        ("private", None),
-        ("unbindable", Some("unbindable")),
-    ] {
+    for (prop, want) in [("shared", Some("shared:")), ("private", None), ("unbindable", Some("unbindable"))] {
         let b = Bundle::with_tag("rprop")
             .set("/linux/rootfsPropagation", json!(prop))
             .sh("awk '$5==\"/\"' /proc/self/mountinfo");
         let out = rt.run(&b).expect_ok();
         let root = find(&mounts_inside(&out.stdout), "/").clone();
         match want {
-            Some(p) => assert!(
-                root.optional.iter().any(|o| o.starts_with(p)),
-                "{prop}: {root:?}"
-            ),
+            Some(p) => assert!(root.optional.iter().any(|o| o.starts_with(p)), "{prop}: {root:?}"),
             None => assert!(root.optional.is_empty(), "{prop}: {root:?}"),
         }
     }
@@ -150,10 +113,7 @@ fn bind_mounts_read_only_and_read_write() {
     let m = mounts_inside(&out.stdout);
     assert!(find(&m, "/ro").has("ro"), "{:?}", find(&m, "/ro"));
     assert!(find(&m, "/rw").has("rw"), "{:?}", find(&m, "/rw"));
-    assert_eq!(
-        fs::read_to_string(host.path().join("written")).expect("written via /rw"),
-        "inside\n"
-    );
+    assert_eq!(fs::read_to_string(host.path().join("written")).expect("written via /rw"), "inside\n");
     assert!(!host.path().join("x").exists());
 }
 
@@ -177,25 +137,16 @@ fn rbind_carries_submounts_and_bind_does_not() {
 #[test]
 fn tmpfs_with_size_mode_and_flags() {
     let b = Bundle::with_tag("tmpfs")
-        .mount(
-            "/scratch",
-            "tmpfs",
-            "tmpfs",
-            &["size=1m", "mode=1770", "nosuid", "nodev", "noexec"],
-        )
-        .sh(
-            "stat -c %a /scratch; grep ' /scratch ' /proc/self/mountinfo; \
+        .mount("/scratch", "tmpfs", "tmpfs", &["size=1m", "mode=1770", "nosuid", "nodev", "noexec"])
+        .sh("stat -c %a /scratch; grep ' /scratch ' /proc/self/mountinfo; \
              cp /bin/busybox /scratch/bb && /scratch/bb true 2>/dev/null || echo exec-refused; \
-             dd if=/dev/zero of=/scratch/big bs=64k count=64 2>&1 | grep -c 'No space left'",
-        );
+             dd if=/dev/zero of=/scratch/big bs=64k count=64 2>&1 | grep -c 'No space left'");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let mut lines = out.stdout.lines();
     assert_eq!(lines.next(), Some("1770"), "{out}");
     let m = parse_mountinfo(lines.next().unwrap_or_default());
-    let m = m
-        .first()
-        .unwrap_or_else(|| panic!("no /scratch mount: {out}"));
+    let m = m.first().unwrap_or_else(|| panic!("no /scratch mount: {out}"));
     assert_eq!(m.fstype, "tmpfs");
     for o in ["nosuid", "nodev", "noexec"] {
         assert!(m.has(o), "{o} missing: {m:?}");
@@ -259,19 +210,8 @@ fn mount_propagation_flags_per_mount() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let m = mounts_inside(&out.stdout);
-    assert!(
-        find(&m, "/shared")
-            .optional
-            .iter()
-            .any(|o| o.starts_with("shared:")),
-        "{:?}",
-        find(&m, "/shared")
-    );
-    assert!(
-        find(&m, "/private").optional.is_empty(),
-        "{:?}",
-        find(&m, "/private")
-    );
+    assert!(find(&m, "/shared").optional.iter().any(|o| o.starts_with("shared:")), "{:?}", find(&m, "/shared"));
+    assert!(find(&m, "/private").optional.is_empty(), "{:?}", find(&m, "/private"));
 }
 
 #[test]
@@ -279,11 +219,9 @@ fn masked_paths_hide_files_and_directories() {
     let b = Bundle::with_tag("masked")
         .push("/linux/maskedPaths", json!("/secret-dir"))
         .push("/linux/maskedPaths", json!("/secret-file"))
-        .sh(
-            "wc -c < /proc/keys; ls -A /proc/acpi | wc -l; ls -A /sys/firmware | wc -l; \
+        .sh("wc -c < /proc/keys; ls -A /proc/acpi | wc -l; ls -A /sys/firmware | wc -l; \
              ls -A /secret-dir | wc -l; wc -c < /secret-file; \
-             echo x > /secret-file 2>/dev/null; wc -c < /secret-file",
-        );
+             echo x > /secret-file 2>/dev/null; wc -c < /secret-file");
     fs::create_dir(b.rootfs().join("secret-dir")).expect("mkdir");
     fs::write(b.rootfs().join("secret-dir/a"), "hidden").expect("write");
     fs::write(b.rootfs().join("secret-file"), "hidden\n").expect("write");
@@ -291,10 +229,7 @@ fn masked_paths_hide_files_and_directories() {
     let out = rt.run(&b).expect_ok();
     let v: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(v, ["0", "0", "0", "0", "0", "0"], "{out}");
-    assert_eq!(
-        fs::read_to_string(b.rootfs().join("secret-file")).expect("read"),
-        "hidden\n"
-    );
+    assert_eq!(fs::read_to_string(b.rootfs().join("secret-file")).expect("read"), "hidden\n");
 }
 
 #[test]
@@ -302,10 +237,8 @@ fn readonly_paths_refuse_writes() {
     let b = Bundle::with_tag("ropaths")
         .writable()
         .push("/linux/readonlyPaths", json!("/ro-dir"))
-        .sh(
-            "echo 1 > /proc/sys/kernel/shm_rmid_forced 2>&1; touch /ro-dir/x 2>&1; \
-             touch /rw-file && echo rw-ok; cat /ro-dir/keep",
-        );
+        .sh("echo 1 > /proc/sys/kernel/shm_rmid_forced 2>&1; touch /ro-dir/x 2>&1; \
+             touch /rw-file && echo rw-ok; cat /ro-dir/keep");
     fs::create_dir(b.rootfs().join("ro-dir")).expect("mkdir");
     fs::write(b.rootfs().join("ro-dir/keep"), "kept\n").expect("write");
     let rt = Runtime::new();

@@ -13,21 +13,14 @@ use serde_json::json;
 const T: Duration = Duration::from_secs(10);
 
 fn host_ns(kind: &str) -> String {
-    fs::read_link(format!("/proc/self/ns/{kind}"))
-        .expect("read host namespace link")
-        .to_string_lossy()
-        .into_owned()
+    fs::read_link(format!("/proc/self/ns/{kind}")).expect("read host namespace link").to_string_lossy().into_owned()
 }
 
 /// Prints `kind=link` for each namespace of the container's process.
-const NS_PROBE: &str =
-    "for n in ipc uts net mnt pid cgroup user; do echo $n=$(readlink /proc/self/ns/$n); done";
+const NS_PROBE: &str = "for n in ipc uts net mnt pid cgroup user; do echo $n=$(readlink /proc/self/ns/$n); done";
 
 fn ns_map(out: &str) -> std::collections::HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -37,10 +30,7 @@ fn pid_namespace_makes_the_process_pid_1() {
     let out = rt.run(&b).expect_ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("1"), "{out}");
-    let count: usize = lines
-        .get(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("process count");
+    let count: usize = lines.get(1).and_then(|l| l.trim().parse().ok()).expect("process count");
     assert!(count <= 3, "the container sees host processes: {count}");
 }
 
@@ -50,22 +40,10 @@ fn new_namespaces_differ_from_the_host_and_omitted_ones_are_shared() {
     let rt = Runtime::new();
     let seen = ns_map(&rt.run(&b).expect_ok().stdout);
     for kind in ["ipc", "uts", "net", "mnt", "pid", "cgroup"] {
-        assert_ne!(
-            seen.get(kind),
-            Some(&host_ns(kind)),
-            "{kind} namespace is the host's"
-        );
-        assert!(
-            seen.get(kind)
-                .is_some_and(|v| v.starts_with(&format!("{kind}:["))),
-            "{seen:?}"
-        );
+        assert_ne!(seen.get(kind), Some(&host_ns(kind)), "{kind} namespace is the host's");
+        assert!(seen.get(kind).is_some_and(|v| v.starts_with(&format!("{kind}:["))), "{seen:?}");
     }
-    assert_eq!(
-        seen.get("user"),
-        Some(&host_ns("user")),
-        "no user namespace was asked for"
-    );
+    assert_eq!(seen.get("user"), Some(&host_ns("user")), "no user namespace was asked for");
 
     let b = Bundle::with_tag("nsshared")
         .without_namespace("ipc")
@@ -76,43 +54,29 @@ fn new_namespaces_differ_from_the_host_and_omitted_ones_are_shared() {
         .sh(NS_PROBE);
     let seen = ns_map(&rt.run(&b).expect_ok().stdout);
     for kind in ["ipc", "uts", "net", "pid", "cgroup"] {
-        assert_eq!(
-            seen.get(kind),
-            Some(&host_ns(kind)),
-            "{kind} should be shared with the host"
-        );
+        assert_eq!(seen.get(kind), Some(&host_ns(kind)), "{kind} should be shared with the host");
     }
     assert_ne!(seen.get("mnt"), Some(&host_ns("mnt")));
 }
 
 #[test]
 fn uts_namespace_sets_hostname() {
-    let b = Bundle::with_tag("uts")
-        .set("/hostname", json!("hako-test-host"))
-        .sh("hostname; uname -n");
+    let b = Bundle::with_tag("uts").set("/hostname", json!("hako-test-host")).sh("hostname; uname -n");
     let rt = Runtime::new();
     let before = fs::read_to_string("/proc/sys/kernel/hostname").expect("host hostname");
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout, "hako-test-host\nhako-test-host\n");
-    assert_eq!(
-        fs::read_to_string("/proc/sys/kernel/hostname").expect("host hostname"),
-        before
-    );
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/hostname").expect("host hostname"), before);
 }
 
 #[test]
 fn uts_namespace_sets_domainname() {
-    let b = Bundle::with_tag("domain")
-        .set("/domainname", json!("example.org"))
-        .sh("cat /proc/sys/kernel/domainname");
+    let b = Bundle::with_tag("domain").set("/domainname", json!("example.org")).sh("cat /proc/sys/kernel/domainname");
     let rt = Runtime::new();
     let before = fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname");
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout, "example.org\n");
-    assert_eq!(
-        fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname"),
-        before
-    );
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname"), before);
 }
 
 #[test]
@@ -144,27 +108,14 @@ fn mount_namespace_is_private() {
     let rt = Runtime::new();
     rt.create_start(&b);
     let inside = parse_mountinfo(&rt.exec_sh(b.id(), "cat /proc/self/mountinfo"));
-    let root = inside
-        .iter()
-        .find(|m| m.target == "/")
-        .expect("a / mount inside");
-    assert!(
-        root.root.ends_with("/rootfs"),
-        "the container root is not the bundle rootfs: {root:?}"
-    );
-    assert!(inside
-        .iter()
-        .any(|m| m.target == "/proc" && m.fstype == "proc"));
+    let root = inside.iter().find(|m| m.target == "/").expect("a / mount inside");
+    assert!(root.root.ends_with("/rootfs"), "the container root is not the bundle rootfs: {root:?}");
+    assert!(inside.iter().any(|m| m.target == "/proc" && m.fstype == "proc"));
     // None of the container's mounts shows up on the host.
     let canon = fs::canonicalize(b.rootfs()).expect("canonical rootfs");
-    let leaked: Vec<_> = host_mounts()
-        .into_iter()
-        .filter(|m| std::path::Path::new(&m.target).starts_with(&canon))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "container mounts visible on the host: {leaked:?}"
-    );
+    let leaked: Vec<_> =
+        host_mounts().into_iter().filter(|m| std::path::Path::new(&m.target).starts_with(&canon)).collect();
+    assert!(leaked.is_empty(), "container mounts visible on the host: {leaked:?}");
     rt.delete_force(b.id()).expect_ok();
 }
 
@@ -172,14 +123,8 @@ fn mount_namespace_is_private() {
 fn user_namespace_with_mappings() {
     let b = Bundle::with_tag("userns")
         .namespace("user")
-        .set(
-            "/linux/uidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        )
-        .set(
-            "/linux/gidMappings",
-            json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
-        )
+        .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+        .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]))
         .sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; sleep 1000");
     // The rootfs belongs to the host's root, unmapped in the container: the harness keeps the
     // bundle world-readable so the mapped root can still use it.
@@ -194,48 +139,28 @@ fn user_namespace_with_mappings() {
     // From the host, the container's root is uid 100000 / gid 200000.
     let pid = rt.pid(b.id());
     let status = parse_status(&fs::read_to_string(format!("/proc/{pid}/status")).expect("status"));
-    assert_eq!(
-        status["Uid"].split_whitespace().next(),
-        Some("100000"),
-        "{status:?}"
-    );
-    assert_eq!(
-        status["Gid"].split_whitespace().next(),
-        Some("200000"),
-        "{status:?}"
-    );
-    assert_ne!(
-        fs::read_link(format!("/proc/{pid}/ns/user"))
-            .expect("user ns")
-            .to_string_lossy(),
-        host_ns("user")
-    );
+    assert_eq!(status["Uid"].split_whitespace().next(), Some("100000"), "{status:?}");
+    assert_eq!(status["Gid"].split_whitespace().next(), Some("200000"), "{status:?}");
+    assert_ne!(fs::read_link(format!("/proc/{pid}/ns/user")).expect("user ns").to_string_lossy(), host_ns("user"));
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
 
 #[test]
 fn cgroup_namespace_shows_root_cgroup() {
-    let b = Bundle::with_tag("cgns")
-        .namespace("cgroup")
-        .sh("cat /proc/self/cgroup");
+    let b = Bundle::with_tag("cgns").namespace("cgroup").sh("cat /proc/self/cgroup");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     assert!(!out.stdout.trim().is_empty());
     for line in out.stdout.lines() {
-        assert!(
-            line.ends_with(":/"),
-            "cgroup path not '/' in a cgroup namespace: {line}"
-        );
+        assert!(line.ends_with(":/"), "cgroup path not '/' in a cgroup namespace: {line}");
     }
     // Without the namespace, the container sees its cgroupsPath.
     let b = Bundle::with_tag("nocgns").sh("cat /proc/self/cgroup");
     let out = rt.run(&b).expect_ok();
     let want = format!(":{}", b.cgroup_path());
     assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.contains(":memory:") && l.ends_with(&want)),
+        out.stdout.lines().any(|l| l.contains(":memory:") && l.ends_with(&want)),
         "expected the memory cgroup {want}: {out}"
     );
 }
@@ -257,23 +182,15 @@ fn time_namespace_applies_offsets() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let mut lines = out.stdout.lines();
-    let uptime: i64 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("uptime");
-    assert!(
-        uptime >= offset,
-        "boottime offset not applied: uptime {uptime}"
-    );
+    let uptime: i64 = lines.next().and_then(|l| l.trim().parse().ok()).expect("uptime");
+    assert!(uptime >= offset, "boottime offset not applied: uptime {uptime}");
     assert_ne!(lines.next().map(String::from), Some(host_ns("time")));
 }
 
 #[test]
 fn joins_namespaces_of_another_container_by_path() {
     let rt = Runtime::new();
-    let a = Bundle::with_tag("nsowner")
-        .set("/hostname", json!("alpha-host"))
-        .args(&["sleep", "1000"]);
+    let a = Bundle::with_tag("nsowner").set("/hostname", json!("alpha-host")).args(&["sleep", "1000"]);
     rt.create_start(&a);
     let pid = rt.pid(a.id());
     let b = Bundle::with_tag("nsjoiner")
@@ -292,23 +209,11 @@ fn joins_namespaces_of_another_container_by_path() {
         .sh("hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc");
     let out = rt.run(&b).expect_ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    let theirs = |k: &str| {
-        fs::read_link(format!("/proc/{pid}/ns/{k}"))
-            .expect("ns link")
-            .to_string_lossy()
-            .into_owned()
-    };
+    let theirs =
+        |k: &str| fs::read_link(format!("/proc/{pid}/ns/{k}")).expect("ns link").to_string_lossy().into_owned();
     assert_eq!(lines.first().copied(), Some("alpha-host"), "{out}");
-    assert_eq!(
-        lines.get(1).map(|s| s.to_string()),
-        Some(theirs("net")),
-        "{out}"
-    );
-    assert_eq!(
-        lines.get(2).map(|s| s.to_string()),
-        Some(theirs("ipc")),
-        "{out}"
-    );
+    assert_eq!(lines.get(1).map(|s| s.to_string()), Some(theirs("net")), "{out}");
+    assert_eq!(lines.get(2).map(|s| s.to_string()), Some(theirs("ipc")), "{out}");
     // Joining must not have changed the owner's hostname.
     assert_eq!(rt.exec_sh(a.id(), "hostname").trim(), "alpha-host");
     rt.delete_force(a.id()).expect_ok();

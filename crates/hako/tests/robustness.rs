@@ -15,13 +15,8 @@ const T: Duration = Duration::from_secs(15);
 #[test]
 fn parallel_containers_in_one_root() {
     let rt = Runtime::new();
-    let bundles: Vec<Bundle> = (0..8)
-        .map(|i| {
-            Bundle::with_tag(&format!("par{i}"))
-                .with_out_dir()
-                .sh("echo $(hostname) > /out/ran")
-        })
-        .collect();
+    let bundles: Vec<Bundle> =
+        (0..8).map(|i| Bundle::with_tag(&format!("par{i}")).with_out_dir().sh("echo $(hostname) > /out/ran")).collect();
     thread::scope(|s| {
         for b in &bundles {
             let rt = &rt;
@@ -50,9 +45,7 @@ fn parallel_state_and_exec_on_one_container() {
         for i in 0..6 {
             let (rt, b) = (&rt, &b);
             s.spawn(move || {
-                let out = rt
-                    .exec(b.id(), &["/bin/sh", "-c", &format!("echo exec-{i}")])
-                    .expect_ok();
+                let out = rt.exec(b.id(), &["/bin/sh", "-c", &format!("echo exec-{i}")]).expect_ok();
                 assert_eq!(out.stdout, format!("exec-{i}\n"));
                 assert_eq!(rt.status(b.id()), "running");
             });
@@ -71,25 +64,16 @@ fn concurrent_start_and_force_delete() {
         let (start, delete) = thread::scope(|s| {
             let st = s.spawn(|| rt.start(b.id()));
             let del = s.spawn(|| rt.delete_force(b.id()));
-            (
-                st.join().expect("start thread"),
-                del.join().expect("delete thread"),
-            )
+            (st.join().expect("start thread"), del.join().expect("delete thread"))
         });
         for out in [&start, &delete] {
-            assert!(
-                out.signal.is_none() && matches!(out.code, Some(0 | 1)),
-                "crash or odd exit: {out}"
-            );
+            assert!(out.signal.is_none() && matches!(out.code, Some(0 | 1)), "crash or odd exit: {out}");
         }
         if !delete.ok() {
             // delete lost the race in a way it reported: a second one must succeed.
             rt.delete_force(b.id()).expect_ok();
         }
-        assert!(
-            !rt.state(b.id()).ok(),
-            "the container still exists after delete --force: round {round}"
-        );
+        assert!(!rt.state(b.id()).ok(), "the container still exists after delete --force: round {round}");
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     }
 }
@@ -103,9 +87,7 @@ fn kill_9_of_create_then_force_delete_leaves_nothing() {
         register_bundle(b.id(), b.path());
         let bundle = b.path().to_string_lossy().into_owned();
         let mut cmd = rt.command(&["create", "--bundle", &bundle, b.id()]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("spawn create");
         let pid = child.id() as libc::pid_t;
         thread::sleep(Duration::from_millis(delay_ms));
@@ -115,15 +97,9 @@ fn kill_9_of_create_then_force_delete_leaves_nothing() {
         }
         let _ = wait_timeout(child, T);
         let del = rt.delete_force(b.id());
-        assert!(
-            del.signal.is_none(),
-            "delete --force crashed after kill -9 at {delay_ms} ms: {del}"
-        );
+        assert!(del.signal.is_none(), "delete --force crashed after kill -9 at {delay_ms} ms: {del}");
         if !del.ok() {
-            assert!(
-                !rt.state(b.id()).ok(),
-                "delete --force failed but the container exists ({delay_ms} ms): {del}"
-            );
+            assert!(!rt.state(b.id()).ok(), "delete --force failed but the container exists ({delay_ms} ms): {del}");
         }
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     }
@@ -137,9 +113,7 @@ fn kill_9_of_foreground_run_then_force_delete_leaves_nothing() {
     register_bundle(b.id(), b.path());
     let bundle = b.path().to_string_lossy().into_owned();
     let mut cmd = rt.command(&["run", "--bundle", &bundle, b.id()]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let child = cmd.spawn().expect("spawn run");
     let pid = child.id() as libc::pid_t;
     rt.wait_status(b.id(), "running", T);

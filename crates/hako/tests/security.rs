@@ -30,25 +30,15 @@ fn hex(v: &str) -> u64 {
 #[test]
 fn sysctls_are_set_in_the_container_namespaces_only() {
     let host_fwd = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("host ip_forward");
-    let host_shm =
-        fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("host shm_rmid_forced");
+    let host_shm = fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("host shm_rmid_forced");
     let b = Bundle::with_tag("sysctl")
-        .set(
-            "/linux/sysctl",
-            json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}),
-        )
+        .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}))
         .sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shm_rmid_forced");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout, "1\n1\n");
-    assert_eq!(
-        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read"),
-        host_fwd
-    );
-    assert_eq!(
-        fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("read"),
-        host_shm
-    );
+    assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read"), host_fwd);
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("read"), host_shm);
 }
 
 #[test]
@@ -66,11 +56,7 @@ fn rlimits_are_applied() {
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let limit = |name: &str| -> (String, String) {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name}: {out}"));
+        let line = out.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {out}"));
         let v: Vec<&str> = line[name.len()..].split_whitespace().collect();
         (v[0].to_string(), v[1].to_string())
     };
@@ -81,9 +67,7 @@ fn rlimits_are_applied() {
 
 #[test]
 fn oom_score_adj_is_applied() {
-    let b = Bundle::with_tag("oom")
-        .set("/process/oomScoreAdj", json!(500))
-        .args(&["cat", "/proc/self/oom_score_adj"]);
+    let b = Bundle::with_tag("oom").set("/process/oomScoreAdj", json!(500)).args(&["cat", "/proc/self/oom_score_adj"]);
     let rt = Runtime::new();
     assert_eq!(rt.run(&b).expect_ok().stdout, "500\n");
 }
@@ -91,18 +75,11 @@ fn oom_score_adj_is_applied() {
 #[test]
 fn scheduler_policy_and_nice_are_applied() {
     let b = Bundle::with_tag("sched")
-        .set(
-            "/process/scheduler",
-            json!({"policy": "SCHED_BATCH", "nice": 5}),
-        )
+        .set("/process/scheduler", json!({"policy": "SCHED_BATCH", "nice": 5}))
         .args(&["cat", "/proc/self/stat"]);
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
-    let after = out
-        .stdout
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or_default();
+    let after = out.stdout.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields after "(comm)" start at field 3: nice is field 19, policy field 41.
     assert_eq!(f.get(16).copied(), Some("5"), "nice: {out}");
@@ -112,31 +89,16 @@ fn scheduler_policy_and_nice_are_applied() {
 #[test]
 fn io_priority_is_applied() {
     let b = Bundle::with_tag("ioprio")
-        .set(
-            "/process/ioPriority",
-            json!({"class": "IOPRIO_CLASS_BE", "priority": 4}),
-        )
+        .set("/process/ioPriority", json!({"class": "IOPRIO_CLASS_BE", "priority": 4}))
         .sh("ionice -p $$");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     assert_eq!(out.stdout.trim(), "best-effort: prio 4", "{out}");
 }
 
-const BND: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETUID",
-    "CAP_SETGID",
-];
-const PRM: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-];
+const BND: &[&str] =
+    &["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETUID", "CAP_SETGID"];
+const PRM: &[&str] = &["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"];
 const EFF: &[&str] = &["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 const INH: &[&str] = &["CAP_KILL", "CAP_NET_BIND_SERVICE"];
 const AMB: &[&str] = &["CAP_NET_BIND_SERVICE"];
@@ -198,34 +160,23 @@ fn capabilities_of_an_unprivileged_user_come_from_ambient() {
 fn no_new_privileges_flag() {
     let rt = Runtime::new();
     for (nnp, want) in [(true, "1"), (false, "0")] {
-        let b = Bundle::with_tag("nnp")
-            .set("/process/noNewPrivileges", json!(nnp))
-            .args(&["cat", "/proc/self/status"]);
+        let b = Bundle::with_tag("nnp").set("/process/noNewPrivileges", json!(nnp)).args(&["cat", "/proc/self/status"]);
         let out = rt.run(&b).expect_ok();
-        assert_eq!(
-            status_of(&out.stdout).get("NoNewPrivs").map(String::as_str),
-            Some(want),
-            "nnp={nnp}"
-        );
+        assert_eq!(status_of(&out.stdout).get("NoNewPrivs").map(String::as_str), Some(want), "nnp={nnp}");
     }
 }
 
 #[test]
 fn user_group_and_additional_gids() {
     let b = Bundle::with_tag("user")
-        .set(
-            "/process/user",
-            json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 2000]}),
-        )
+        .set("/process/user", json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 2000]}))
         .sh("id -u; id -g; grep '^Groups:' /proc/self/status");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(&lines[..2], ["1000", "1000"], "{out}");
-    let groups: BTreeSet<&str> = lines
-        .get(2)
-        .map(|l| l.trim_start_matches("Groups:").split_whitespace().collect())
-        .unwrap_or_default();
+    let groups: BTreeSet<&str> =
+        lines.get(2).map(|l| l.trim_start_matches("Groups:").split_whitespace().collect()).unwrap_or_default();
     assert_eq!(groups, BTreeSet::from(["10", "2000"]), "{out}");
 }
 
@@ -258,29 +209,15 @@ fn seccomp_filter_with_errno_and_argument_rules() {
     let b = Bundle::with_tag("seccomp")
         .writable()
         .set("/linux/seccomp", seccomp_profile())
-        .sh(
-            "grep '^Seccomp:' /proc/self/status; mkdir /tmp/d 2>&1; touch /tmp/f; \
-             chmod 755 /tmp/f && echo chmod-755-ok; chmod 777 /tmp/f 2>&1; stat -c %a /tmp/f",
-        );
+        .sh("grep '^Seccomp:' /proc/self/status; mkdir /tmp/d 2>&1; touch /tmp/f; \
+             chmod 755 /tmp/f && echo chmod-755-ok; chmod 777 /tmp/f 2>&1; stat -c %a /tmp/f");
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(
-        lines
-            .first()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
-        Some(vec!["Seccomp:", "2"]),
-        "{out}"
-    );
-    assert!(
-        out.stdout.contains("Invalid cross-device link"),
-        "mkdir must fail with EXDEV (18): {out}"
-    );
+    assert_eq!(lines.first().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["Seccomp:", "2"]), "{out}");
+    assert!(out.stdout.contains("Invalid cross-device link"), "mkdir must fail with EXDEV (18): {out}");
     assert!(out.stdout.contains("chmod-755-ok"), "{out}");
-    assert!(
-        out.stdout.contains("Operation not permitted"),
-        "chmod 777 must fail with EPERM: {out}"
-    );
+    assert!(out.stdout.contains("Operation not permitted"), "chmod 777 must fail with EPERM: {out}");
     assert_eq!(lines.last().copied(), Some("755"), "{out}");
 }
 
@@ -289,10 +226,7 @@ fn seccomp_is_absent_without_a_profile() {
     let b = Bundle::with_tag("noseccomp").args(&["cat", "/proc/self/status"]);
     let rt = Runtime::new();
     let out = rt.run(&b).expect_ok();
-    assert_eq!(
-        status_of(&out.stdout).get("Seccomp").map(String::as_str),
-        Some("0")
-    );
+    assert_eq!(status_of(&out.stdout).get("Seccomp").map(String::as_str), Some("0"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,33 +250,17 @@ fn container_init_is_not_the_runtime_binary_on_disk() {
         let ro = nix::sys::statvfs::statvfs(exe.as_str())
             .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
             .unwrap_or(false);
-        assert!(
-            ro,
-            "the container init executes the runtime binary {} itself, writably",
-            bin.display()
-        );
+        assert!(ro, "the container init executes the runtime binary {} itself, writably", bin.display());
     }
     // From inside the container, /proc/1/exe cannot be opened for writing.
-    let out = rt.exec(
-        b.id(),
-        &[
-            "/bin/sh",
-            "-c",
-            "exec 3>>/proc/1/exe && echo OPENED-FOR-WRITE",
-        ],
-    );
+    let out = rt.exec(b.id(), &["/bin/sh", "-c", "exec 3>>/proc/1/exe && echo OPENED-FOR-WRITE"]);
     assert!(!out.stdout.contains("OPENED-FOR-WRITE"), "{out}");
     rt.start(b.id()).expect_ok();
-    let out = rt
-        .exec(b.id(), &["/bin/sh", "-c", "readlink /proc/1/exe"])
-        .expect_ok();
+    let out = rt.exec(b.id(), &["/bin/sh", "-c", "readlink /proc/1/exe"]).expect_ok();
     assert!(!out.stdout.contains(&*bin.to_string_lossy()), "{out}");
     rt.delete_force(b.id()).expect_ok();
     let after = fs::metadata(&bin).expect("stat runtime");
-    assert_eq!(
-        (before.len(), before.mtime(), before.ino()),
-        (after.len(), after.mtime(), after.ino())
-    );
+    assert_eq!((before.len(), before.mtime(), before.ino()), (after.len(), after.mtime(), after.ino()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,10 +282,8 @@ fn no_host_fd_reaches_the_container() {
     // The runtime inherits two extra fds (a host directory and a host file) from us.
     let host_dir = tempfile::tempdir().expect("tempdir");
     let dirfd = open_dir_fd(host_dir.path());
-    let filefd: OwnedFd = fs::File::open("/etc/hostname")
-        .or_else(|_| fs::File::open("/etc/passwd"))
-        .expect("open")
-        .into();
+    let filefd: OwnedFd =
+        fs::File::open("/etc/hostname").or_else(|_| fs::File::open("/etc/passwd")).expect("open").into();
     let bundle = b.path().to_string_lossy().into_owned();
     rt.track(b.id());
     let mut cmd = rt.command(&["create", "--bundle", &bundle, b.id()]);
@@ -376,21 +292,13 @@ fn no_host_fd_reaches_the_container() {
     let created = run_captured(cmd, None, DEFAULT_TIMEOUT).expect_ok();
     rt.start(b.id()).expect_ok();
     let seen = created.wait_stdout("end\n", T);
-    assert_eq!(
-        fd_list(&seen),
-        fd_list("0 1 2 end"),
-        "container init fds: {seen}"
-    );
+    assert_eq!(fd_list(&seen), fd_list("0 1 2 end"), "container init fds: {seen}");
     // An exec'd process gets nothing extra either.
     // (`; exit 0` keeps sh from exec'ing ls, whose own directory fd would show.)
     let mut cmd = rt.command(&["exec", b.id(), "/bin/sh", "-c", "ls /proc/$$/fd; exit 0"]);
     pass_fd(&mut cmd, dirfd.as_raw_fd(), 100);
     let out = run_captured(cmd, None, DEFAULT_TIMEOUT).expect_ok();
-    assert_eq!(
-        fd_list(&out.stdout),
-        fd_list("0 1 2"),
-        "exec process fds: {out}"
-    );
+    assert_eq!(fd_list(&out.stdout), fd_list("0 1 2"), "exec process fds: {out}");
     rt.delete_force(b.id()).expect_ok();
 }
 
@@ -410,9 +318,7 @@ fn preserve_fds_passes_exactly_the_requested_fds() {
     let out = out.expect_ok();
     assert_eq!(fd_list(&out.stdout), fd_list("0 1 2 3"), "{out}");
     let mut got = String::new();
-    fs::File::from(r)
-        .read_to_string(&mut got)
-        .expect("read pipe");
+    fs::File::from(r).read_to_string(&mut got).expect("read pipe");
     assert_eq!(got, "via-fd3\n");
 }
 
@@ -426,18 +332,15 @@ fn cwd_through_a_leaked_fd_cannot_escape() {
     let dirfd = open_dir_fd(host.path());
     let rt = Runtime::new();
     for n in (3..=12).chain([100]) {
-        let b = Bundle::with_tag("cwdfd")
-            .set("/process/cwd", json!(format!("/proc/self/fd/{n}")))
-            .sh(&format!("cat {marker} 2>/dev/null && echo ESCAPED; cat ../../../{marker} 2>/dev/null && echo ESCAPED"));
+        let b = Bundle::with_tag("cwdfd").set("/process/cwd", json!(format!("/proc/self/fd/{n}"))).sh(&format!(
+            "cat {marker} 2>/dev/null && echo ESCAPED; cat ../../../{marker} 2>/dev/null && echo ESCAPED"
+        ));
         let bundle = b.path().to_string_lossy().into_owned();
         rt.track(b.id());
         let mut cmd = rt.command(&["run", "--bundle", &bundle, b.id()]);
         pass_fd(&mut cmd, dirfd.as_raw_fd(), 100);
         let out = run_captured(cmd, None, DEFAULT_TIMEOUT);
-        assert!(
-            !out.stdout.contains("ESCAPED"),
-            "cwd /proc/self/fd/{n} reached the host: {out}"
-        );
+        assert!(!out.stdout.contains("ESCAPED"), "cwd /proc/self/fd/{n} reached the host: {out}");
         assert!(out.signal.is_none(), "{out}");
         assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
     }
@@ -458,10 +361,7 @@ fn exec_cwd_through_a_leaked_fd_cannot_escape() {
         cmd.arg(format!("cat {marker} 2>/dev/null && echo ESCAPED"));
         pass_fd(&mut cmd, dirfd.as_raw_fd(), 100);
         let out = run_captured(cmd, None, DEFAULT_TIMEOUT);
-        assert!(
-            !out.stdout.contains("ESCAPED"),
-            "exec --cwd {cwd} reached the host: {out}"
-        );
+        assert!(!out.stdout.contains("ESCAPED"), "exec --cwd {cwd} reached the host: {out}");
     }
     rt.delete_force(b.id()).expect_ok();
 }
@@ -473,21 +373,13 @@ fn exec_cwd_through_a_leaked_fd_cannot_escape() {
 #[test]
 fn symlinked_mount_destination_stays_in_the_rootfs() {
     let target_new = std::env::temp_dir().join(format!("hako-e2e-escape-new-{}", unique_id("t")));
-    let target_old = tempfile::Builder::new()
-        .prefix("hako-e2e-escape-old-")
-        .tempdir()
-        .expect("tempdir");
+    let target_old = tempfile::Builder::new().prefix("hako-e2e-escape-old-").tempdir().expect("tempdir");
     let dotdot = std::env::temp_dir().join(format!("hako-e2e-escape-dotdot-{}", unique_id("t")));
     let b = Bundle::with_tag("symlinkmnt")
         .writable()
         .mount("/evil", "tmpfs", "tmpfs", &["size=1m"])
         .mount("/evil2", "tmpfs", "tmpfs", &["size=1m"])
-        .mount(
-            &format!("/../../../..{}", dotdot.display()),
-            "tmpfs",
-            "tmpfs",
-            &["size=1m"],
-        )
+        .mount(&format!("/../../../..{}", dotdot.display()), "tmpfs", "tmpfs", &["size=1m"])
         .sh("echo x > /evil/written; echo y > /evil2/written; sleep 1000");
     std::os::unix::fs::symlink(&target_new, b.rootfs().join("evil")).expect("symlink evil");
     std::os::unix::fs::symlink(target_old.path(), b.rootfs().join("evil2")).expect("symlink evil2");
@@ -497,37 +389,18 @@ fn symlinked_mount_destination_stays_in_the_rootfs() {
         rt.start(b.id()).expect_ok();
         // Give the process its moment to write.
         std::thread::sleep(Duration::from_millis(200));
-        let host_targets = [
-            target_new.clone(),
-            target_old.path().to_path_buf(),
-            dotdot.clone(),
-        ];
+        let host_targets = [target_new.clone(), target_old.path().to_path_buf(), dotdot.clone()];
         for m in host_mounts() {
             for t in &host_targets {
-                assert!(
-                    Path::new(&m.target) != t.as_path(),
-                    "a container mount landed on the host at {}",
-                    t.display()
-                );
+                assert!(Path::new(&m.target) != t.as_path(), "a container mount landed on the host at {}", t.display());
             }
         }
         rt.delete_force(b.id()).expect_ok();
     }
+    assert!(!target_new.exists(), "{} was created on the host", target_new.display());
+    assert!(!dotdot.exists(), "{} was created on the host", dotdot.display());
     assert!(
-        !target_new.exists(),
-        "{} was created on the host",
-        target_new.display()
-    );
-    assert!(
-        !dotdot.exists(),
-        "{} was created on the host",
-        dotdot.display()
-    );
-    assert!(
-        fs::read_dir(target_old.path())
-            .expect("read host dir")
-            .next()
-            .is_none(),
+        fs::read_dir(target_old.path()).expect("read host dir").next().is_none(),
         "the container wrote into the host directory {}",
         target_old.path().display()
     );

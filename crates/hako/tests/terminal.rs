@@ -13,15 +13,11 @@ const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn terminal_true_sends_the_pty_master_over_the_console_socket() {
-    let b = Bundle::with_tag("tty")
-        .set("/process/terminal", json!(true))
-        .args(&["sh"]);
+    let b = Bundle::with_tag("tty").set("/process/terminal", json!(true)).args(&["sh"]);
     let rt = Runtime::new();
     let sock = ConsoleSocket::new();
     let sp = sock.path_str();
-    let created = rt
-        .create_id(b.id(), &b, &["--console-socket", &sp])
-        .expect_ok();
+    let created = rt.create_id(b.id(), &b, &["--console-socket", &sp]).expect_ok();
     assert!(created.stdout.is_empty(), "{created}");
     let master = sock.recv_master(T);
     rt.start(b.id()).expect_ok();
@@ -42,9 +38,7 @@ fn terminal_true_sends_the_pty_master_over_the_console_socket() {
 
 #[test]
 fn terminal_true_without_console_socket_fails_cleanly() {
-    let b = Bundle::with_tag("ttynosock")
-        .set("/process/terminal", json!(true))
-        .args(&["sh"]);
+    let b = Bundle::with_tag("ttynosock").set("/process/terminal", json!(true)).args(&["sh"]);
     let rt = Runtime::new();
     rt.create(&b).expect_fail();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
@@ -79,15 +73,9 @@ fn exec_detach_tty_uses_the_console_socket() {
     assert!(text.contains("/dev/pts/"), "{text}");
     write_fd(&master, b"again\n");
     read_until(&master, "back-again", T);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
-    assert!(wait_until(T, || std::fs::metadata(format!("/proc/{pid}"))
-        .is_err()
-        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.contains(") Z "))));
+    let pid: i32 = std::fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+    assert!(wait_until(T, || std::fs::metadata(format!("/proc/{pid}")).is_err()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))));
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }

@@ -30,14 +30,7 @@ fn unsupported(cg: &Cgroup, resource: &str, problem: String) -> CgroupError {
 }
 
 /// The throttle lists with their v1 file and v2 io.max key.
-fn throttles(
-    b: &LinuxBlockIo,
-) -> [(
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&Vec<LinuxThrottleDevice>>,
-); 4] {
+fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, &'static str, Option<&Vec<LinuxThrottleDevice>>); 4] {
     [
         (
             "blockIO.throttleReadBpsDevice",
@@ -70,9 +63,7 @@ pub(super) fn apply(cg: &Cgroup, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     let weight = b.weight().filter(|w| *w != 0);
     let leaf_weight = b.leaf_weight().filter(|w| *w != 0);
     let weight_devices = b.weight_device().as_deref().unwrap_or(&[]);
-    let any_throttle = throttles(b)
-        .iter()
-        .any(|t| t.3.map(|v| !v.is_empty()).unwrap_or(false));
+    let any_throttle = throttles(b).iter().any(|t| t.3.map(|v| !v.is_empty()).unwrap_or(false));
     let first = if weight.is_some() {
         "blockIO.weight"
     } else if leaf_weight.is_some() {
@@ -97,23 +88,15 @@ pub(super) fn apply(cg: &Cgroup, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         Ok(Target::V1(dir)) => v1(cg, dir, b, weight, leaf_weight),
         Ok(Target::V2(dir)) => v2(cg, dir, b, weight, leaf_weight),
         // On cgroup v2 the controller is called io.
-        Err(CgroupError::ControllerMissing { .. }) if cg.v2().is_some() => {
-            match locate(cg, "io", first)? {
-                Target::V1(dir) => v1(cg, dir, b, weight, leaf_weight),
-                Target::V2(dir) => v2(cg, dir, b, weight, leaf_weight),
-            }
-        }
+        Err(CgroupError::ControllerMissing { .. }) if cg.v2().is_some() => match locate(cg, "io", first)? {
+            Target::V1(dir) => v1(cg, dir, b, weight, leaf_weight),
+            Target::V2(dir) => v2(cg, dir, b, weight, leaf_weight),
+        },
         Err(e) => Err(e),
     }
 }
 
-fn v1(
-    cg: &Cgroup,
-    dir: &Path,
-    b: &LinuxBlockIo,
-    weight: Option<u16>,
-    leaf: Option<u16>,
-) -> Result<(), CgroupError> {
+fn v1(cg: &Cgroup, dir: &Path, b: &LinuxBlockIo, weight: Option<u16>, leaf: Option<u16>) -> Result<(), CgroupError> {
     let (weight_file, weight_dev_file) = if fsutil::exists(dir, "blkio.weight") {
         ("blkio.weight", "blkio.weight_device")
     } else {
@@ -124,10 +107,7 @@ fn v1(
             return Err(unsupported(
                 cg,
                 "blockIO.weight",
-                format!(
-                    "{} has neither blkio.weight (CFQ) nor blkio.bfq.weight (BFQ)",
-                    dir.display()
-                ),
+                format!("{} has neither blkio.weight (CFQ) nor blkio.bfq.weight (BFQ)", dir.display()),
             ));
         }
         fsutil::write(dir, weight_file, &w.to_string())?;
@@ -151,11 +131,7 @@ fn v1(
                     format!("{} has no per-device weight file", dir.display()),
                 ));
             }
-            fsutil::write(
-                dir,
-                weight_dev_file,
-                &format!("{}:{} {}", d.major(), d.minor(), w),
-            )?;
+            fsutil::write(dir, weight_dev_file, &format!("{}:{} {}", d.major(), d.minor(), w))?;
         }
         if let Some(l) = d.leaf_weight() {
             if !fsutil::exists(dir, "blkio.leaf_weight_device") {
@@ -165,55 +141,27 @@ fn v1(
                     "leaf weights exist only with the CFQ scheduler".to_string(),
                 ));
             }
-            fsutil::write(
-                dir,
-                "blkio.leaf_weight_device",
-                &format!("{}:{} {}", d.major(), d.minor(), l),
-            )?;
+            fsutil::write(dir, "blkio.leaf_weight_device", &format!("{}:{} {}", d.major(), d.minor(), l))?;
         }
     }
     for (_, file, _, list) in throttles(b) {
         for t in list.map(Vec::as_slice).unwrap_or(&[]) {
-            fsutil::write(
-                dir,
-                file,
-                &format!("{}:{} {}", t.major(), t.minor(), t.rate()),
-            )?;
+            fsutil::write(dir, file, &format!("{}:{} {}", t.major(), t.minor(), t.rate()))?;
         }
     }
     Ok(())
 }
 
-fn v2(
-    cg: &Cgroup,
-    dir: &Path,
-    b: &LinuxBlockIo,
-    weight: Option<u16>,
-    leaf: Option<u16>,
-) -> Result<(), CgroupError> {
-    if leaf.is_some()
-        || b.weight_device()
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .any(|d| d.leaf_weight().is_some())
-    {
-        return Err(unsupported(
-            cg,
-            "blockIO.leafWeight",
-            "cgroup v2 has no leaf weights".to_string(),
-        ));
+fn v2(cg: &Cgroup, dir: &Path, b: &LinuxBlockIo, weight: Option<u16>, leaf: Option<u16>) -> Result<(), CgroupError> {
+    if leaf.is_some() || b.weight_device().as_deref().unwrap_or(&[]).iter().any(|d| d.leaf_weight().is_some()) {
+        return Err(unsupported(cg, "blockIO.leafWeight", "cgroup v2 has no leaf weights".to_string()));
     }
     let bfq = fsutil::exists(dir, "io.bfq.weight");
     if let Some(w) = weight {
         if bfq {
             fsutil::write(dir, "io.bfq.weight", &w.to_string())?;
         } else if fsutil::exists(dir, "io.weight") {
-            fsutil::write(
-                dir,
-                "io.weight",
-                &format!("default {}", blkio_to_io_weight(w)),
-            )?;
+            fsutil::write(dir, "io.weight", &format!("default {}", blkio_to_io_weight(w)))?;
         } else {
             return Err(unsupported(
                 cg,
@@ -224,11 +172,8 @@ fn v2(
     }
     for d in b.weight_device().as_deref().unwrap_or(&[]) {
         if let Some(w) = d.weight() {
-            let (file, value) = if bfq {
-                ("io.bfq.weight", u64::from(w))
-            } else {
-                ("io.weight", blkio_to_io_weight(w))
-            };
+            let (file, value) =
+                if bfq { ("io.bfq.weight", u64::from(w)) } else { ("io.weight", blkio_to_io_weight(w)) };
             fsutil::write(dir, file, &format!("{}:{} {}", d.major(), d.minor(), value))?;
         }
     }
@@ -256,12 +201,7 @@ mod tests {
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(500), 4950);
         assert_eq!(blkio_to_io_weight(1000), 10_000);
-        let t = LinuxThrottleDeviceBuilder::default()
-            .major(8i64)
-            .minor(0i64)
-            .rate(1_048_576u64)
-            .build()
-            .expect("t");
+        let t = LinuxThrottleDeviceBuilder::default().major(8i64).minor(0i64).rate(1_048_576u64).build().expect("t");
         assert_eq!(io_max_line(&t, "wbps"), "8:0 wbps=1048576");
     }
 }

@@ -76,8 +76,7 @@ pub(super) fn apply(cg: &Cgroup, c: &LinuxCpu) -> Result<(), CgroupError> {
                         resource: "cpu.realtimeRuntime".to_string(),
                         cgroup: cg.path(),
                         problem: "cgroup v2 has no realtime bandwidth control".to_string(),
-                        fix: "remove linux.resources.cpu.realtimeRuntime and realtimePeriod"
-                            .to_string(),
+                        fix: "remove linux.resources.cpu.realtimeRuntime and realtimePeriod".to_string(),
                     });
                 }
                 if let Some(s) = shares {
@@ -99,11 +98,7 @@ pub(super) fn apply(cg: &Cgroup, c: &LinuxCpu) -> Result<(), CgroupError> {
     let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
     let mems = c.mems().as_deref().filter(|s| !s.is_empty());
     if cpus.is_some() || mems.is_some() {
-        let first = if cpus.is_some() {
-            "cpu.cpus"
-        } else {
-            "cpu.mems"
-        };
+        let first = if cpus.is_some() { "cpu.cpus" } else { "cpu.mems" };
         let (Target::V1(dir) | Target::V2(dir)) = locate(cg, "cpuset", first)?;
         if let Some(m) = mems {
             fsutil::write(dir, "cpuset.mems", m)?;
@@ -118,11 +113,7 @@ pub(super) fn apply(cg: &Cgroup, c: &LinuxCpu) -> Result<(), CgroupError> {
 /// Writes a period/limit pair on v1. The period goes first; when the kernel refuses it with EINVAL
 /// (the old limit over the new period would exceed the parent's bandwidth) it is retried after the
 /// limit, as runc does.
-fn pair_v1(
-    dir: &Path,
-    period: (&str, Option<String>),
-    limit: (&str, Option<String>),
-) -> Result<(), CgroupError> {
+fn pair_v1(dir: &Path, period: (&str, Option<String>), limit: (&str, Option<String>)) -> Result<(), CgroupError> {
     let mut retry_period = None;
     if let Some(p) = &period.1 {
         if let Err(e) = fsutil::write(dir, period.0, p) {
@@ -145,19 +136,13 @@ fn pair_v1(
 /// Explains the usual realtime failure: the parent has no realtime budget to hand out.
 fn rt_hint(e: CgroupError) -> CgroupError {
     match e {
-        CgroupError::Write {
-            path, value, err, ..
-        } if err.raw_os_error() == Some(libc::EINVAL) && path.ends_with("cpu.rt_runtime_us") => {
-            let hint =
-                "; the parent cgroups must have at least this much cpu.rt_runtime_us (only the \
+        CgroupError::Write { path, value, err, .. }
+            if err.raw_os_error() == Some(libc::EINVAL) && path.ends_with("cpu.rt_runtime_us") =>
+        {
+            let hint = "; the parent cgroups must have at least this much cpu.rt_runtime_us (only the \
                         root has a budget by default): give the parents a budget first"
-                    .to_string();
-            CgroupError::Write {
-                path,
-                value,
-                err,
-                hint,
-            }
+                .to_string();
+            CgroupError::Write { path, value, err, hint }
         }
         other => other,
     }

@@ -63,11 +63,7 @@ impl Values {
 }
 
 fn invalid(resource: &str, value: impl ToString, problem: impl Into<String>) -> CgroupError {
-    CgroupError::InvalidValue {
-        resource: resource.to_string(),
-        value: value.to_string(),
-        problem: problem.into(),
-    }
+    CgroupError::InvalidValue { resource: resource.to_string(), value: value.to_string(), problem: problem.into() }
 }
 
 pub(super) fn apply(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
@@ -75,18 +71,10 @@ pub(super) fn apply(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
     let Some(first) = v.first_set() else {
         return Ok(());
     };
-    for (name, val) in [
-        ("memory.limit", v.limit),
-        ("memory.reservation", v.reservation),
-        ("memory.swap", v.swap),
-    ] {
+    for (name, val) in [("memory.limit", v.limit), ("memory.reservation", v.reservation), ("memory.swap", v.swap)] {
         if let Some(x) = val {
             if x < -1 {
-                return Err(invalid(
-                    name,
-                    x,
-                    "must be a number of bytes, or -1 for unlimited",
-                ));
+                return Err(invalid(name, x, "must be a number of bytes, or -1 for unlimited"));
             }
         }
     }
@@ -121,10 +109,7 @@ fn check_usage(dir: &Path, file: &str, limit: Option<i64>) -> Result<(), CgroupE
         return Err(invalid(
             "memory.limit",
             l,
-            format!(
-                "the cgroup already uses {usage} bytes ({}) and checkBeforeUpdate is set",
-                path.display()
-            ),
+            format!("the cgroup already uses {usage} bytes ({}) and checkBeforeUpdate is set", path.display()),
         ));
     }
     Ok(())
@@ -144,12 +129,8 @@ fn v1(dir: &Path, v: &Values) -> Result<(), CgroupError> {
         return Err(CgroupError::Unsupported {
             resource: "memory.swap".to_string(),
             cgroup: dir.to_path_buf(),
-            problem: format!(
-                "{} does not exist: the kernel does not account swap",
-                dir.join(MEMSW).display()
-            ),
-            fix: "boot the kernel with swapaccount=1, or remove linux.resources.memory.swap"
-                .to_string(),
+            problem: format!("{} does not exist: the kernel does not account swap", dir.join(MEMSW).display()),
+            fix: "boot the kernel with swapaccount=1, or remove linux.resources.memory.swap".to_string(),
         });
     }
     match (v.limit, swap) {
@@ -173,12 +154,7 @@ fn v1(dir: &Path, v: &Values) -> Result<(), CgroupError> {
         fsutil::write(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
     }
     if let Some(k) = v.kernel {
-        v1_optional(
-            dir,
-            "memory.kmem.limit_in_bytes",
-            "memory.kernel",
-            &k.to_string(),
-        )?;
+        v1_optional(dir, "memory.kmem.limit_in_bytes", "memory.kernel", &k.to_string())?;
         // Linux 5.16+ accepts the write and ignores it; say so rather than pretend.
         let p = dir.join("memory.kmem.limit_in_bytes");
         let now = fsutil::parse_u64(&p, &fsutil::read(&p)?)?;
@@ -190,12 +166,7 @@ fn v1(dir: &Path, v: &Values) -> Result<(), CgroupError> {
         }
     }
     if let Some(k) = v.kernel_tcp {
-        v1_optional(
-            dir,
-            "memory.kmem.tcp.limit_in_bytes",
-            "memory.kernelTCP",
-            &k.to_string(),
-        )?;
+        v1_optional(dir, "memory.kmem.tcp.limit_in_bytes", "memory.kernelTCP", &k.to_string())?;
     }
     if let Some(s) = v.swappiness {
         fsutil::write(dir, "memory.swappiness", &s.to_string())?;
@@ -212,38 +183,21 @@ fn v1(dir: &Path, v: &Values) -> Result<(), CgroupError> {
 /// Writes memory.limit_in_bytes, explaining the memsw constraint when the kernel says EINVAL.
 fn write_limit(dir: &Path, limit: i64) -> Result<(), CgroupError> {
     fsutil::write(dir, LIMIT, &limit.to_string()).map_err(|e| match e {
-        CgroupError::Write {
-            path, value, err, ..
-        } if err.raw_os_error() == Some(libc::EINVAL) => {
-            let memsw = fsutil::read_opt(&dir.join(MEMSW))
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+        CgroupError::Write { path, value, err, .. } if err.raw_os_error() == Some(libc::EINVAL) => {
+            let memsw = fsutil::read_opt(&dir.join(MEMSW)).ok().flatten().unwrap_or_default();
             let hint = format!(
                 "; the memory limit cannot exceed the memory+swap limit ({} = {}): set \
                  linux.resources.memory.swap as well",
                 dir.join(MEMSW).display(),
                 memsw.trim()
             );
-            CgroupError::Write {
-                path,
-                value,
-                err,
-                hint,
-            }
+            CgroupError::Write { path, value, err, hint }
         }
-        CgroupError::Write {
-            path, value, err, ..
-        } if err.raw_os_error() == Some(libc::EBUSY) => {
+        CgroupError::Write { path, value, err, .. } if err.raw_os_error() == Some(libc::EBUSY) => {
             let hint = "; the cgroup uses more memory than the new limit and the kernel could not \
                         reclaim enough: raise the limit"
                 .to_string();
-            CgroupError::Write {
-                path,
-                value,
-                err,
-                hint,
-            }
+            CgroupError::Write { path, value, err, hint }
         }
         other => other,
     })
@@ -264,10 +218,7 @@ fn v1_optional(dir: &Path, file: &str, resource: &str, value: &str) -> Result<()
 
 /// The v2 memory.swap.max value for the spec's memory+swap `swap` and `memory` limits
 /// (`None`: leave memory.swap.max alone).
-pub(crate) fn swap_v2(
-    swap: Option<i64>,
-    memory: Option<i64>,
-) -> Result<Option<String>, CgroupError> {
+pub(crate) fn swap_v2(swap: Option<i64>, memory: Option<i64>) -> Result<Option<String>, CgroupError> {
     match (swap, memory) {
         (None, Some(-1)) => Ok(Some("max".to_string())),
         (None, _) => Ok(None),
@@ -301,22 +252,13 @@ fn v2(cg: &Cgroup, dir: &Path, v: &Values) -> Result<(), CgroupError> {
         ));
     }
     if v.kernel_tcp.is_some() {
-        return Err(unsupported(
-            "memory.kernelTCP",
-            "cgroup v2 has no separate TCP buffer limit",
-        ));
+        return Err(unsupported("memory.kernelTCP", "cgroup v2 has no separate TCP buffer limit"));
     }
     if v.swappiness.is_some() {
-        return Err(unsupported(
-            "memory.swappiness",
-            "cgroup v2 has no per-cgroup swappiness",
-        ));
+        return Err(unsupported("memory.swappiness", "cgroup v2 has no per-cgroup swappiness"));
     }
     if v.disable_oom_killer == Some(true) {
-        return Err(unsupported(
-            "memory.disableOOMKiller",
-            "cgroup v2 cannot disable the OOM killer",
-        ));
+        return Err(unsupported("memory.disableOOMKiller", "cgroup v2 cannot disable the OOM killer"));
     }
     if v.check_before_update {
         check_usage(dir, "memory.current", v.limit)?;
@@ -326,11 +268,7 @@ fn v2(cg: &Cgroup, dir: &Path, v: &Values) -> Result<(), CgroupError> {
         (Some(_), None) => {
             let p = dir.join("memory.max");
             let cur = fsutil::parse_u64(&p, &fsutil::read(&p)?)?;
-            Some(if cur == u64::MAX {
-                -1
-            } else {
-                i64::try_from(cur).unwrap_or(i64::MAX)
-            })
+            Some(if cur == u64::MAX { -1 } else { i64::try_from(cur).unwrap_or(i64::MAX) })
         }
         (_, l) => l,
     };
@@ -342,26 +280,21 @@ fn v2(cg: &Cgroup, dir: &Path, v: &Values) -> Result<(), CgroupError> {
             return Err(CgroupError::Unsupported {
                 resource: "memory.swap".to_string(),
                 cgroup: cg.path(),
-                problem: format!("{} does not exist: the kernel does not account swap", dir.join("memory.swap.max").display()),
+                problem: format!(
+                    "{} does not exist: the kernel does not account swap",
+                    dir.join("memory.swap.max").display()
+                ),
                 fix: "boot the kernel with swapaccount=1 (CONFIG_MEMCG_SWAP), or remove linux.resources.memory.swap"
                     .to_string(),
             });
         }
     }
     if let Some(l) = v.limit {
-        let value = if l == -1 {
-            "max".to_string()
-        } else {
-            l.to_string()
-        };
+        let value = if l == -1 { "max".to_string() } else { l.to_string() };
         fsutil::write(dir, "memory.max", &value)?;
     }
     if let Some(r) = v.reservation {
-        let value = if r == -1 {
-            "max".to_string()
-        } else {
-            r.to_string()
-        };
+        let value = if r == -1 { "max".to_string() } else { r.to_string() };
         fsutil::write(dir, "memory.low", &value)?;
     }
     Ok(())
@@ -375,29 +308,11 @@ mod tests {
     fn swap_conversion_for_v2() {
         assert_eq!(swap_v2(None, None).expect("none"), None);
         assert_eq!(swap_v2(None, Some(100)).expect("unset"), None);
-        assert_eq!(
-            swap_v2(None, Some(-1)).expect("both unlimited").as_deref(),
-            Some("max")
-        );
-        assert_eq!(
-            swap_v2(Some(-1), Some(100)).expect("max").as_deref(),
-            Some("max")
-        );
-        assert_eq!(
-            swap_v2(Some(300), Some(100)).expect("diff").as_deref(),
-            Some("200")
-        );
-        assert_eq!(
-            swap_v2(Some(100), Some(100)).expect("no swap").as_deref(),
-            Some("0")
-        );
-        assert!(swap_v2(Some(50), Some(100))
-            .expect_err("less")
-            .to_string()
-            .contains("at least"));
-        assert!(swap_v2(Some(50), Some(-1))
-            .expect_err("unlimited mem")
-            .to_string()
-            .contains("finite"));
+        assert_eq!(swap_v2(None, Some(-1)).expect("both unlimited").as_deref(), Some("max"));
+        assert_eq!(swap_v2(Some(-1), Some(100)).expect("max").as_deref(), Some("max"));
+        assert_eq!(swap_v2(Some(300), Some(100)).expect("diff").as_deref(), Some("200"));
+        assert_eq!(swap_v2(Some(100), Some(100)).expect("no swap").as_deref(), Some("0"));
+        assert!(swap_v2(Some(50), Some(100)).expect_err("less").to_string().contains("at least"));
+        assert!(swap_v2(Some(50), Some(-1)).expect_err("unlimited mem").to_string().contains("finite"));
     }
 }

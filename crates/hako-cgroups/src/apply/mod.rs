@@ -32,9 +32,7 @@ pub(crate) enum Target<'a> {
 pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     for h in cg.hierarchies() {
         if !h.dir.is_dir() {
-            return Err(CgroupError::Missing {
-                path: h.dir.clone(),
-            });
+            return Err(CgroupError::Missing { path: h.dir.clone() });
         }
     }
     if let Some(m) = r.memory() {
@@ -77,11 +75,7 @@ fn mount_fix(controller: &str, top: &str) -> String {
 }
 
 /// Finds the controller: a v1 hierarchy first, else cgroup2 (see [`locate_v2`]).
-pub(crate) fn locate<'a>(
-    cg: &'a Cgroup,
-    controller: &str,
-    resource: &str,
-) -> Result<Target<'a>, CgroupError> {
+pub(crate) fn locate<'a>(cg: &'a Cgroup, controller: &str, resource: &str) -> Result<Target<'a>, CgroupError> {
     if let Some(h) = cg.v1(controller) {
         return Ok(Target::V1(&h.dir));
     }
@@ -90,11 +84,7 @@ pub(crate) fn locate<'a>(
 
 /// Finds the controller on cgroup2, delegating it from the root down to the container's parent
 /// when it is not enabled yet (on a hybrid host the v2 root delegates nothing by default).
-pub(crate) fn locate_v2<'a>(
-    cg: &'a Cgroup,
-    controller: &str,
-    resource: &str,
-) -> Result<&'a Path, CgroupError> {
+pub(crate) fn locate_v2<'a>(cg: &'a Cgroup, controller: &str, resource: &str) -> Result<&'a Path, CgroupError> {
     let top = resource.split('.').next().unwrap_or(resource);
     let missing = |detail: String, fix: String| CgroupError::ControllerMissing {
         resource: resource.to_string(),
@@ -105,10 +95,7 @@ pub(crate) fn locate_v2<'a>(
     };
     let Some(h) = cg.v2() else {
         return Err(missing(
-            format!(
-                "{}: no cgroup v1 hierarchy carries it and no cgroup2 filesystem is mounted",
-                cg.host_layout()
-            ),
+            format!("{}: no cgroup v1 hierarchy carries it and no cgroup2 filesystem is mounted", cg.host_layout()),
             mount_fix(controller, top),
         ));
     };
@@ -116,10 +103,7 @@ pub(crate) fn locate_v2<'a>(
     let root = fsutil::read_opt(&root_file)?.unwrap_or_default();
     if !root.split_whitespace().any(|c| c == controller) {
         let detail = match cg.host_layout() {
-            Layout::Unified => format!(
-                "{} does not list it: the kernel lacks it",
-                root_file.display()
-            ),
+            Layout::Unified => format!("{} does not list it: the kernel lacks it", root_file.display()),
             _ => format!(
                 "{}: no cgroup v1 hierarchy carries it and {} does not list it",
                 cg.host_layout(),

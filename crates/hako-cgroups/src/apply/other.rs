@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use oci_spec::runtime::{
-    LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetwork, LinuxPids, LinuxRdma,
-};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetwork, LinuxPids, LinuxRdma};
 
 use super::{locate, locate_v2, Target};
 use crate::cgroup::Cgroup;
@@ -17,11 +15,7 @@ use crate::fsutil;
 use crate::mountinfo::Layout;
 
 pub(super) fn pids(cg: &Cgroup, p: &LinuxPids) -> Result<(), CgroupError> {
-    let value = if p.limit() > 0 {
-        p.limit().to_string()
-    } else {
-        "max".to_string()
-    };
+    let value = if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() };
     let (Target::V1(dir) | Target::V2(dir)) = locate(cg, "pids", "pids.limit")?;
     fsutil::write(dir, "pids.max", &value)
 }
@@ -43,11 +37,7 @@ pub(crate) fn host_page_sizes() -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| {
                 let name = e.ok()?.file_name().to_string_lossy().into_owned();
-                let kb: u64 = name
-                    .strip_prefix("hugepages-")?
-                    .strip_suffix("kB")?
-                    .parse()
-                    .ok()?;
+                let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
                 Some((kb, page_size_name(kb)))
             })
             .collect()
@@ -86,11 +76,7 @@ pub(super) fn hugetlb(cg: &Cgroup, limits: &[LinuxHugepageLimit]) -> Result<(), 
                 }
             }
             Target::V2(dir) => {
-                let v = if l.limit() < 0 {
-                    "max".to_string()
-                } else {
-                    l.limit().to_string()
-                };
+                let v = if l.limit() < 0 { "max".to_string() } else { l.limit().to_string() };
                 fsutil::write(dir, &format!("hugetlb.{ps}.max"), &v)?;
                 let rsvd = format!("hugetlb.{ps}.rsvd.max");
                 if fsutil::exists(dir, &rsvd) {
@@ -106,11 +92,8 @@ pub(super) fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<(), CgroupError> 
     let v2_gone = |resource: &str| CgroupError::Unsupported {
         resource: resource.to_string(),
         cgroup: cg.path(),
-        problem: "cgroup v2 has no net_cls/net_prio controllers and no v1 hierarchy carries them"
-            .to_string(),
-        fix: format!(
-            "remove linux.resources.{resource} (on cgroup v2 use eBPF-based network policy)"
-        ),
+        problem: "cgroup v2 has no net_cls/net_prio controllers and no v1 hierarchy carries them".to_string(),
+        fix: format!("remove linux.resources.{resource} (on cgroup v2 use eBPF-based network policy)"),
     };
     if let Some(id) = n.class_id() {
         match cg.v1("net_cls") {
@@ -126,16 +109,10 @@ pub(super) fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<(), CgroupError> 
         match cg.v1("net_prio") {
             Some(h) => {
                 for p in prios {
-                    fsutil::write(
-                        &h.dir,
-                        "net_prio.ifpriomap",
-                        &format!("{} {}", p.name(), p.priority()),
-                    )?;
+                    fsutil::write(&h.dir, "net_prio.ifpriomap", &format!("{} {}", p.name(), p.priority()))?;
                 }
             }
-            None if cg.host_layout() == Layout::Unified => {
-                return Err(v2_gone("network.priorities"))
-            }
+            None if cg.host_layout() == Layout::Unified => return Err(v2_gone("network.priorities")),
             None => {
                 locate(cg, "net_prio", "network.priorities")?;
             }
@@ -145,10 +122,8 @@ pub(super) fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<(), CgroupError> 
 }
 
 pub(super) fn rdma(cg: &Cgroup, r: &HashMap<String, LinuxRdma>) -> Result<(), CgroupError> {
-    let mut entries: Vec<(&String, &LinuxRdma)> = r
-        .iter()
-        .filter(|(_, v)| v.hca_handles().is_some() || v.hca_objects().is_some())
-        .collect();
+    let mut entries: Vec<(&String, &LinuxRdma)> =
+        r.iter().filter(|(_, v)| v.hca_handles().is_some() || v.hca_objects().is_some()).collect();
     if entries.is_empty() {
         return Ok(());
     }
@@ -182,8 +157,7 @@ pub(super) fn devices(cg: &Cgroup, d: &[LinuxDeviceCgroup]) -> Result<(), Cgroup
             resource: "devices".to_string(),
             controller: "devices".to_string(),
             cgroup: cg.path(),
-            detail: "no v1 devices hierarchy and no cgroup2 mount for an eBPF device program"
-                .to_string(),
+            detail: "no v1 devices hierarchy and no cgroup2 mount for an eBPF device program".to_string(),
             fix: "mount it (`mount -t cgroup -o devices cgroup /sys/fs/cgroup/devices`) or remove \
                   linux.resources.devices from config.json"
                 .to_string(),
@@ -199,9 +173,7 @@ fn check_key(key: &str) -> Result<&str, CgroupError> {
         problem: problem.to_string(),
     };
     if key.contains('/') || key.contains('\0') || key.starts_with('.') {
-        return Err(bad(
-            "a key must be a cgroup interface file name such as memory.high, without '/'",
-        ));
+        return Err(bad("a key must be a cgroup interface file name such as memory.high, without '/'"));
     }
     match key.split_once('.') {
         Some((c, rest)) if !c.is_empty() && !rest.is_empty() => Ok(c),
@@ -219,8 +191,7 @@ pub(super) fn unified(cg: &Cgroup, u: &HashMap<String, String>) -> Result<(), Cg
         return Err(CgroupError::Unsupported {
             resource: format!("unified[{:?}]", keys[0]),
             cgroup: cg.path(),
-            problem: "linux.resources.unified needs cgroup v2 and this host mounts only cgroup v1"
-                .to_string(),
+            problem: "linux.resources.unified needs cgroup v2 and this host mounts only cgroup v1".to_string(),
             fix: "use the typed fields of linux.resources (memory, cpu, ...) instead".to_string(),
         });
     }
@@ -246,8 +217,7 @@ pub(super) fn unified(cg: &Cgroup, u: &HashMap<String, String>) -> Result<(), Cg
                 resource,
                 cgroup: cg.path(),
                 problem: format!("{} does not exist", dir.join(key).display()),
-                fix: "check the key's spelling against the kernel's cgroup v2 documentation"
-                    .to_string(),
+                fix: "check the key's spelling against the kernel's cgroup v2 documentation".to_string(),
             });
         }
         fsutil::write(dir, key, &u[key])?;

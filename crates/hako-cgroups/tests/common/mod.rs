@@ -24,11 +24,7 @@ pub fn root() -> bool {
 
 /// A fresh absolute cgroup path such as /hako-test-123-4-memory.
 pub fn unique(tag: &str) -> String {
-    format!(
-        "/hako-test-{}-{}-{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("/hako-test-{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Reads a cgroup file, trimmed.
@@ -42,18 +38,12 @@ pub fn rd(dir: &Path, file: &str) -> String {
 /// Where `controller` lives for this cgroup: a v1 hierarchy, or cgroup2 when its root lists it.
 pub fn where_is(cg: &Cgroup, controller: &str) -> Option<(Version, PathBuf)> {
     let hs = cg.hierarchies();
-    if let Some(h) = hs
-        .iter()
-        .find(|h| h.version == Version::V1 && h.has(controller))
-    {
+    if let Some(h) = hs.iter().find(|h| h.version == Version::V1 && h.has(controller)) {
         return Some((Version::V1, h.dir.clone()));
     }
     let h = hs.iter().find(|h| h.version == Version::V2)?;
-    let root =
-        std::fs::read_to_string(h.mount_point.join("cgroup.controllers")).unwrap_or_default();
-    root.split_whitespace()
-        .any(|c| c == controller)
-        .then(|| (Version::V2, h.dir.clone()))
+    let root = std::fs::read_to_string(h.mount_point.join("cgroup.controllers")).unwrap_or_default();
+    root.split_whitespace().any(|c| c == controller).then(|| (Version::V2, h.dir.clone()))
 }
 
 /// Removes a cgroup tree bottom-up (rmdir only: cgroup files cannot be unlinked).
@@ -84,10 +74,7 @@ impl Guard {
 
     /// Creates an already resolved cgroup.
     pub fn create(cg: Cgroup) -> Guard {
-        let g = Guard {
-            cg,
-            children: Vec::new(),
-        };
+        let g = Guard { cg, children: Vec::new() };
         g.cg.create().expect("create");
         g
     }
@@ -126,12 +113,7 @@ impl Guard {
     pub fn output(&self, script: &str) -> String {
         let mut child = self.start(script);
         let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .expect("stdout")
-            .read_to_string(&mut out)
-            .expect("read stdout");
+        child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
         child.wait().expect("wait");
         out
     }
@@ -178,10 +160,7 @@ pub fn block_device() -> Option<(i64, i64)> {
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed().as_secs() < 10,
-            "timed out waiting for {what}"
-        );
+        assert!(start.elapsed().as_secs() < 10, "timed out waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

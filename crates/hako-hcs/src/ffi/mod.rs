@@ -17,9 +17,7 @@ use std::ptr;
 use windows_sys::core::{GUID, HRESULT, PCWSTR, PWSTR};
 use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL};
 use windows_sys::Win32::System::HostComputeSystem as hcs;
-use windows_sys::Win32::System::LibraryLoader::{
-    GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32,
-};
+use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32};
 
 pub(crate) use pipe::{connect, process_alive, PipeListener};
 pub(crate) use registry::{reg_dword, reg_string};
@@ -29,10 +27,7 @@ pub(crate) const INFINITE: u32 = u32::MAX;
 
 /// A NUL-terminated UTF-16 copy of `s`.
 pub(crate) fn wide(s: &str) -> Vec<u16> {
-    OsStr::new(s)
-        .encode_wide()
-        .chain(std::iter::once(0))
-        .collect()
+    OsStr::new(s).encode_wide().chain(std::iter::once(0)).collect()
 }
 
 /// An optional wide string: `None` is a NULL pointer.
@@ -163,21 +158,9 @@ pub(crate) fn create_compute_system(
     // SAFETY: id and configuration are NUL-terminated and outlive the call (HCS copies them
     // before returning); the security descriptor is reserved and must be NULL; `system` is a
     // valid out pointer.
-    let hr = unsafe {
-        hcs::HcsCreateComputeSystem(
-            id.as_ptr(),
-            cfg.as_ptr(),
-            op.raw(),
-            ptr::null(),
-            &mut system,
-        )
-    };
+    let hr = unsafe { hcs::HcsCreateComputeSystem(id.as_ptr(), cfg.as_ptr(), op.raw(), ptr::null(), &mut system) };
     if hr < 0 || system.is_null() {
-        return Err(if hr < 0 {
-            hr
-        } else {
-            windows_sys::Win32::Foundation::E_FAIL
-        });
+        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
     }
     Ok(OwnedSystem(system))
 }
@@ -190,11 +173,7 @@ pub(crate) fn open_compute_system(id: &str) -> Result<OwnedSystem, HRESULT> {
     // SAFETY: id is NUL-terminated; `system` is a valid out pointer.
     let hr = unsafe { hcs::HcsOpenComputeSystem(id.as_ptr(), GENERIC_ALL, &mut system) };
     if hr < 0 || system.is_null() {
-        return Err(if hr < 0 {
-            hr
-        } else {
-            windows_sys::Win32::Foundation::E_FAIL
-        });
+        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
     }
     Ok(OwnedSystem(system))
 }
@@ -212,12 +191,7 @@ pub(crate) enum SystemCall {
 }
 
 /// Starts `call` on `system`; `arg` is the options, property query or modify document.
-pub(crate) fn system_call(
-    call: SystemCall,
-    system: &OwnedSystem,
-    op: &OwnedOperation,
-    arg: Option<&str>,
-) -> HRESULT {
+pub(crate) fn system_call(call: SystemCall, system: &OwnedSystem, op: &OwnedOperation, arg: Option<&str>) -> HRESULT {
     let arg = OptWide::new(arg);
     let (s, o, a) = (system.raw(), op.raw(), arg.ptr());
     // SAFETY: the handles are live (owned by the caller for the duration of the call and, via
@@ -238,10 +212,7 @@ pub(crate) fn system_call(
 }
 
 /// `HcsWaitForComputeSystemExit(system, timeout, &result)`.
-pub(crate) fn wait_for_compute_system_exit(
-    system: &OwnedSystem,
-    timeout_ms: u32,
-) -> (HRESULT, String) {
+pub(crate) fn wait_for_compute_system_exit(system: &OwnedSystem, timeout_ms: u32) -> (HRESULT, String) {
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the handle is live; `result` is a valid out pointer freed by take_hcs_string.
     let hr = unsafe { hcs::HcsWaitForComputeSystemExit(system.raw(), timeout_ms, &mut result) };
@@ -258,21 +229,9 @@ pub(crate) fn create_process(
     let mut process: hcs::HCS_PROCESS = ptr::null_mut();
     // SAFETY: the system handle is live; parameters is NUL-terminated; the security
     // descriptor is optional and NULL; `process` is a valid out pointer.
-    let hr = unsafe {
-        hcs::HcsCreateProcess(
-            system.raw(),
-            params.as_ptr(),
-            op.raw(),
-            ptr::null(),
-            &mut process,
-        )
-    };
+    let hr = unsafe { hcs::HcsCreateProcess(system.raw(), params.as_ptr(), op.raw(), ptr::null(), &mut process) };
     if hr < 0 || process.is_null() {
-        return Err(if hr < 0 {
-            hr
-        } else {
-            windows_sys::Win32::Foundation::E_FAIL
-        });
+        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
     }
     Ok(OwnedProcess(process))
 }
@@ -284,11 +243,7 @@ pub(crate) fn open_process(system: &OwnedSystem, pid: u32) -> Result<OwnedProces
     // SAFETY: the system handle is live; `process` is a valid out pointer.
     let hr = unsafe { hcs::HcsOpenProcess(system.raw(), pid, GENERIC_ALL, &mut process) };
     if hr < 0 || process.is_null() {
-        return Err(if hr < 0 {
-            hr
-        } else {
-            windows_sys::Win32::Foundation::E_FAIL
-        });
+        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
     }
     Ok(OwnedProcess(process))
 }
@@ -371,9 +326,7 @@ pub(crate) fn wait_for_operation_result_and_process_info(
     };
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the operation handle is live; `info` and `result` are valid out pointers.
-    let hr = unsafe {
-        hcs::HcsWaitForOperationResultAndProcessInfo(op.raw(), timeout_ms, &mut info, &mut result)
-    };
+    let hr = unsafe { hcs::HcsWaitForOperationResultAndProcessInfo(op.raw(), timeout_ms, &mut info, &mut result) };
     let doc = take_hcs_string(result);
     if hr < 0 {
         return (hr, None, doc);
@@ -451,19 +404,11 @@ pub fn name_to_guid(name: &str) -> Result<String, String> {
     // what NameToGuidFn spells; both are `extern "system"` function pointers of the same size.
     let f = unsafe { std::mem::transmute::<Farproc, NameToGuidFn>(sym) };
     let w = wide(name);
-    let mut guid = GUID {
-        data1: 0,
-        data2: 0,
-        data3: 0,
-        data4: [0; 8],
-    };
+    let mut guid = GUID { data1: 0, data2: 0, data3: 0, data4: [0; 8] };
     // SAFETY: `w` is NUL-terminated, `guid` is a valid out pointer.
     let hr = unsafe { f(w.as_ptr(), &mut guid) };
     if hr < 0 {
-        return Err(format!(
-            "NameToGuid({:?}) failed with HRESULT {:#010x}",
-            name, hr as u32
-        ));
+        return Err(format!("NameToGuid({:?}) failed with HRESULT {:#010x}", name, hr as u32));
     }
     let d = guid.data4;
     Ok(format!(

@@ -8,17 +8,14 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, INVALID_HANDLE_VALUE,
-    STILL_ACTIVE,
+    CloseHandle, GetLastError, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, INVALID_HANDLE_VALUE, STILL_ACTIVE,
 };
 use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, WaitNamedPipeW,
-    PIPE_READMODE_MESSAGE, PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, WaitNamedPipeW, PIPE_READMODE_MESSAGE,
+    PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
-};
+use windows_sys::Win32::System::Threading::{GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 
 use super::wide;
 
@@ -32,12 +29,7 @@ pub(crate) struct PipeListener {
 
 fn new_instance(name: &str, first: bool) -> io::Result<File> {
     let w = wide(name);
-    let flags = PIPE_ACCESS_DUPLEX
-        | if first {
-            FILE_FLAG_FIRST_PIPE_INSTANCE
-        } else {
-            0
-        };
+    let flags = PIPE_ACCESS_DUPLEX | if first { FILE_FLAG_FIRST_PIPE_INSTANCE } else { 0 };
     // SAFETY: the name is NUL-terminated; default security attributes (NULL) give the creator
     // (an administrator: the pipe lives under ProtectedPrefix\Administrators) full access.
     let h = unsafe {
@@ -62,10 +54,7 @@ fn new_instance(name: &str, first: bool) -> io::Result<File> {
 impl PipeListener {
     /// Creates the pipe; fails if another process already serves this name.
     pub(crate) fn bind(name: &str) -> io::Result<PipeListener> {
-        Ok(PipeListener {
-            name: name.to_string(),
-            next: new_instance(name, true)?,
-        })
+        Ok(PipeListener { name: name.to_string(), next: new_instance(name, true)? })
     }
 
     /// Waits for a client and returns its connection.
@@ -103,9 +92,7 @@ pub(crate) fn connect(name: &str, timeout_ms: u32) -> io::Result<File> {
     let mode = PIPE_READMODE_MESSAGE;
     // SAFETY: `file` is a live pipe handle; `mode` outlives the call; the other two
     // parameters are optional and NULL.
-    let ok = unsafe {
-        SetNamedPipeHandleState(file.as_raw_handle() as _, &mode, ptr::null(), ptr::null())
-    };
+    let ok = unsafe { SetNamedPipeHandleState(file.as_raw_handle() as _, &mode, ptr::null(), ptr::null()) };
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }

@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 use windows_sys::core::HRESULT;
 
 use crate::ffi::{self, OwnedOperation, OwnedProcess, OwnedSystem, ProcessCall, SystemCall};
-use crate::hresult::{
-    HcsCallError, HCS_E_PROCESS_ALREADY_STOPPED, HCS_E_SYSTEM_ALREADY_STOPPED, HRESULT_TIMEOUT,
-};
+use crate::hresult::{HcsCallError, HCS_E_PROCESS_ALREADY_STOPPED, HCS_E_SYSTEM_ALREADY_STOPPED, HRESULT_TIMEOUT};
 use crate::schema::{
-    ModifySettingRequest, ProcessModifyRequest, ProcessSignal, ProcessStatus, Properties,
-    PropertyQuery, ResultDocument, SignalProcessOptions,
+    ModifySettingRequest, ProcessModifyRequest, ProcessSignal, ProcessStatus, Properties, PropertyQuery,
+    ResultDocument, SignalProcessOptions,
 };
 
 /// How long a compute system may take to be created or started (a utility VM boots).
@@ -46,20 +44,14 @@ impl CallContext {
             operation: self.name.to_string(),
             object: self.object.clone(),
             code: code as u32,
-            raw_result: if doc.is_none() {
-                result.to_string()
-            } else {
-                String::new()
-            },
+            raw_result: if doc.is_none() { result.to_string() } else { String::new() },
             result: doc,
             host_build: self.host_build,
         }
     }
 
     fn io_error(&self, e: &std::io::Error) -> HcsCallError {
-        let code = e
-            .raw_os_error()
-            .map_or(0x8000_4005u32, |c| 0x8007_0000 | (c as u32 & 0xFFFF));
+        let code = e.raw_os_error().map_or(0x8000_4005u32, |c| 0x8007_0000 | (c as u32 & 0xFFFF));
         self.error(code as HRESULT, &e.to_string())
     }
 }
@@ -82,9 +74,7 @@ fn run<T, W>(
             ffi::INFINITE
         } else {
             let left = deadline.saturating_sub(begun.elapsed());
-            u32::try_from(left.as_millis())
-                .unwrap_or(ffi::INFINITE - 1)
-                .max(1)
+            u32::try_from(left.as_millis()).unwrap_or(ffi::INFINITE - 1).max(1)
         };
         let (hr, extra, doc) = wait(&op, timeout_ms);
         if hr as u32 == HRESULT_TIMEOUT && !cancelled {
@@ -98,11 +88,7 @@ fn run<T, W>(
             e.raw_result = format!(
                 "no result after {} s; the operation was cancelled{}",
                 deadline.as_secs(),
-                if doc.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", doc)
-                }
+                if doc.is_empty() { String::new() } else { format!(": {}", doc) }
             );
             e.result = None;
             return Err(e);
@@ -128,52 +114,22 @@ pub struct ComputeSystem {
 
 impl ComputeSystem {
     fn ctx(&self, name: &'static str) -> CallContext {
-        CallContext {
-            name,
-            object: self.id.clone(),
-            host_build: self.host_build,
-        }
+        CallContext { name, object: self.id.clone(), host_build: self.host_build }
     }
 
     /// `HcsCreateComputeSystem` with `document` (JSON).
-    pub fn create(
-        id: &str,
-        document: &str,
-        host_build: Option<u32>,
-    ) -> Result<ComputeSystem, HcsCallError> {
-        let ctx = CallContext {
-            name: "HcsCreateComputeSystem",
-            object: id.to_string(),
-            host_build,
-        };
-        let (handle, _, _) = run(
-            &ctx,
-            CREATE_TIMEOUT,
-            |op| ffi::create_compute_system(id, document, op),
-            plain_wait,
-        )?;
-        Ok(ComputeSystem {
-            id: id.to_string(),
-            handle,
-            host_build,
-        })
+    pub fn create(id: &str, document: &str, host_build: Option<u32>) -> Result<ComputeSystem, HcsCallError> {
+        let ctx = CallContext { name: "HcsCreateComputeSystem", object: id.to_string(), host_build };
+        let (handle, _, _) = run(&ctx, CREATE_TIMEOUT, |op| ffi::create_compute_system(id, document, op), plain_wait)?;
+        Ok(ComputeSystem { id: id.to_string(), handle, host_build })
     }
 
     /// `HcsOpenComputeSystem`.
     pub fn open(id: &str, host_build: Option<u32>) -> Result<ComputeSystem, HcsCallError> {
         let handle = ffi::open_compute_system(id).map_err(|hr| {
-            CallContext {
-                name: "HcsOpenComputeSystem",
-                object: id.to_string(),
-                host_build,
-            }
-            .error(hr, "")
+            CallContext { name: "HcsOpenComputeSystem", object: id.to_string(), host_build }.error(hr, "")
         })?;
-        Ok(ComputeSystem {
-            id: id.to_string(),
-            handle,
-            host_build,
-        })
+        Ok(ComputeSystem { id: id.to_string(), handle, host_build })
     }
 
     /// The id.
@@ -207,23 +163,12 @@ impl ComputeSystem {
 
     /// `HcsStartComputeSystem`.
     pub fn start(&self) -> Result<(), HcsCallError> {
-        self.system_call(
-            "HcsStartComputeSystem",
-            SystemCall::Start,
-            None,
-            CREATE_TIMEOUT,
-        )
-        .map(|_| ())
+        self.system_call("HcsStartComputeSystem", SystemCall::Start, None, CREATE_TIMEOUT).map(|_| ())
     }
 
     /// `HcsShutDownComputeSystem`; an already stopped system is not an error.
     pub fn shutdown(&self) -> Result<(), HcsCallError> {
-        match self.system_call(
-            "HcsShutDownComputeSystem",
-            SystemCall::ShutDown,
-            None,
-            SHUTDOWN_TIMEOUT,
-        ) {
+        match self.system_call("HcsShutDownComputeSystem", SystemCall::ShutDown, None, SHUTDOWN_TIMEOUT) {
             Err(e) if e.is(HCS_E_SYSTEM_ALREADY_STOPPED) => Ok(()),
             other => other.map(|_| ()),
         }
@@ -231,12 +176,7 @@ impl ComputeSystem {
 
     /// `HcsTerminateComputeSystem`; an already stopped system is not an error.
     pub fn terminate(&self) -> Result<(), HcsCallError> {
-        match self.system_call(
-            "HcsTerminateComputeSystem",
-            SystemCall::Terminate,
-            None,
-            CALL_TIMEOUT,
-        ) {
+        match self.system_call("HcsTerminateComputeSystem", SystemCall::Terminate, None, CALL_TIMEOUT) {
             Err(e) if e.is(HCS_E_SYSTEM_ALREADY_STOPPED) => Ok(()),
             other => other.map(|_| ()),
         }
@@ -252,39 +192,21 @@ impl ComputeSystem {
 
     /// `HcsPauseComputeSystem`.
     pub fn pause(&self) -> Result<(), HcsCallError> {
-        self.system_call(
-            "HcsPauseComputeSystem",
-            SystemCall::Pause,
-            None,
-            CALL_TIMEOUT,
-        )
-        .map(|_| ())
+        self.system_call("HcsPauseComputeSystem", SystemCall::Pause, None, CALL_TIMEOUT).map(|_| ())
     }
 
     /// `HcsResumeComputeSystem`.
     pub fn resume(&self) -> Result<(), HcsCallError> {
-        self.system_call(
-            "HcsResumeComputeSystem",
-            SystemCall::Resume,
-            None,
-            CALL_TIMEOUT,
-        )
-        .map(|_| ())
+        self.system_call("HcsResumeComputeSystem", SystemCall::Resume, None, CALL_TIMEOUT).map(|_| ())
     }
 
     /// `HcsGetComputeSystemProperties`.
     pub fn properties(&self, query: &PropertyQuery) -> Result<Properties, HcsCallError> {
         let q = serde_json::to_string(query).unwrap_or_default();
-        let doc = self.system_call(
-            "HcsGetComputeSystemProperties",
-            SystemCall::GetProperties,
-            Some(&q),
-            CALL_TIMEOUT,
-        )?;
+        let doc =
+            self.system_call("HcsGetComputeSystemProperties", SystemCall::GetProperties, Some(&q), CALL_TIMEOUT)?;
         serde_json::from_str(&doc).map_err(|e| {
-            let mut err = self
-                .ctx("HcsGetComputeSystemProperties")
-                .error(0x8037_010Du32 as HRESULT, &doc);
+            let mut err = self.ctx("HcsGetComputeSystemProperties").error(0x8037_010Du32 as HRESULT, &doc);
             err.raw_result = format!("unreadable properties document: {}", e);
             err.result = None;
             err
@@ -294,13 +216,7 @@ impl ComputeSystem {
     /// `HcsModifyComputeSystem`.
     pub fn modify(&self, request: &ModifySettingRequest) -> Result<(), HcsCallError> {
         let r = serde_json::to_string(request).unwrap_or_default();
-        self.system_call(
-            "HcsModifyComputeSystem",
-            SystemCall::Modify,
-            Some(&r),
-            CALL_TIMEOUT,
-        )
-        .map(|_| ())
+        self.system_call("HcsModifyComputeSystem", SystemCall::Modify, Some(&r), CALL_TIMEOUT).map(|_| ())
     }
 
     /// Blocks until the system exits; returns HCS's exit document.
@@ -321,12 +237,7 @@ impl ComputeSystem {
             |op| ffi::create_process(&self.handle, parameters, op),
             ffi::wait_for_operation_result_and_process_info,
         )?;
-        let info = info.unwrap_or(ffi::ProcessInfo {
-            process_id: 0,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        });
+        let info = info.unwrap_or(ffi::ProcessInfo { process_id: 0, stdin: None, stdout: None, stderr: None });
         Ok(Process {
             object: format!("process {} of {}", info.process_id, self.id),
             pid: info.process_id,
@@ -340,8 +251,7 @@ impl ComputeSystem {
 
     /// `HcsOpenProcess` for a process of this system.
     pub fn open_process(&self, pid: u32) -> Result<Process, HcsCallError> {
-        let handle = ffi::open_process(&self.handle, pid)
-            .map_err(|hr| self.ctx("HcsOpenProcess").error(hr, ""))?;
+        let handle = ffi::open_process(&self.handle, pid).map_err(|hr| self.ctx("HcsOpenProcess").error(hr, ""))?;
         Ok(Process {
             object: format!("process {} of {}", pid, self.id),
             pid,
@@ -370,11 +280,7 @@ pub struct Process {
 
 impl Process {
     fn ctx(&self, name: &'static str) -> CallContext {
-        CallContext {
-            name,
-            object: self.object.clone(),
-            host_build: self.host_build,
-        }
+        CallContext { name, object: self.object.clone(), host_build: self.host_build }
     }
 
     /// The process id inside the container.
@@ -382,12 +288,7 @@ impl Process {
         self.pid
     }
 
-    fn call(
-        &self,
-        name: &'static str,
-        call: ProcessCall,
-        arg: Option<&str>,
-    ) -> Result<String, HcsCallError> {
+    fn call(&self, name: &'static str, call: ProcessCall, arg: Option<&str>) -> Result<String, HcsCallError> {
         let ctx = self.ctx(name);
         let ((), _, doc) = run(
             &ctx,
@@ -424,10 +325,8 @@ impl Process {
 
     /// Resizes the process's console (`HcsModifyProcess` ConsoleSize).
     pub fn resize_console(&self, height: u16, width: u16) -> Result<(), HcsCallError> {
-        let req =
-            serde_json::to_string(&ProcessModifyRequest::resize(height, width)).unwrap_or_default();
-        self.call("HcsModifyProcess", ProcessCall::Modify, Some(&req))
-            .map(|_| ())
+        let req = serde_json::to_string(&ProcessModifyRequest::resize(height, width)).unwrap_or_default();
+        self.call("HcsModifyProcess", ProcessCall::Modify, Some(&req)).map(|_| ())
     }
 
     /// Tells the process its input ended (`HcsModifyProcess` CloseHandle StdIn). The caller
@@ -462,73 +361,43 @@ impl Process {
 }
 
 /// `HcsGrantVmAccess`: lets the utility VM `vm_id` open `path`.
-pub fn grant_vm_access(
-    vm_id: &str,
-    path: &str,
-    host_build: Option<u32>,
-) -> Result<(), HcsCallError> {
+pub fn grant_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Result<(), HcsCallError> {
     let hr = ffi::grant_vm_access(vm_id, path);
     if hr < 0 {
-        return Err(CallContext {
-            name: "HcsGrantVmAccess",
-            object: format!("{} for {}", path, vm_id),
-            host_build,
-        }
-        .error(hr, ""));
+        return Err(CallContext { name: "HcsGrantVmAccess", object: format!("{} for {}", path, vm_id), host_build }
+            .error(hr, ""));
     }
     Ok(())
 }
 
 /// `HcsRevokeVmAccess`: undoes [`grant_vm_access`].
-pub fn revoke_vm_access(
-    vm_id: &str,
-    path: &str,
-    host_build: Option<u32>,
-) -> Result<(), HcsCallError> {
+pub fn revoke_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Result<(), HcsCallError> {
     let hr = ffi::revoke_vm_access(vm_id, path);
     if hr < 0 {
-        return Err(CallContext {
-            name: "HcsRevokeVmAccess",
-            object: format!("{} for {}", path, vm_id),
-            host_build,
-        }
-        .error(hr, ""));
+        return Err(CallContext { name: "HcsRevokeVmAccess", object: format!("{} for {}", path, vm_id), host_build }
+            .error(hr, ""));
     }
     Ok(())
 }
 
 /// `HcsModifyServiceSettings` with `settings` (JSON); returns HCS's answer.
-pub fn modify_service_settings(
-    settings: &str,
-    what: &str,
-    host_build: Option<u32>,
-) -> Result<String, HcsCallError> {
+pub fn modify_service_settings(settings: &str, what: &str, host_build: Option<u32>) -> Result<String, HcsCallError> {
     let (hr, doc) = ffi::modify_service_settings(settings);
     if hr < 0 {
-        return Err(CallContext {
-            name: "HcsModifyServiceSettings",
-            object: what.to_string(),
-            host_build,
-        }
-        .error(hr, &doc));
+        return Err(
+            CallContext { name: "HcsModifyServiceSettings", object: what.to_string(), host_build }.error(hr, &doc)
+        );
     }
     Ok(doc)
 }
 
 /// `HcsGetServiceProperties` with `query` (JSON); returns HCS's answer.
-pub fn get_service_properties(
-    query: &str,
-    what: &str,
-    host_build: Option<u32>,
-) -> Result<String, HcsCallError> {
+pub fn get_service_properties(query: &str, what: &str, host_build: Option<u32>) -> Result<String, HcsCallError> {
     let (hr, doc) = ffi::get_service_properties(query);
     if hr < 0 {
-        return Err(CallContext {
-            name: "HcsGetServiceProperties",
-            object: what.to_string(),
-            host_build,
-        }
-        .error(hr, &doc));
+        return Err(
+            CallContext { name: "HcsGetServiceProperties", object: what.to_string(), host_build }.error(hr, &doc)
+        );
     }
     Ok(doc)
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use windows::{
-    HyperV, Windows, WindowsCpuAffinity, WindowsCpuResources, WindowsDevice,
-    WindowsMemoryResources, WindowsNetwork, WindowsResources, WindowsStorageResources,
+    HyperV, Windows, WindowsCpuAffinity, WindowsCpuResources, WindowsDevice, WindowsMemoryResources, WindowsNetwork,
+    WindowsResources, WindowsStorageResources,
 };
 
 /// Reading a bundle failed.
@@ -52,10 +52,7 @@ impl Bundle {
     /// Reads `DIR/config.json`.
     pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Read { path: path.clone(), source })?;
         Bundle::from_json(dir, &text).map_err(|source| BundleError::Parse { path, source })
     }
 
@@ -63,11 +60,7 @@ impl Bundle {
     pub fn from_json(dir: &Path, text: &str) -> Result<Bundle, serde_json::Error> {
         let spec: Spec = serde_json::from_str(text)?;
         let raw: serde_json::Value = serde_json::from_str(text)?;
-        Ok(Bundle {
-            dir: dir.to_path_buf(),
-            spec,
-            raw,
-        })
+        Ok(Bundle { dir: dir.to_path_buf(), spec, raw })
     }
 }
 

@@ -63,10 +63,7 @@ impl ServiceModificationRequest {
             property_type: "ContainerCredentialGuard".to_string(),
             settings: CcgOperationRequest {
                 operation: "RemoveInstance".to_string(),
-                operation_details: CcgInstanceRequest {
-                    id: id.to_string(),
-                    ..CcgInstanceRequest::default()
-                },
+                operation_details: CcgInstanceRequest { id: id.to_string(), ..CcgInstanceRequest::default() },
             },
         }
     }

@@ -4,9 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    is_default, HvSocketSystemConfig, MappedDirectory, MappedPipe, RegistryChanges, Storage,
-};
+use super::{is_default, HvSocketSystemConfig, MappedDirectory, MappedPipe, RegistryChanges, Storage};
 
 /// A Windows container: the `Container` member of a ComputeSystem or HostedSystem.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

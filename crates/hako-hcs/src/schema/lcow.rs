@@ -31,10 +31,6 @@ pub struct LcowProcessParameters {
     #[serde(flatten)]
     pub parameters: ProcessParameters,
     /// The OCI `process` object.
-    #[serde(
-        rename = "OciProcess",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OciProcess", default, skip_serializing_if = "Option::is_none")]
     pub oci_process: Option<serde_json::Value>,
 }

@@ -20,28 +20,27 @@ mod version;
 mod virtual_machine;
 
 pub use ccg::{
-    CcgInstance, CcgInstanceRequest, CcgOperationRequest, CcgSystemInfo,
-    ServiceModificationRequest, ServiceProperties,
+    CcgInstance, CcgInstanceRequest, CcgOperationRequest, CcgSystemInfo, ServiceModificationRequest, ServiceProperties,
 };
 pub use compute_system::{ComputeSystem, HostedSystem, HostedSystemDocument};
 pub use container::{
-    Container, ContainerCredentialGuardState, ContainerMemory, ContainerProcessor, Device,
-    DeviceType, GuestOs, HvSocket, IsolationType, Networking,
+    Container, ContainerCredentialGuardState, ContainerMemory, ContainerProcessor, Device, DeviceType, GuestOs,
+    HvSocket, IsolationType, Networking,
 };
 pub use devices::{
-    Attachment, AttachmentType, ComPort, Devices, HvSocket2, HvSocketServiceConfig,
-    HvSocketSystemConfig, NetworkAdapter, Plan9, Plan9Share, Scsi, VirtualPMemController,
-    VirtualPMemDevice, VirtualSmb, VirtualSmbShare, VirtualSmbShareOptions, SCSI_CONTROLLER_GUIDS,
+    Attachment, AttachmentType, ComPort, Devices, HvSocket2, HvSocketServiceConfig, HvSocketSystemConfig,
+    NetworkAdapter, Plan9, Plan9Share, Scsi, VirtualPMemController, VirtualPMemDevice, VirtualSmb, VirtualSmbShare,
+    VirtualSmbShareOptions, SCSI_CONTROLLER_GUIDS,
 };
 pub use guest::{
-    GuestModificationRequest, LcowCombinedLayers, LcowMappedDirectory, LcowMappedVirtualDisk,
-    WcowCombinedLayers, WcowMappedVirtualDisk,
+    GuestModificationRequest, LcowCombinedLayers, LcowMappedDirectory, LcowMappedVirtualDisk, WcowCombinedLayers,
+    WcowMappedVirtualDisk,
 };
 pub use lcow::{LcowProcessParameters, LinuxHostedSystem};
 pub use modify::{resource_paths, ModifyRequestType, ModifySettingRequest};
 pub use process::{
-    CloseHandle, ConsoleSize, ProcessModifyRequest, ProcessParameters, ProcessSignal,
-    ProcessStatus, SignalProcessOptions,
+    CloseHandle, ConsoleSize, ProcessModifyRequest, ProcessParameters, ProcessSignal, ProcessStatus,
+    SignalProcessOptions,
 };
 pub use query::{ProcessDetails, Properties, PropertyQuery, PropertyType};
 pub use registry::{RegistryChanges, RegistryHive, RegistryKey, RegistryValue, RegistryValueType};
@@ -49,8 +48,8 @@ pub use result::{ErrorEvent, ResultDocument};
 pub use storage::{Layer, MappedDirectory, MappedPipe, Storage, StorageQos};
 pub use version::{SchemaVersion, SchemaVersionError};
 pub use virtual_machine::{
-    Chipset, GuestConnection, GuestState, LinuxKernelDirect, MemoryBackingType, Topology, Uefi,
-    UefiBootEntry, VirtualMachine, VirtualMachineMemory, VirtualMachineProcessor,
+    Chipset, GuestConnection, GuestState, LinuxKernelDirect, MemoryBackingType, Topology, Uefi, UefiBootEntry,
+    VirtualMachine, VirtualMachineMemory, VirtualMachineProcessor,
 };
 
 /// True when `value` equals its type's default: the serde twin of Go's `omitempty`

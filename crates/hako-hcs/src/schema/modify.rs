@@ -53,10 +53,7 @@ pub mod resource_paths {
 
     /// A SCSI attachment of a utility VM: `VirtualMachine/Devices/Scsi/<controller>/Attachments/<lun>`.
     pub fn scsi_attachment(controller: &str, lun: u32) -> String {
-        format!(
-            "VirtualMachine/Devices/Scsi/{}/Attachments/{}",
-            controller, lun
-        )
+        format!("VirtualMachine/Devices/Scsi/{}/Attachments/{}", controller, lun)
     }
 
     /// A network adapter of a utility VM: `VirtualMachine/Devices/NetworkAdapters/<id>`.

@@ -103,9 +103,7 @@ impl ProcessModifyRequest {
         ProcessModifyRequest {
             operation: "CloseHandle".to_string(),
             console_size: None,
-            close_handle: Some(CloseHandle {
-                handle: "StdIn".to_string(),
-            }),
+            close_handle: Some(CloseHandle { handle: "StdIn".to_string() }),
         }
     }
 }

@@ -55,10 +55,6 @@ impl ResultDocument {
 
     /// The messages of the error events, one line each.
     pub fn event_messages(&self) -> Vec<String> {
-        self.error_events
-            .iter()
-            .filter(|e| !e.message.is_empty())
-            .map(|e| e.message.trim().to_string())
-            .collect()
+        self.error_events.iter().filter(|e| !e.message.is_empty()).map(|e| e.message.trim().to_string()).collect()
     }
 }

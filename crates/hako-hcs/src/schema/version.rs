@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const RS5_BUILD: u32 = 17763;
 
 /// An HCS schema version, e.g. `{"Major":2,"Minor":1}`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SchemaVersion {
     /// Major version (2 for everything hako sends).
@@ -102,24 +100,15 @@ impl SchemaVersion {
             SchemaVersion::new(2, 1),
             SchemaVersion::new(2, 0),
         ];
-        ALL.iter()
-            .copied()
-            .find(|v| v.first_build().map_or(false, |first| build >= first))
+        ALL.iter().copied().find(|v| v.first_build().map_or(false, |first| build >= first))
     }
 
     /// Checks that a host of build `build` accepts this version.
     pub fn check_host_build(self, build: u32) -> Result<(), SchemaVersionError> {
-        let needed = self
-            .first_build()
-            .ok_or(SchemaVersionError::Unknown { version: self })?;
+        let needed = self.first_build().ok_or(SchemaVersionError::Unknown { version: self })?;
         let fallback = SchemaVersion::for_host_build(build)?;
         if build < needed {
-            return Err(SchemaVersionError::TooNewForHost {
-                version: self,
-                needed,
-                build,
-                fallback,
-            });
+            return Err(SchemaVersionError::TooNewForHost { version: self, needed, build, fallback });
         }
         Ok(())
     }
@@ -137,14 +126,8 @@ mod tests {
 
     #[test]
     fn hako_sends_2_1_from_rs5_and_refuses_older_hosts() {
-        assert_eq!(
-            SchemaVersion::for_host_build(17763),
-            Ok(SchemaVersion::V2_1)
-        );
-        assert_eq!(
-            SchemaVersion::for_host_build(26100),
-            Ok(SchemaVersion::V2_1)
-        );
+        assert_eq!(SchemaVersion::for_host_build(17763), Ok(SchemaVersion::V2_1));
+        assert_eq!(SchemaVersion::for_host_build(26100), Ok(SchemaVersion::V2_1));
         let err = SchemaVersion::for_host_build(17134).unwrap_err();
         assert_eq!(err, SchemaVersionError::HostTooOld { build: 17134 });
         assert!(err.to_string().contains("update the host to build 17763"));
@@ -159,22 +142,10 @@ mod tests {
         assert_eq!(SchemaVersion::V2_5.first_build(), Some(20348));
         assert_eq!(SchemaVersion::new(2, 6).first_build(), Some(22000));
         assert_eq!(SchemaVersion::new(3, 0).first_build(), None);
-        assert_eq!(
-            SchemaVersion::newest_for_host_build(17763),
-            Some(SchemaVersion::V2_1)
-        );
-        assert_eq!(
-            SchemaVersion::newest_for_host_build(19041),
-            Some(SchemaVersion::new(2, 3))
-        );
-        assert_eq!(
-            SchemaVersion::newest_for_host_build(20348),
-            Some(SchemaVersion::V2_5)
-        );
-        assert_eq!(
-            SchemaVersion::newest_for_host_build(26100),
-            Some(SchemaVersion::new(2, 6))
-        );
+        assert_eq!(SchemaVersion::newest_for_host_build(17763), Some(SchemaVersion::V2_1));
+        assert_eq!(SchemaVersion::newest_for_host_build(19041), Some(SchemaVersion::new(2, 3)));
+        assert_eq!(SchemaVersion::newest_for_host_build(20348), Some(SchemaVersion::V2_5));
+        assert_eq!(SchemaVersion::newest_for_host_build(26100), Some(SchemaVersion::new(2, 6)));
         assert_eq!(SchemaVersion::newest_for_host_build(14393), None);
     }
 
@@ -182,10 +153,7 @@ mod tests {
     fn v2_5_needs_ltsc2022() {
         assert!(SchemaVersion::V2_5.check_host_build(20348).is_ok());
         let err = SchemaVersion::V2_5.check_host_build(19041).unwrap_err();
-        assert!(matches!(
-            err,
-            SchemaVersionError::TooNewForHost { needed: 20348, .. }
-        ));
+        assert!(matches!(err, SchemaVersionError::TooNewForHost { needed: 20348, .. }));
         assert!(err.to_string().contains("use schema 2.1"));
     }
 

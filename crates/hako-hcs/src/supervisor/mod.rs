@@ -87,19 +87,12 @@ pub struct Reply {
 impl Reply {
     /// Success.
     pub fn ok() -> Self {
-        Reply {
-            ok: true,
-            ..Reply::default()
-        }
+        Reply { ok: true, ..Reply::default() }
     }
 
     /// Failure with a message.
     pub fn error(message: impl Into<String>) -> Self {
-        Reply {
-            ok: false,
-            error: message.into(),
-            pid: None,
-        }
+        Reply { ok: false, error: message.into(), pid: None }
     }
 }
 
@@ -107,11 +100,7 @@ impl Reply {
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, String> {
     let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
     if bytes.len() > MAX_MESSAGE {
-        return Err(format!(
-            "message of {} bytes exceeds the pipe limit of {}",
-            bytes.len(),
-            MAX_MESSAGE
-        ));
+        return Err(format!("message of {} bytes exceeds the pipe limit of {}", bytes.len(), MAX_MESSAGE));
     }
     Ok(bytes)
 }
@@ -130,14 +119,8 @@ mod tests {
         let reqs = vec![
             Request::Ping,
             Request::Start,
-            Request::Signal {
-                signal: "SIGTERM".into(),
-                all: false,
-            },
-            Request::Resize {
-                width: 120,
-                height: 40,
-            },
+            Request::Signal { signal: "SIGTERM".into(), all: false },
+            Request::Resize { width: 120, height: 40 },
             Request::Pause,
             Request::Resume,
             Request::Delete { force: true },
@@ -148,42 +131,19 @@ mod tests {
             assert_eq!(back, r);
         }
         assert_eq!(
-            String::from_utf8(
-                encode(&Request::Resize {
-                    width: 80,
-                    height: 24
-                })
-                .unwrap()
-            )
-            .unwrap(),
+            String::from_utf8(encode(&Request::Resize { width: 80, height: 24 }).unwrap()).unwrap(),
             r#"{"op":"resize","width":80,"height":24}"#
         );
-        assert!(decode::<Request>(br#"{"op":"format-disk"}"#)
-            .unwrap_err()
-            .contains("malformed supervisor message"));
+        assert!(decode::<Request>(br#"{"op":"format-disk"}"#).unwrap_err().contains("malformed supervisor message"));
     }
 
     #[test]
     fn replies_and_limits() {
-        let r: Reply = decode(
-            &encode(&Reply {
-                ok: true,
-                error: String::new(),
-                pid: Some(7),
-            })
-            .unwrap(),
-        )
-        .unwrap();
+        let r: Reply = decode(&encode(&Reply { ok: true, error: String::new(), pid: Some(7) }).unwrap()).unwrap();
         assert_eq!(r.pid, Some(7));
-        assert_eq!(
-            String::from_utf8(encode(&Reply::ok()).unwrap()).unwrap(),
-            r#"{"ok":true}"#
-        );
+        assert_eq!(String::from_utf8(encode(&Reply::ok()).unwrap()).unwrap(), r#"{"ok":true}"#);
         let big = Reply::error("x".repeat(MAX_MESSAGE));
         assert!(encode(&big).unwrap_err().contains("exceeds the pipe limit"));
-        assert_eq!(
-            pipe_name("abc"),
-            r"\\.\pipe\ProtectedPrefix\Administrators\hako-abc"
-        );
+        assert_eq!(pipe_name("abc"), r"\\.\pipe\ProtectedPrefix\Administrators\hako-abc");
     }
 }

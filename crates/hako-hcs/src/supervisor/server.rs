@@ -11,8 +11,8 @@ use crate::ffi;
 use crate::hcs::{self, ComputeSystem, Process};
 use crate::oci::Bundle;
 use crate::schema::{
-    CcgSystemInfo, ContainerCredentialGuardState, HostedSystemDocument, ProcessSignal,
-    PropertyQuery, PropertyType, ServiceModificationRequest, ServiceProperties,
+    CcgSystemInfo, ContainerCredentialGuardState, HostedSystemDocument, ProcessSignal, PropertyQuery, PropertyType,
+    ServiceModificationRequest, ServiceProperties,
 };
 use crate::state::{ContainerState, StateStore, Status};
 use crate::translate::{translate, HcsPlan, InitProcess};
@@ -20,26 +20,18 @@ use crate::translate::{translate, HcsPlan, InitProcess};
 use super::{decode, encode, Reply, Request, MAX_MESSAGE};
 
 fn pipe_error(state: &ContainerState, detail: String, fix: &'static str) -> HcsError {
-    HcsError::Supervisor {
-        id: state.id.clone(),
-        pipe: state.pipe.clone(),
-        detail,
-        fix,
-    }
+    HcsError::Supervisor { id: state.id.clone(), pipe: state.pipe.clone(), detail, fix }
 }
 
 /// Sends `request` to the supervisor of `state` and returns its reply.
 pub fn call(state: &ContainerState, request: &Request) -> Result<Reply, HcsError> {
     let fix = "the supervisor is gone; remove the container with hako delete --force";
-    let mut pipe = ffi::connect(&state.pipe, 10_000)
-        .map_err(|e| pipe_error(state, format!("cannot connect: {}", e), fix))?;
+    let mut pipe =
+        ffi::connect(&state.pipe, 10_000).map_err(|e| pipe_error(state, format!("cannot connect: {}", e), fix))?;
     let bytes = encode(request).map_err(|e| pipe_error(state, e, "report this as a hako bug"))?;
-    pipe.write_all(&bytes)
-        .map_err(|e| pipe_error(state, format!("cannot send: {}", e), fix))?;
+    pipe.write_all(&bytes).map_err(|e| pipe_error(state, format!("cannot send: {}", e), fix))?;
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
-    let n = pipe
-        .read(&mut buf)
-        .map_err(|e| pipe_error(state, format!("no answer: {}", e), fix))?;
+    let n = pipe.read(&mut buf).map_err(|e| pipe_error(state, format!("no answer: {}", e), fix))?;
     decode(&buf[..n]).map_err(|e| pipe_error(state, e, "report this as a hako bug"))
 }
 
@@ -69,10 +61,8 @@ fn serve(store: &StateStore, id: &str) -> Result<(), HcsError> {
     let state = store.load(id)?;
     let bundle = Bundle::load(&store.dir(id))?;
     let opts = crate::backend::translate_options_for(&state);
-    let plan =
-        translate(&bundle, &opts).map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
-    plan.preflight()
-        .map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
+    let plan = translate(&bundle, &opts).map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
+    plan.preflight().map_err(|error| HcsError::spec(state.bundle.clone(), error))?;
     let mut listener = ffi::PipeListener::bind(&state.pipe).map_err(|e| {
         pipe_error(
             &state,
@@ -150,10 +140,8 @@ fn bring_up(store: StateStore, state: ContainerState, mut plan: HcsPlan) -> Resu
         for file in &vm.grant_vm_access {
             hcs::grant_vm_access(&vm.id, file, build)?;
         }
-        let doc = serde_json::to_string(&vm.document).map_err(|source| HcsError::Serialize {
-            bundle: state.bundle.clone(),
-            source,
-        })?;
+        let doc = serde_json::to_string(&vm.document)
+            .map_err(|source| HcsError::Serialize { bundle: state.bundle.clone(), source })?;
         let system = ComputeSystem::create(&vm.id, &doc, build)?;
         system.start()?;
         for request in &vm.guest_requests {
@@ -165,11 +153,8 @@ fn bring_up(store: StateStore, state: ContainerState, mut plan: HcsPlan) -> Resu
         uvm = Some(system);
     }
     let ccg_added = add_credential_guard(&state, &mut plan)?;
-    let doc =
-        serde_json::to_string(&plan.container.document).map_err(|source| HcsError::Serialize {
-            bundle: state.bundle.clone(),
-            source,
-        })?;
+    let doc = serde_json::to_string(&plan.container.document)
+        .map_err(|source| HcsError::Serialize { bundle: state.bundle.clone(), source })?;
     let container = match ComputeSystem::create(&plan.container.id, &doc, build) {
         Ok(c) => c,
         Err(e) => {
@@ -186,15 +171,7 @@ fn bring_up(store: StateStore, state: ContainerState, mut plan: HcsPlan) -> Resu
         }
         return Err(e.into());
     }
-    Ok(Held {
-        store,
-        state,
-        plan,
-        uvm,
-        container,
-        init: None,
-        ccg_added,
-    })
+    Ok(Held { store, state, plan, uvm, container, init: None, ccg_added })
 }
 
 /// Registers the gMSA instance with HCS and puts its state into the container document.
@@ -213,11 +190,7 @@ fn add_credential_guard(state: &ContainerState, plan: &mut HcsPlan) -> Result<bo
         None => return Ok(false),
     };
     let build = Some(state.host_build);
-    let add = ServiceModificationRequest::add_instance(
-        &state.id,
-        &wanted.credential_spec,
-        &wanted.transport,
-    );
+    let add = ServiceModificationRequest::add_instance(&state.id, &wanted.credential_spec, &wanted.transport);
     let add = serde_json::to_string(&add).unwrap_or_default();
     hcs::modify_service_settings(&add, &format!("gMSA instance of {}", state.id), build)?;
     let query = serde_json::to_string(&PropertyQuery {
@@ -248,13 +221,9 @@ fn add_credential_guard(state: &ContainerState, plan: &mut HcsPlan) -> Result<bo
 
 fn remove_credential_guard(h: &Held) {
     if h.ccg_added {
-        let req = serde_json::to_string(&ServiceModificationRequest::remove_instance(&h.state.id))
-            .unwrap_or_default();
-        let _ = hcs::modify_service_settings(
-            &req,
-            &format!("gMSA instance of {}", h.state.id),
-            Some(h.state.host_build),
-        );
+        let req = serde_json::to_string(&ServiceModificationRequest::remove_instance(&h.state.id)).unwrap_or_default();
+        let _ =
+            hcs::modify_service_settings(&req, &format!("gMSA instance of {}", h.state.id), Some(h.state.host_build));
     }
 }
 
@@ -266,26 +235,12 @@ fn save(h: &Held) -> Result<(), HcsError> {
 fn handle(held: &Arc<Mutex<Held>>, request: Request) -> (Reply, bool) {
     let result = match request {
         Request::Ping => Ok((Reply::ok(), false)),
-        Request::Start => start(held).map(|pid| {
-            (
-                Reply {
-                    ok: true,
-                    error: String::new(),
-                    pid: Some(pid),
-                },
-                false,
-            )
-        }),
-        Request::Signal { signal, all } => {
-            signal_init(held, &signal, all).map(|()| (Reply::ok(), false))
-        }
+        Request::Start => start(held).map(|pid| (Reply { ok: true, error: String::new(), pid: Some(pid) }, false)),
+        Request::Signal { signal, all } => signal_init(held, &signal, all).map(|()| (Reply::ok(), false)),
         Request::Resize { width, height } => {
             let h = lock(held);
             match &h.init {
-                Some(p) => p
-                    .resize_console(height, width)
-                    .map(|()| (Reply::ok(), false))
-                    .map_err(HcsError::from),
+                Some(p) => p.resize_console(height, width).map(|()| (Reply::ok(), false)).map_err(HcsError::from),
                 None => Err(HcsError::WrongState {
                     id: h.state.id.clone(),
                     state: h.state.status.to_string(),
@@ -306,11 +261,7 @@ fn handle(held: &Arc<Mutex<Held>>, request: Request) -> (Reply, bool) {
             let mut h = lock(held);
             let r = h.container.resume();
             r.map_err(HcsError::from).and_then(|()| {
-                h.state.status = if h.init.is_some() {
-                    Status::Running
-                } else {
-                    Status::Created
-                };
+                h.state.status = if h.init.is_some() { Status::Running } else { Status::Created };
                 save(&h).map(|()| (Reply::ok(), false))
             })
         }
@@ -358,10 +309,7 @@ fn start(held: &Arc<Mutex<Held>>) -> Result<u32, HcsError> {
             })
         }
     }
-    .map_err(|source| HcsError::Serialize {
-        bundle: h.state.bundle.clone(),
-        source,
-    })?;
+    .map_err(|source| HcsError::Serialize { bundle: h.state.bundle.clone(), source })?;
     let mut process = h.container.create_process(&params)?;
     let stdin = process.stdin.take();
     let stdout = process.stdout.take();
@@ -405,11 +353,8 @@ fn start(held: &Arc<Mutex<Held>>) -> Result<u32, HcsError> {
 /// Signals the init process (or, before start or with `all`, stops the container).
 fn signal_init(held: &Arc<Mutex<Held>>, signal: &str, all: bool) -> Result<(), HcsError> {
     let mut h = lock(held);
-    let windows_signal =
-        ProcessSignal::from_runc_signal(signal).map_err(|what| HcsError::Unsupported {
-            what,
-            fix: "pick a signal with a Windows equivalent",
-        })?;
+    let windows_signal = ProcessSignal::from_runc_signal(signal)
+        .map_err(|what| HcsError::Unsupported { what, fix: "pick a signal with a Windows equivalent" })?;
     match (&h.init, all) {
         (Some(p), false) => match windows_signal {
             Some(sig) => p.signal(sig)?,

@@ -15,18 +15,15 @@ pub const CONTAINER_PROCESSOR_LIMIT: &str = "io.microsoft.container.processor.li
 /// Container processor weight (overrides `windows.resources.cpu.shares`).
 pub const CONTAINER_PROCESSOR_WEIGHT: &str = "io.microsoft.container.processor.weight";
 /// Container storage bandwidth maximum, bytes/s (overrides `windows.resources.storage.bps`).
-pub const CONTAINER_STORAGE_BANDWIDTH_MAX: &str =
-    "io.microsoft.container.storage.qos.bandwidthmaximum";
+pub const CONTAINER_STORAGE_BANDWIDTH_MAX: &str = "io.microsoft.container.storage.qos.bandwidthmaximum";
 /// Container storage IOPS maximum (overrides `windows.resources.storage.iops`).
 pub const CONTAINER_STORAGE_IOPS_MAX: &str = "io.microsoft.container.storage.qos.iopsmaximum";
 /// Utility VM memory in MiB.
 pub const VM_MEMORY_SIZE_MB: &str = "io.microsoft.virtualmachine.computetopology.memory.sizeinmb";
 /// Utility VM memory may be overcommitted (virtually backed); default true.
-pub const VM_ALLOW_OVERCOMMIT: &str =
-    "io.microsoft.virtualmachine.computetopology.memory.allowovercommit";
+pub const VM_ALLOW_OVERCOMMIT: &str = "io.microsoft.virtualmachine.computetopology.memory.allowovercommit";
 /// Utility VM memory committed lazily; default false.
-pub const VM_ENABLE_DEFERRED_COMMIT: &str =
-    "io.microsoft.virtualmachine.computetopology.memory.enabledeferredcommit";
+pub const VM_ENABLE_DEFERRED_COMMIT: &str = "io.microsoft.virtualmachine.computetopology.memory.enabledeferredcommit";
 /// Utility VM memory cold discard hint (LCOW); default false.
 pub const VM_ENABLE_COLD_DISCARD_HINT: &str =
     "io.microsoft.virtualmachine.computetopology.memory.enablecolddiscardhint";
@@ -37,16 +34,13 @@ pub const VM_PROCESSOR_COUNT: &str = "io.microsoft.virtualmachine.computetopolog
 /// Utility VM processor limit.
 pub const VM_PROCESSOR_LIMIT: &str = "io.microsoft.virtualmachine.computetopology.processor.limit";
 /// Utility VM processor weight.
-pub const VM_PROCESSOR_WEIGHT: &str =
-    "io.microsoft.virtualmachine.computetopology.processor.weight";
+pub const VM_PROCESSOR_WEIGHT: &str = "io.microsoft.virtualmachine.computetopology.processor.weight";
 /// Utility VM storage bandwidth maximum.
-pub const VM_STORAGE_BANDWIDTH_MAX: &str =
-    "io.microsoft.virtualmachine.storageqos.bandwidthmaximum";
+pub const VM_STORAGE_BANDWIDTH_MAX: &str = "io.microsoft.virtualmachine.storageqos.bandwidthmaximum";
 /// Utility VM storage IOPS maximum.
 pub const VM_STORAGE_IOPS_MAX: &str = "io.microsoft.virtualmachine.storageqos.iopsmaximum";
 /// Skip the gns `EnableCompartmentNamespace` registry value in a WCOW utility VM.
-pub const VM_DISABLE_COMPARTMENT_NAMESPACE: &str =
-    "io.microsoft.virtualmachine.disablecompartmentnamespace";
+pub const VM_DISABLE_COMPARTMENT_NAMESPACE: &str = "io.microsoft.virtualmachine.disablecompartmentnamespace";
 /// Folder with the LCOW boot files (kernel, initrd.img, rootfs.vhd).
 pub const BOOT_FILES_ROOT_PATH: &str = "io.microsoft.virtualmachine.bootfilesrootpath";
 /// LCOW: boot the kernel directly (default on builds from 18286).
@@ -62,8 +56,7 @@ pub const LCOW_PRIVILEGED: &str = "io.microsoft.virtualmachine.lcow.privileged";
 /// LCOW: VPMem device count.
 pub const LCOW_VPMEM_COUNT: &str = "io.microsoft.virtualmachine.devices.virtualpmem.maximumcount";
 /// LCOW: VPMem device size in bytes.
-pub const LCOW_VPMEM_SIZE: &str =
-    "io.microsoft.virtualmachine.devices.virtualpmem.maximumsizebytes";
+pub const LCOW_VPMEM_SIZE: &str = "io.microsoft.virtualmachine.devices.virtualpmem.maximumsizebytes";
 /// A HostProcess (job object) container: not supported by hako.
 pub const HOST_PROCESS_CONTAINER: &str = "microsoft.com/hostprocess-container";
 /// The image's `os.version`, stamped by hako's image code so the compatibility engine can run.

@@ -8,9 +8,8 @@
 pub type LayerIdFn = fn(folder_name: &str) -> Result<String, String>;
 
 /// The namespace of stand-in layer ids.
-const HAKO_LAYER_NAMESPACE: [u8; 16] = [
-    0x5c, 0x1e, 0x8f, 0x3a, 0x92, 0x4b, 0x4d, 0x27, 0x8e, 0x61, 0x0b, 0x7a, 0x4c, 0x9d, 0x2e, 0x13,
-];
+const HAKO_LAYER_NAMESPACE: [u8; 16] =
+    [0x5c, 0x1e, 0x8f, 0x3a, 0x92, 0x4b, 0x4d, 0x27, 0x8e, 0x61, 0x0b, 0x7a, 0x4c, 0x9d, 0x2e, 0x13];
 
 /// The stand-in layer id used off Windows: a version-5 UUID of `folder_name`.
 pub fn placeholder_layer_id(folder_name: &str) -> Result<String, String> {
@@ -30,13 +29,7 @@ pub fn placeholder_layer_id(folder_name: &str) -> Result<String, String> {
 
 /// SHA-1 (FIPS 180-4), enough for name-based UUIDs; not for security.
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
     let mut msg = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -60,12 +53,7 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
                 _ => (b ^ c ^ d, 0xCA62_C1D6),
             };
-            let temp = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
+            let temp = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -95,15 +83,10 @@ mod tests {
 
     #[test]
     fn sha1_matches_fips_vectors() {
-        assert_eq!(
-            hex(&sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
+        assert_eq!(hex(&sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(hex(&sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
         assert_eq!(
-            hex(&sha1(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
+            hex(&sha1(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
         );
     }

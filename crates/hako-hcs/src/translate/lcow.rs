@@ -11,10 +11,10 @@
 
 use crate::oci::Bundle;
 use crate::schema::{
-    Attachment, AttachmentType, Chipset, ComputeSystem, Devices, HostedSystemDocument, HvSocket2,
-    HvSocketSystemConfig, Layer, LcowCombinedLayers, LcowMappedDirectory, LcowMappedVirtualDisk,
-    LinuxHostedSystem, LinuxKernelDirect, Plan9, Plan9Share, SchemaVersion, Scsi, Uefi,
-    UefiBootEntry, VirtualMachine, VirtualPMemController, VirtualPMemDevice, SCSI_CONTROLLER_GUIDS,
+    Attachment, AttachmentType, Chipset, ComputeSystem, Devices, HostedSystemDocument, HvSocket2, HvSocketSystemConfig,
+    Layer, LcowCombinedLayers, LcowMappedDirectory, LcowMappedVirtualDisk, LinuxHostedSystem, LinuxKernelDirect, Plan9,
+    Plan9Share, SchemaVersion, Scsi, Uefi, UefiBootEntry, VirtualMachine, VirtualPMemController, VirtualPMemDevice,
+    SCSI_CONTROLLER_GUIDS,
 };
 
 use super::annotations::{self as ann, Annotations};
@@ -32,8 +32,7 @@ pub(crate) const KERNEL_DIRECT_MIN_BUILD: u32 = 18286;
 /// The Plan 9 server's vsock port.
 pub(crate) const PLAN9_PORT: u32 = 564;
 /// The guest's init arguments: entropy on vsock port 1, GCS stderr to vsock port 109.
-pub(crate) const LCOW_INIT_ARGS: &str =
-    "-e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel info";
+pub(crate) const LCOW_INIT_ARGS: &str = "-e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel info";
 
 /// Where a container's bundle lives in the guest (hcsshim `LCOWRootPrefixInUVM`).
 fn guest_bundle(id: &str) -> String {
@@ -89,16 +88,9 @@ fn forwarded_spec(
         let windows = obj.remove("windows");
         let mut kept = serde_json::Map::new();
         if let Some(w) = windows.as_ref().and_then(|w| w.as_object()) {
-            if let Some(ns) = w
-                .get("network")
-                .and_then(|n| n.get("networkNamespace"))
-                .and_then(|v| v.as_str())
-            {
+            if let Some(ns) = w.get("network").and_then(|n| n.get("networkNamespace")).and_then(|v| v.as_str()) {
                 if !ns.is_empty() {
-                    kept.insert(
-                        "network".to_string(),
-                        serde_json::json!({ "networkNamespace": ns }),
-                    );
+                    kept.insert("network".to_string(), serde_json::json!({ "networkNamespace": ns }));
                 }
             }
             if let Some(devices) = w.get("devices") {
@@ -109,11 +101,7 @@ fn forwarded_spec(
             obj.insert("windows".to_string(), serde_json::Value::Object(kept));
         }
         obj.remove("hooks");
-        let readonly = obj
-            .get("root")
-            .and_then(|r| r.get("readonly"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let readonly = obj.get("root").and_then(|r| r.get("readonly")).and_then(|v| v.as_bool()).unwrap_or(false);
         obj.insert(
             "root".to_string(),
             serde_json::json!({ "path": format!("{}/rootfs", guest_bundle(container_id)), "readonly": readonly }),
@@ -121,14 +109,8 @@ fn forwarded_spec(
         if let Some(mounts) = obj.get_mut("mounts").and_then(|m| m.as_array_mut()) {
             for (index, target) in plan9_targets {
                 if let Some(m) = mounts.get_mut(*index).and_then(|m| m.as_object_mut()) {
-                    m.insert(
-                        "source".to_string(),
-                        serde_json::Value::String(target.clone()),
-                    );
-                    m.insert(
-                        "type".to_string(),
-                        serde_json::Value::String("bind".to_string()),
-                    );
+                    m.insert("source".to_string(), serde_json::Value::String(target.clone()));
+                    m.insert("type".to_string(), serde_json::Value::String("bind".to_string()));
                     let opts = m.entry("options").or_insert_with(|| serde_json::json!([]));
                     if let Some(arr) = opts.as_array_mut() {
                         if !arr.iter().any(|o| o == "bind" || o == "rbind") {
@@ -139,10 +121,7 @@ fn forwarded_spec(
             }
         }
         if let Some(linux) = obj.get_mut("linux").and_then(|l| l.as_object_mut()) {
-            linux.insert(
-                "cgroupsPath".to_string(),
-                serde_json::Value::String(String::new()),
-            );
+            linux.insert("cgroupsPath".to_string(), serde_json::Value::String(String::new()));
             if let Some(res) = linux.get_mut("resources").and_then(|r| r.as_object_mut()) {
                 for key in ["devices", "pids", "blockIO", "hugepageLimits", "network"] {
                     res.remove(key);
@@ -183,9 +162,7 @@ pub(crate) fn lcow(
         ));
     }
     if windows.network.as_ref().map_or(false, |n| {
-        !n.endpoint_list.is_empty()
-            || n.allow_unqualified_dns_query
-            || !n.dns_search_list.is_empty()
+        !n.endpoint_list.is_empty() || n.allow_unqualified_dns_query || !n.dns_search_list.is_empty()
     }) {
         resources::networking(windows)?;
     }
@@ -194,11 +171,8 @@ pub(crate) fn lcow(
     let uvm_id = utility_vm_id(&opts.container_id);
     let build = opts.host.version.build;
 
-    let boot_files = a
-        .get(ann::BOOT_FILES_ROOT_PATH)
-        .unwrap_or(&opts.lcow_boot_files)
-        .trim_end_matches('\\')
-        .to_string();
+    let boot_files =
+        a.get(ann::BOOT_FILES_ROOT_PATH).unwrap_or(&opts.lcow_boot_files).trim_end_matches('\\').to_string();
     if !paths::is_absolute_drive_path(&boot_files) {
         return Err(SpecError::new(
             Rule::Annotation,
@@ -207,18 +181,12 @@ pub(crate) fn lcow(
             r"give the folder with the LCOW kernel and initrd, e.g. C:\Program Files\Linux Containers",
         ));
     }
-    let kernel_direct = a.bool(
-        ann::LCOW_KERNEL_DIRECT_BOOT,
-        build >= KERNEL_DIRECT_MIN_BUILD,
-    )?;
+    let kernel_direct = a.bool(ann::LCOW_KERNEL_DIRECT_BOOT, build >= KERNEL_DIRECT_MIN_BUILD)?;
     if kernel_direct && build < KERNEL_DIRECT_MIN_BUILD {
         return Err(SpecError::new(
             Rule::HostBuild,
             format!("annotations[{:?}]", ann::LCOW_KERNEL_DIRECT_BOOT),
-            format!(
-                "kernel direct boot needs build {} or newer; the host is {}",
-                KERNEL_DIRECT_MIN_BUILD, build
-            ),
+            format!("kernel direct boot needs build {} or newer; the host is {}", KERNEL_DIRECT_MIN_BUILD, build),
             "set the annotation to false",
         ));
     }
@@ -235,9 +203,7 @@ pub(crate) fn lcow(
         }
     };
     let vpmem_count = a.u32(ann::LCOW_VPMEM_COUNT)?.unwrap_or(64);
-    let vpmem_size = a
-        .u64(ann::LCOW_VPMEM_SIZE)?
-        .unwrap_or(4 * 1024 * 1024 * 1024);
+    let vpmem_size = a.u64(ann::LCOW_VPMEM_SIZE)?.unwrap_or(4 * 1024 * 1024 * 1024);
     if vpmem_count > 128 {
         return Err(SpecError::new(
             Rule::Annotation,
@@ -262,11 +228,7 @@ pub(crate) fn lcow(
     if kernel_direct {
         chipset.linux_kernel_direct = Some(LinuxKernelDirect {
             kernel_file_path: kernel_file,
-            init_rd_path: if vhd_rootfs {
-                String::new()
-            } else {
-                paths::join(&boot_files, "initrd.img")
-            },
+            init_rd_path: if vhd_rootfs { String::new() } else { paths::join(&boot_files, "initrd.img") },
             kernel_cmd_line: cmdline,
         });
     } else {
@@ -358,10 +320,7 @@ pub(crate) fn lcow(
             })
             .unwrap_or_default(),
         ));
-        guest_layers.push(Layer {
-            path: mount,
-            ..Layer::default()
-        });
+        guest_layers.push(Layer { path: mount, ..Layer::default() });
     }
     if ro.len() + 1 > 64 {
         return Err(SpecError::new(
@@ -379,12 +338,7 @@ pub(crate) fn lcow(
     let mut plan9 = Plan9::default();
     let mut targets = Vec::new();
     for m in mounts::lcow_mounts(spec)? {
-        if let LcowMount::HostDirectory {
-            index,
-            source,
-            read_only,
-        } = m
-        {
+        if let LcowMount::HostDirectory { index, source, read_only } = m {
             let n = plan9.shares.len() + 1;
             let name = n.to_string();
             let guest = format!("/mounts/m{}", n);
@@ -421,11 +375,7 @@ pub(crate) fn lcow(
         })
         .unwrap_or_default(),
     ));
-    if windows
-        .network
-        .as_ref()
-        .map_or(false, |n| !n.network_namespace.is_empty())
-    {
+    if windows.network.as_ref().map_or(false, |n| !n.network_namespace.is_empty()) {
         warnings.push(
             "the network namespace's endpoints must be added to the utility VM as network adapters; hako does not do that yet, \
              so the container will have no network"
@@ -475,21 +425,13 @@ pub(crate) fn lcow(
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Linux(process::linux_process(
-            p,
-            bundle.raw.get("process"),
-            opts.stdio,
-        )?)),
+        Some(p) => Some(InitProcess::Linux(process::linux_process(p, bundle.raw.get("process"), opts.stdio)?)),
         None => None,
     };
     Ok(HcsPlan {
         isolation: Isolation::Lcow,
         schema_version: schema,
-        host: HostSummary {
-            build,
-            revision: opts.host.version.revision,
-            measured: opts.host_measured,
-        },
+        host: HostSummary { build, revision: opts.host.version.revision, measured: opts.host_measured },
         utility_vm: Some(UtilityVmPlan {
             id: uvm_id,
             document: uvm_doc,
@@ -497,10 +439,7 @@ pub(crate) fn lcow(
             scratch_from_template: None,
             guest_requests,
         }),
-        container: ContainerPlan {
-            id: opts.container_id.clone(),
-            document: container_doc,
-        },
+        container: ContainerPlan { id: opts.container_id.clone(), document: container_doc },
         process,
         image_os_version: None,
         compatibility: None,

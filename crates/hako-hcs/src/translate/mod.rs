@@ -65,10 +65,7 @@ impl std::str::FromStr for Isolation {
             "process" => Ok(Isolation::Process),
             "hyperv" | "hyper-v" | "vm" => Ok(Isolation::Hyperv),
             "lcow" => Ok(Isolation::Lcow),
-            _ => Err(format!(
-                "isolation {:?} is not one of process, hyperv, lcow",
-                s
-            )),
+            _ => Err(format!("isolation {:?} is not one of process, hyperv, lcow", s)),
         }
     }
 }
@@ -155,12 +152,7 @@ impl SpecError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        SpecError {
-            rule,
-            field: field.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        SpecError { rule, field: field.into(), problem: problem.into(), fix: fix.into() }
     }
 }
 
@@ -226,10 +218,7 @@ impl TranslateOptions {
         TranslateOptions {
             container_id: container_id.to_string(),
             owner: "hako".to_string(),
-            host: HostInfo {
-                version: OsVersion::windows10(build, 0),
-                is_client: false,
-            },
+            host: HostInfo { version: OsVersion::windows10(build, 0), is_client: false },
             host_measured: false,
             host_processors: None,
             isolation: None,
@@ -307,9 +296,7 @@ fn decide_isolation(
 fn check_container_id(id: &str) -> Result<(), SpecError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
     if ok {
         Ok(())
     } else {
@@ -327,12 +314,7 @@ pub fn translate(bundle: &Bundle, opts: &TranslateOptions) -> Result<HcsPlan, Sp
     check_container_id(&opts.container_id)?;
     let mut warnings = Vec::new();
     let schema = SchemaVersion::for_host_build(opts.host.version.build).map_err(|e| {
-        SpecError::new(
-            Rule::HostBuild,
-            "host",
-            e.to_string(),
-            "run hako on Windows 10 1809 / Server 2019 or newer",
-        )
+        SpecError::new(Rule::HostBuild, "host", e.to_string(), "run hako on Windows 10 1809 / Server 2019 or newer")
     })?;
     let ann = Annotations(&bundle.spec.annotations);
     if ann.bool(annotations::HOST_PROCESS_CONTAINER, false)? {
@@ -344,17 +326,11 @@ pub fn translate(bundle: &Bundle, opts: &TranslateOptions) -> Result<HcsPlan, Sp
         ));
     }
     for key in ann.unknown_microsoft() {
-        warnings.push(format!(
-            "annotation {} is not honoured by hako and was ignored",
-            key
-        ));
+        warnings.push(format!("annotation {} is not honoured by hako and was ignored", key));
     }
     let isolation = decide_isolation(bundle, opts.isolation, &mut warnings)?;
 
-    let image_version = match (
-        &opts.image_os_version,
-        ann.get(annotations::HAKO_IMAGE_OS_VERSION),
-    ) {
+    let image_version = match (&opts.image_os_version, ann.get(annotations::HAKO_IMAGE_OS_VERSION)) {
         (Some(v), _) => Some(*v),
         (None, Some(text)) => Some(text.parse::<OsVersion>().map_err(|e| {
             SpecError::new(
@@ -401,12 +377,9 @@ impl HcsPlan {
     /// in HCS with 0xc0370101; this says so first and names the fix.
     pub fn preflight(&self) -> Result<(), SpecError> {
         match (&self.compatibility, self.isolation) {
-            (Some(Verdict::CannotRun { reason }), _) => Err(SpecError::new(
-                Rule::Compatibility,
-                "image",
-                reason.clone(),
-                "pull an image built for this host",
-            )),
+            (Some(Verdict::CannotRun { reason }), _) => {
+                Err(SpecError::new(Rule::Compatibility, "image", reason.clone(), "pull an image built for this host"))
+            }
             (Some(Verdict::NeedsHyperV { reason }), Isolation::Process) => Err(SpecError::new(
                 Rule::Compatibility,
                 "image",

@@ -42,11 +42,7 @@ fn check_options(i: usize, m: &Mount, warnings: &mut Vec<String>) {
     for o in &m.options {
         let lower = o.to_ascii_lowercase();
         if !matches!(lower.as_str(), "ro" | "rw" | "bind" | "rbind") {
-            warnings.push(format!(
-                "{}: option {:?} has no meaning on Windows and was ignored",
-                field(i, "options"),
-                o
-            ));
+            warnings.push(format!("{}: option {:?} has no meaning on Windows and was ignored", field(i, "options"), o));
         }
     }
 }
@@ -82,10 +78,7 @@ pub(crate) fn wcow_mounts(
                 return Err(SpecError::new(
                     Rule::MountType,
                     field(i, "type"),
-                    format!(
-                        "{:?} (a disk mount) is not supported by hako yet",
-                        m.mount_type
-                    ),
+                    format!("{:?} (a disk mount) is not supported by hako yet", m.mount_type),
                     "map a host directory instead (type empty)",
                 ))
             }
@@ -104,10 +97,7 @@ pub(crate) fn wcow_mounts(
                 return Err(SpecError::new(
                     Rule::NamedPipe,
                     field(i, "source"),
-                    format!(
-                        "{:?} is not a named pipe, but the destination is one",
-                        m.source
-                    ),
+                    format!("{:?} is not a named pipe, but the destination is one", m.source),
                     r"give a host pipe such as \\.\pipe\docker_engine",
                 ));
             }
@@ -115,11 +105,7 @@ pub(crate) fn wcow_mounts(
                 return Err(SpecError::new(
                     Rule::NamedPipe,
                     field(i, "destination"),
-                    format!(
-                        "named pipe mounts need build {} (1709) or newer; the host is {}",
-                        builds::RS3,
-                        host_build
-                    ),
+                    format!("named pipe mounts need build {} (1709) or newer; the host is {}", builds::RS3, host_build),
                     "update the host or drop the pipe mount",
                 ));
             }
@@ -133,10 +119,7 @@ pub(crate) fn wcow_mounts(
             return Err(SpecError::new(
                 Rule::NamedPipe,
                 field(i, "destination"),
-                format!(
-                    "{:?} is not a named pipe, but the source is one",
-                    m.destination
-                ),
+                format!("{:?} is not a named pipe, but the source is one", m.destination),
                 r"map a pipe to a pipe path such as \\.\pipe\NAME",
             ));
         }
@@ -152,10 +135,7 @@ pub(crate) fn wcow_mounts(
             return Err(SpecError::new(
                 Rule::MountDestination,
                 field(i, "destination"),
-                format!(
-                    "{:?} is a drive root, which cannot be mapped over",
-                    m.destination
-                ),
+                format!("{:?} is a drive root, which cannot be mapped over", m.destination),
                 r"map to a folder such as C:\data",
             ));
         }
@@ -163,10 +143,7 @@ pub(crate) fn wcow_mounts(
             return Err(SpecError::new(
                 Rule::MountSource,
                 field(i, "source"),
-                format!(
-                    "{:?} (an hcsshim utility VM mount) is not supported by hako",
-                    m.source
-                ),
+                format!("{:?} (an hcsshim utility VM mount) is not supported by hako", m.source),
                 "map a host directory",
             ));
         }
@@ -174,10 +151,7 @@ pub(crate) fn wcow_mounts(
             return Err(SpecError::new(
                 Rule::MountSource,
                 field(i, "source"),
-                format!(
-                    "{:?} is a UNC network path; Windows containers can only map local directories",
-                    m.source
-                ),
+                format!("{:?} is a UNC network path; Windows containers can only map local directories", m.source),
                 "copy the data to a local folder, or mount the share inside the container",
             ));
         }
@@ -195,10 +169,7 @@ pub(crate) fn wcow_mounts(
                 return Err(SpecError::new(
                     Rule::MountNested,
                     field(i, "destination"),
-                    format!(
-                        "{:?} is also the destination of mounts[{}]",
-                        m.destination, j
-                    ),
+                    format!("{:?} is also the destination of mounts[{}]", m.destination, j),
                     "give each mount its own destination",
                 ));
             }
@@ -252,33 +223,22 @@ pub(crate) fn lcow_mounts(spec: &Spec) -> Result<Vec<LcowMount>, SpecError> {
                 "use a path such as /data",
             ));
         }
-        let is_bind =
-            m.mount_type == "bind" || m.options.iter().any(|o| o == "bind" || o == "rbind");
+        let is_bind = m.mount_type == "bind" || m.options.iter().any(|o| o == "bind" || o == "rbind");
         if paths::is_unc(&m.source) {
             return Err(SpecError::new(
                 Rule::MountSource,
                 field(i, "source"),
-                format!(
-                    "{:?} is a UNC network path; only local directories can be shared",
-                    m.source
-                ),
+                format!("{:?} is a UNC network path; only local directories can be shared", m.source),
                 "copy the data to a local folder",
             ));
         }
         if paths::is_absolute_drive_path(&m.source) {
-            out.push(LcowMount::HostDirectory {
-                index: i,
-                source: m.source.clone(),
-                read_only: m.is_read_only(),
-            });
+            out.push(LcowMount::HostDirectory { index: i, source: m.source.clone(), read_only: m.is_read_only() });
         } else if is_bind && !m.source.starts_with('/') {
             return Err(SpecError::new(
                 Rule::MountSource,
                 field(i, "source"),
-                format!(
-                    "{:?} is neither a Windows host directory nor a path in the utility VM",
-                    m.source
-                ),
+                format!("{:?} is neither a Windows host directory nor a path in the utility VM", m.source),
                 r"give a host directory such as C:\data",
             ));
         } else {

@@ -5,8 +5,7 @@
 pub(crate) const PIPE_PREFIX: &str = r"\\.\pipe\";
 
 /// The guest path prefix of VSMB shares inside a Windows utility VM (hcsshim `vsmbSharePrefix`).
-pub(crate) const VSMB_GUEST_PREFIX: &str =
-    r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\";
+pub(crate) const VSMB_GUEST_PREFIX: &str = r"\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\";
 
 /// Whether `s` is a GUID `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, optionally in braces.
 pub(crate) fn is_guid(s: &str) -> bool {
@@ -18,10 +17,7 @@ pub(crate) fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = inner.split('-').collect();
     let lens = [8usize, 4, 4, 4, 12];
     groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens.iter())
-            .all(|(g, &n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups.iter().zip(lens.iter()).all(|(g, &n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether `s` is a volume GUID path `\\?\Volume{GUID}` with an optional trailing backslash
@@ -44,9 +40,7 @@ pub(crate) fn is_absolute_drive_path(s: &str) -> bool {
 
 /// Whether `s` is a UNC path `\\server\share` (not a `\\?\` or `\\.\` device path).
 pub(crate) fn is_unc(s: &str) -> bool {
-    (s.starts_with(r"\\") || s.starts_with("//"))
-        && !s.starts_with(r"\\?\")
-        && !s.starts_with(r"\\.\")
+    (s.starts_with(r"\\") || s.starts_with("//")) && !s.starts_with(r"\\?\") && !s.starts_with(r"\\.\")
         || s.to_ascii_lowercase().starts_with(r"\\?\unc\")
 }
 
@@ -66,11 +60,7 @@ pub(crate) fn normalize(s: &str) -> String {
 
 /// Whether `inner` lies strictly inside `outer` (both normalized with [`normalize`]).
 pub(crate) fn is_nested(outer: &str, inner: &str) -> bool {
-    let prefix = if outer.ends_with('\\') {
-        outer.to_string()
-    } else {
-        format!("{}\\", outer)
-    };
+    let prefix = if outer.ends_with('\\') { outer.to_string() } else { format!("{}\\", outer) };
     inner.len() > prefix.len() && inner.starts_with(&prefix)
 }
 
@@ -83,10 +73,7 @@ pub(crate) fn join(base: &str, rest: &str) -> String {
 
 /// The last component of a Windows path.
 pub(crate) fn file_name(path: &str) -> &str {
-    path.trim_end_matches(['\\', '/'])
-        .rsplit(['\\', '/'])
-        .next()
-        .unwrap_or(path)
+    path.trim_end_matches(['\\', '/']).rsplit(['\\', '/']).next().unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -95,17 +82,11 @@ mod tests {
 
     #[test]
     fn volume_guid_paths() {
-        assert!(is_volume_guid_path(
-            r"\\?\Volume{2c2b6b0c-7d43-4c0a-8d8c-0123456789ab}\"
-        ));
-        assert!(is_volume_guid_path(
-            r"\\?\Volume{2C2B6B0C-7D43-4C0A-8D8C-0123456789AB}"
-        ));
+        assert!(is_volume_guid_path(r"\\?\Volume{2c2b6b0c-7d43-4c0a-8d8c-0123456789ab}\"));
+        assert!(is_volume_guid_path(r"\\?\Volume{2C2B6B0C-7D43-4C0A-8D8C-0123456789AB}"));
         assert!(!is_volume_guid_path(r"C:\rootfs"));
         assert!(!is_volume_guid_path(r"\\?\Volume{not-a-guid}\"));
-        assert!(!is_volume_guid_path(
-            r"\\?\Volume2c2b6b0c-7d43-4c0a-8d8c-0123456789ab\"
-        ));
+        assert!(!is_volume_guid_path(r"\\?\Volume2c2b6b0c-7d43-4c0a-8d8c-0123456789ab\"));
         assert!(!is_volume_guid_path("rootfs"));
     }
 
@@ -127,20 +108,11 @@ mod tests {
 
     #[test]
     fn nesting_and_joining() {
-        assert!(is_nested(
-            &normalize(r"C:\data"),
-            &normalize(r"c:\DATA\sub\")
-        ));
-        assert!(!is_nested(
-            &normalize(r"C:\data"),
-            &normalize(r"C:\database")
-        ));
+        assert!(is_nested(&normalize(r"C:\data"), &normalize(r"c:\DATA\sub\")));
+        assert!(!is_nested(&normalize(r"C:\data"), &normalize(r"C:\database")));
         assert!(!is_nested(&normalize(r"C:\data"), &normalize(r"C:\data\")));
         assert!(is_nested(&normalize(r"C:\"), &normalize(r"C:\x")));
-        assert_eq!(
-            join(r"C:\layers\base\", r"\UtilityVM"),
-            r"C:\layers\base\UtilityVM"
-        );
+        assert_eq!(join(r"C:\layers\base\", r"\UtilityVM"), r"C:\layers\base\UtilityVM");
         assert_eq!(file_name(r"C:\layers\abc\"), "abc");
         assert!(is_guid("2c2b6b0c-7d43-4c0a-8d8c-0123456789ab"));
         assert!(is_guid("{2c2b6b0c-7d43-4c0a-8d8c-0123456789ab}"));

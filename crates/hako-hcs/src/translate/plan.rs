@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use crate::compat::Verdict;
 use crate::osversion::OsVersion;
-use crate::schema::{
-    ComputeSystem, LcowProcessParameters, ModifySettingRequest, ProcessParameters, SchemaVersion,
-};
+use crate::schema::{ComputeSystem, LcowProcessParameters, ModifySettingRequest, ProcessParameters, SchemaVersion};
 
 use super::Isolation;
 

@@ -23,11 +23,7 @@ pub struct StdioPipes {
 
 impl Default for StdioPipes {
     fn default() -> Self {
-        StdioPipes {
-            stdin: true,
-            stdout: true,
-            stderr: true,
-        }
+        StdioPipes { stdin: true, stdout: true, stderr: true }
     }
 }
 
@@ -76,10 +72,7 @@ pub fn escape_arg(arg: &str) -> String {
 
 /// Joins `args` into one Windows command line.
 pub fn escape_args(args: &[String]) -> String {
-    args.iter()
-        .map(|a| escape_arg(a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| escape_arg(a)).collect::<Vec<_>>().join(" ")
 }
 
 /// The environment map: `KEY=VALUE` split at the first `=`; entries without `=` or with an
@@ -97,10 +90,7 @@ pub(crate) fn environment(env: &[String]) -> BTreeMap<String, String> {
 }
 
 /// Process parameters of a Windows container's process.
-pub(crate) fn windows_process(
-    process: &Process,
-    stdio: StdioPipes,
-) -> Result<ProcessParameters, SpecError> {
+pub(crate) fn windows_process(process: &Process, stdio: StdioPipes) -> Result<ProcessParameters, SpecError> {
     let command_line = match process.command_line.as_deref() {
         Some(cl) if !cl.trim().is_empty() => cl.to_string(),
         _ if !process.args.is_empty() => escape_args(&process.args),
@@ -254,17 +244,8 @@ mod tests {
 
     #[test]
     fn environment_drops_empty_values_like_hcsshim() {
-        let env: Vec<String> = [
-            "PATH=C:\\Windows",
-            "EMPTY=",
-            "NOEQUALS",
-            "A=1=2",
-            "A=3",
-            "=x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let env: Vec<String> =
+            ["PATH=C:\\Windows", "EMPTY=", "NOEQUALS", "A=1=2", "A=3", "=x"].iter().map(|s| s.to_string()).collect();
         let map = environment(&env);
         assert_eq!(map.len(), 2);
         assert_eq!(map["PATH"], "C:\\Windows");

@@ -5,8 +5,7 @@
 
 use crate::oci::{Spec, Windows};
 use crate::schema::{
-    ContainerCredentialGuardState, ContainerMemory, ContainerProcessor, Device, DeviceType,
-    Networking, StorageQos,
+    ContainerCredentialGuardState, ContainerMemory, ContainerProcessor, Device, DeviceType, Networking, StorageQos,
 };
 
 use super::annotations::{self as ann, Annotations};
@@ -26,23 +25,17 @@ pub(crate) fn check_spec_cpu(spec: &Spec) -> Result<(), SpecError> {
         Some(c) => c,
         None => return Ok(()),
     };
-    let set: Vec<&str> = [
-        ("count", cpu.count.is_some()),
-        ("shares", cpu.shares.is_some()),
-        ("maximum", cpu.maximum.is_some()),
-    ]
-    .iter()
-    .filter(|(_, on)| *on)
-    .map(|(n, _)| *n)
-    .collect();
+    let set: Vec<&str> =
+        [("count", cpu.count.is_some()), ("shares", cpu.shares.is_some()), ("maximum", cpu.maximum.is_some())]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect();
     if set.len() > 1 {
         return Err(SpecError::new(
             Rule::CpuExclusive,
             "windows.resources.cpu",
-            format!(
-                "sets {}, but count, shares and maximum are mutually exclusive",
-                set.join(" and ")
-            ),
+            format!("sets {}, but count, shares and maximum are mutually exclusive", set.join(" and ")),
             "keep only one of count, shares and maximum",
         ));
     }
@@ -117,22 +110,15 @@ pub(crate) fn container_processor(
         Some(n) => Some(n),
         None => cpu.and_then(|c| c.shares).filter(|s| *s > 0).map(u32::from),
     };
-    let set: Vec<String> = [
-        ("count", count),
-        ("limit (maximum)", maximum),
-        ("weight (shares)", weight),
-    ]
-    .iter()
-    .filter_map(|(n, v)| v.map(|v| format!("{} {}", n, v)))
-    .collect();
+    let set: Vec<String> = [("count", count), ("limit (maximum)", maximum), ("weight (shares)", weight)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{} {}", n, v)))
+        .collect();
     if set.len() > 1 {
         return Err(SpecError::new(
             Rule::CpuExclusive,
             "windows.resources.cpu and io.microsoft.container.processor.* annotations",
-            format!(
-                "together set {}, which are mutually exclusive",
-                set.join(", ")
-            ),
+            format!("together set {}, which are mutually exclusive", set.join(", ")),
             "keep only one of processor count, limit and weight",
         ));
     }
@@ -166,18 +152,11 @@ pub(crate) fn container_processor(
             count = max;
         }
     }
-    Ok(ContainerProcessor {
-        count,
-        maximum: maximum.unwrap_or(0),
-        weight: weight.unwrap_or(0),
-    })
+    Ok(ContainerProcessor { count, maximum: maximum.unwrap_or(0), weight: weight.unwrap_or(0) })
 }
 
 /// The container's memory limit in MiB, or `None`.
-pub(crate) fn container_memory_mb(
-    spec: &Spec,
-    a: &Annotations<'_>,
-) -> Result<Option<u64>, SpecError> {
+pub(crate) fn container_memory_mb(spec: &Spec, a: &Annotations<'_>) -> Result<Option<u64>, SpecError> {
     if let Some(mb) = a.u64(ann::CONTAINER_MEMORY_SIZE_MB)? {
         return Ok(Some(mb));
     }
@@ -185,21 +164,14 @@ pub(crate) fn container_memory_mb(
 }
 
 fn spec_memory_mb(spec: &Spec) -> Result<Option<u64>, SpecError> {
-    let limit = spec
-        .windows
-        .as_ref()
-        .and_then(|w| w.resources.as_ref())
-        .and_then(|r| r.memory.as_ref())
-        .and_then(|m| m.limit);
+    let limit =
+        spec.windows.as_ref().and_then(|w| w.resources.as_ref()).and_then(|r| r.memory.as_ref()).and_then(|m| m.limit);
     match limit {
         None | Some(0) => Ok(None),
         Some(bytes) if bytes < MIB => Err(SpecError::new(
             Rule::Memory,
             "windows.resources.memory.limit",
-            format!(
-                "{} bytes is less than 1 MiB, and HCS limits memory in whole MiB",
-                bytes
-            ),
+            format!("{} bytes is less than 1 MiB, and HCS limits memory in whole MiB", bytes),
             "use at least 1048576 bytes",
         )),
         Some(bytes) => Ok(Some(bytes / MIB)),
@@ -207,10 +179,7 @@ fn spec_memory_mb(spec: &Spec) -> Result<Option<u64>, SpecError> {
 }
 
 /// `Memory{SizeInMB}` of a container.
-pub(crate) fn container_memory(
-    spec: &Spec,
-    a: &Annotations<'_>,
-) -> Result<Option<ContainerMemory>, SpecError> {
+pub(crate) fn container_memory(spec: &Spec, a: &Annotations<'_>) -> Result<Option<ContainerMemory>, SpecError> {
     Ok(container_memory_mb(spec, a)?.map(|size_in_mb| ContainerMemory { size_in_mb }))
 }
 
@@ -233,38 +202,25 @@ pub(crate) fn storage_qos(
     iops_key: &str,
     bps_key: &str,
 ) -> Result<Option<StorageQos>, SpecError> {
-    let storage = spec
-        .windows
-        .as_ref()
-        .and_then(|w| w.resources.as_ref())
-        .and_then(|r| r.storage.as_ref());
+    let storage = spec.windows.as_ref().and_then(|w| w.resources.as_ref()).and_then(|r| r.storage.as_ref());
     let iops = match a.u64(iops_key)? {
         Some(v) => Some(check_qos_value(format!("annotations[{:?}]", iops_key), v)?),
         None => match storage.and_then(|s| s.iops).filter(|v| *v > 0) {
-            Some(v) => Some(check_qos_value(
-                "windows.resources.storage.iops".to_string(),
-                v,
-            )?),
+            Some(v) => Some(check_qos_value("windows.resources.storage.iops".to_string(), v)?),
             None => None,
         },
     };
     let bps = match a.u64(bps_key)? {
         Some(v) => Some(check_qos_value(format!("annotations[{:?}]", bps_key), v)?),
         None => match storage.and_then(|s| s.bps).filter(|v| *v > 0) {
-            Some(v) => Some(check_qos_value(
-                "windows.resources.storage.bps".to_string(),
-                v,
-            )?),
+            Some(v) => Some(check_qos_value("windows.resources.storage.bps".to_string(), v)?),
             None => None,
         },
     };
     if iops.is_none() && bps.is_none() {
         return Ok(None);
     }
-    Ok(Some(StorageQos {
-        iops_maximum: iops.unwrap_or(0),
-        bandwidth_maximum: bps.unwrap_or(0),
-    }))
+    Ok(Some(StorageQos { iops_maximum: iops.unwrap_or(0), bandwidth_maximum: bps.unwrap_or(0) }))
 }
 
 /// `windows.network` to `Networking`.
@@ -277,10 +233,7 @@ pub(crate) fn networking(windows: &Windows) -> Result<Option<Networking>, SpecEr
         ("endpointList", !net.endpoint_list.is_empty()),
         ("allowUnqualifiedDNSQuery", net.allow_unqualified_dns_query),
         ("DNSSearchList", !net.dns_search_list.is_empty()),
-        (
-            "networkSharedContainerName",
-            !net.network_shared_container_name.is_empty(),
-        ),
+        ("networkSharedContainerName", !net.network_shared_container_name.is_empty()),
     ]
     .iter()
     .filter(|(_, on)| *on)
@@ -348,20 +301,18 @@ pub(crate) fn credential_guard(
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(map))
             if map.contains_key("CmsPlugins") || map.contains_key("DomainJoinConfig") => {}
-        _ => return Err(SpecError::new(
-            Rule::CredentialSpec,
-            "windows.credentialSpec",
-            "is not a gMSA credential spec (a JSON object with CmsPlugins and DomainJoinConfig)",
-            "give the content of the credential spec file written by New-CredentialSpec",
-        )),
+        _ => {
+            return Err(SpecError::new(
+                Rule::CredentialSpec,
+                "windows.credentialSpec",
+                "is not a gMSA credential spec (a JSON object with CmsPlugins and DomainJoinConfig)",
+                "give the content of the credential spec file written by New-CredentialSpec",
+            ))
+        }
     }
     Ok(Some(ContainerCredentialGuardState {
         credential_spec: text,
-        transport: if hyperv {
-            "HvSocket".to_string()
-        } else {
-            "LRPC".to_string()
-        },
+        transport: if hyperv { "HvSocket".to_string() } else { "LRPC".to_string() },
         ..ContainerCredentialGuardState::default()
     }))
 }
@@ -456,10 +407,7 @@ pub(crate) fn vm_sizing(
     };
     let memory_mb = (requested_mb + 1) & !1;
     if memory_mb != requested_mb {
-        warnings.push(format!(
-            "utility VM memory {} MiB aligned up to {} MiB",
-            requested_mb, memory_mb
-        ));
+        warnings.push(format!("utility VM memory {} MiB aligned up to {} MiB", requested_mb, memory_mb));
     }
     let default_processors = if host_processors == Some(1) { 1 } else { 2 };
     let mut processors = match a.u32(ann::VM_PROCESSOR_COUNT)? {
@@ -471,10 +419,7 @@ pub(crate) fn vm_sizing(
     };
     if let Some(host) = host_processors {
         if processors > host {
-            warnings.push(format!(
-                "utility VM processor count {} lowered to the host's {}",
-                processors, host
-            ));
+            warnings.push(format!("utility VM processor count {} lowered to the host's {}", processors, host));
             processors = host;
         }
     }
@@ -496,11 +441,6 @@ pub(crate) fn vm_sizing(
         allow_overcommit,
         deferred_commit: a.bool(ann::VM_ENABLE_DEFERRED_COMMIT, false)?,
         cold_discard_hint: a.bool(ann::VM_ENABLE_COLD_DISCARD_HINT, false)?,
-        qos: storage_qos(
-            spec,
-            a,
-            ann::VM_STORAGE_IOPS_MAX,
-            ann::VM_STORAGE_BANDWIDTH_MAX,
-        )?,
+        qos: storage_qos(spec, a, ann::VM_STORAGE_IOPS_MAX, ann::VM_STORAGE_BANDWIDTH_MAX)?,
     })
 }

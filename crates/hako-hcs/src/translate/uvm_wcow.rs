@@ -12,13 +12,11 @@
 
 use crate::oci::Bundle;
 use crate::schema::{
-    Attachment, AttachmentType, Chipset, ComputeSystem, Devices, GuestModificationRequest,
-    HostedSystem, HostedSystemDocument, HvSocket2, HvSocketSystemConfig, Layer, MappedDirectory,
-    MappedPipe, ModifyRequestType, ModifySettingRequest, RegistryChanges, RegistryHive,
-    RegistryKey, RegistryValue, RegistryValueType, SchemaVersion, Scsi, Topology, Uefi,
-    UefiBootEntry, VirtualMachine, VirtualMachineMemory, VirtualMachineProcessor, VirtualSmb,
-    VirtualSmbShare, VirtualSmbShareOptions, WcowCombinedLayers, WcowMappedVirtualDisk,
-    SCSI_CONTROLLER_GUIDS,
+    Attachment, AttachmentType, Chipset, ComputeSystem, Devices, GuestModificationRequest, HostedSystem,
+    HostedSystemDocument, HvSocket2, HvSocketSystemConfig, Layer, MappedDirectory, MappedPipe, ModifyRequestType,
+    ModifySettingRequest, RegistryChanges, RegistryHive, RegistryKey, RegistryValue, RegistryValueType, SchemaVersion,
+    Scsi, Topology, Uefi, UefiBootEntry, VirtualMachine, VirtualMachineMemory, VirtualMachineProcessor, VirtualSmb,
+    VirtualSmbShare, VirtualSmbShareOptions, WcowCombinedLayers, WcowMappedVirtualDisk, SCSI_CONTROLLER_GUIDS,
 };
 
 use super::annotations::{self as ann, Annotations};
@@ -118,10 +116,7 @@ pub(crate) fn vm_topology(size: &VmSizing, hot_hint: bool) -> Topology {
 }
 
 /// A guest request as the `ModifySettingRequest` that carries it.
-pub(crate) fn guest_request(
-    resource_type: &str,
-    settings: serde_json::Value,
-) -> ModifySettingRequest {
+pub(crate) fn guest_request(resource_type: &str, settings: serde_json::Value) -> ModifySettingRequest {
     let request = GuestModificationRequest {
         resource_type: resource_type.to_string(),
         request_type: ModifyRequestType::Add,
@@ -152,10 +147,7 @@ pub(crate) fn hyperv_isolated(
                 "remove root from config.json",
             ));
         }
-        warnings.push(
-            "root was ignored: a Hyper-V isolated container's root lives in the utility VM"
-                .to_string(),
-        );
+        warnings.push("root was ignored: a Hyper-V isolated container's root lives in the utility VM".to_string());
     }
     if !windows.devices.is_empty() {
         return Err(SpecError::new(
@@ -169,11 +161,7 @@ pub(crate) fn hyperv_isolated(
     let size = resources::vm_sizing(spec, &a, opts.host_processors, warnings)?;
     let uvm_path = utility_vm_folder(
         &ro,
-        windows
-            .hyperv
-            .as_ref()
-            .map(|h| h.utility_vm_path.as_str())
-            .unwrap_or(""),
+        windows.hyperv.as_ref().map(|h| h.utility_vm_path.as_str()).unwrap_or(""),
         opts,
         warnings,
     )?;
@@ -190,29 +178,24 @@ pub(crate) fn hyperv_isolated(
         ..VirtualSmbShare::default()
     }];
     let mut counter = 0u32;
-    let mut next_share =
-        |shares: &mut Vec<VirtualSmbShare>, path: &str, options: VirtualSmbShareOptions| {
-            counter += 1;
-            let name = format!("s{:x}", counter);
-            shares.push(VirtualSmbShare {
-                name: name.clone(),
-                path: path.to_string(),
-                options: Some(options),
-                ..VirtualSmbShare::default()
-            });
-            format!("{}{}", paths::VSMB_GUEST_PREFIX, name)
-        };
+    let mut next_share = |shares: &mut Vec<VirtualSmbShare>, path: &str, options: VirtualSmbShareOptions| {
+        counter += 1;
+        let name = format!("s{:x}", counter);
+        shares.push(VirtualSmbShare {
+            name: name.clone(),
+            path: path.to_string(),
+            options: Some(options),
+            ..VirtualSmbShare::default()
+        });
+        format!("{}{}", paths::VSMB_GUEST_PREFIX, name)
+    };
     let host_layers = wcow::layers(&ro, opts)?;
     let mut guest_layers = Vec::new();
     for layer in &host_layers {
         let mut options = vsmb_read_only();
         options.take_backup_privilege = true;
         let guest_path = next_share(&mut shares, &layer.path, options);
-        guest_layers.push(Layer {
-            id: layer.id.clone(),
-            path: guest_path,
-            ..Layer::default()
-        });
+        guest_layers.push(Layer { id: layer.id.clone(), path: guest_path, ..Layer::default() });
     }
 
     let mut c = wcow::container_common(spec, windows, true, Some(size.processors), warnings)?;
@@ -229,16 +212,8 @@ pub(crate) fn hyperv_isolated(
     }
     for m in mounts::wcow_mounts(spec, opts.host.version.build, warnings)? {
         match m {
-            WcowMount::Directory {
-                source,
-                container_path,
-                read_only,
-            } => {
-                let options = if read_only {
-                    vsmb_read_only()
-                } else {
-                    VirtualSmbShareOptions::default()
-                };
+            WcowMount::Directory { source, container_path, read_only } => {
+                let options = if read_only { vsmb_read_only() } else { VirtualSmbShareOptions::default() };
                 let guest_path = next_share(&mut shares, &source, options);
                 c.mapped_directories.push(MappedDirectory {
                     host_path: guest_path,
@@ -247,16 +222,9 @@ pub(crate) fn hyperv_isolated(
                     ..MappedDirectory::default()
                 });
             }
-            WcowMount::Pipe {
-                source,
+            WcowMount::Pipe { source, container_pipe_name } => c.mapped_pipes.push(MappedPipe {
                 container_pipe_name,
-            } => c.mapped_pipes.push(MappedPipe {
-                container_pipe_name,
-                host_path: format!(
-                    r"{}IPC$\{}",
-                    paths::VSMB_GUEST_PREFIX,
-                    &source[paths::PIPE_PREFIX.len()..]
-                ),
+                host_path: format!(r"{}IPC$\{}", paths::VSMB_GUEST_PREFIX, &source[paths::PIPE_PREFIX.len()..]),
                 ..MappedPipe::default()
             }),
         }
@@ -329,17 +297,10 @@ pub(crate) fn hyperv_isolated(
                     ..HvSocketSystemConfig::default()
                 }),
             }),
-            virtual_smb: Some(VirtualSmb {
-                shares,
-                direct_file_mapping_in_mb: 1024,
-            }),
+            virtual_smb: Some(VirtualSmb { shares, direct_file_mapping_in_mb: 1024 }),
             ..Devices::default()
         }),
-        registry_changes: if registry.add_values.is_empty() {
-            None
-        } else {
-            Some(registry)
-        },
+        registry_changes: if registry.add_values.is_empty() { None } else { Some(registry) },
         storage_qos: size.qos,
         ..VirtualMachine::default()
     };
@@ -353,11 +314,8 @@ pub(crate) fn hyperv_isolated(
     let guest_requests = vec![
         guest_request(
             "MappedVirtualDisk",
-            serde_json::to_value(WcowMappedVirtualDisk {
-                container_path: guest_root.clone(),
-                lun: 1,
-            })
-            .unwrap_or_default(),
+            serde_json::to_value(WcowMappedVirtualDisk { container_path: guest_root.clone(), lun: 1 })
+                .unwrap_or_default(),
         ),
         guest_request(
             "CombinedLayers",
@@ -369,10 +327,7 @@ pub(crate) fn hyperv_isolated(
             .unwrap_or_default(),
         ),
     ];
-    if c.networking
-        .as_ref()
-        .map_or(false, |n| !n.namespace.is_empty())
-    {
+    if c.networking.as_ref().map_or(false, |n| !n.namespace.is_empty()) {
         warnings.push(
             "the network namespace's endpoints must be added to the utility VM as network adapters; hako does not do that yet, \
              so the container will have no network"
@@ -391,9 +346,7 @@ pub(crate) fn hyperv_isolated(
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Windows(process::windows_process(
-            p, opts.stdio,
-        )?)),
+        Some(p) => Some(InitProcess::Windows(process::windows_process(p, opts.stdio)?)),
         None => None,
     };
     Ok(HcsPlan {
@@ -414,10 +367,7 @@ pub(crate) fn hyperv_isolated(
             }),
             guest_requests,
         }),
-        container: ContainerPlan {
-            id: opts.container_id.clone(),
-            document: container_doc,
-        },
+        container: ContainerPlan { id: opts.container_id.clone(), document: container_doc },
         process,
         image_os_version: None,
         compatibility: None,

@@ -5,8 +5,8 @@
 
 use crate::oci::{Bundle, Spec, Windows};
 use crate::schema::{
-    ComputeSystem, Container, GuestOs, Layer, MappedDirectory, MappedPipe, RegistryChanges,
-    RegistryHive, RegistryKey, RegistryValue, RegistryValueType, SchemaVersion, Storage,
+    ComputeSystem, Container, GuestOs, Layer, MappedDirectory, MappedPipe, RegistryChanges, RegistryHive, RegistryKey,
+    RegistryValue, RegistryValueType, SchemaVersion, Storage,
 };
 
 use super::annotations::{self as ann, Annotations};
@@ -36,7 +36,10 @@ pub(crate) fn layer_folders(windows: &Windows) -> Result<(Vec<String>, String), 
         return Err(SpecError::new(
             Rule::LayerFolders,
             "windows.layerFolders",
-            format!("has {} entries; it needs the image layers (at least the base layer) and then the scratch", folders.len()),
+            format!(
+                "has {} entries; it needs the image layers (at least the base layer) and then the scratch",
+                folders.len()
+            ),
             "list the layer folders topmost first, the base layer next to last and the scratch folder last",
         ));
     }
@@ -89,11 +92,7 @@ pub(crate) fn layers(folders: &[String], opts: &TranslateOptions) -> Result<Vec<
                     "check that the folder is an unpacked Windows layer",
                 )
             })?;
-            Ok(Layer {
-                id,
-                path: f.clone(),
-                ..Layer::default()
-            })
+            Ok(Layer { id, path: f.clone(), ..Layer::default() })
         })
         .collect()
 }
@@ -130,16 +129,9 @@ pub(crate) fn container_common(
     let a = Annotations(&spec.annotations);
     let mut c = Container::default();
     if !spec.hostname.is_empty() {
-        c.guest_os = Some(GuestOs {
-            host_name: spec.hostname.clone(),
-        });
+        c.guest_os = Some(GuestOs { host_name: spec.hostname.clone() });
     }
-    c.processor = Some(resources::container_processor(
-        spec,
-        &a,
-        max_processors,
-        warnings,
-    )?);
+    c.processor = Some(resources::container_processor(spec, &a, max_processors, warnings)?);
     c.memory = resources::container_memory(spec, &a)?;
     c.networking = resources::networking(windows)?;
     c.container_credential_guard = resources::credential_guard(windows, hyperv)?;
@@ -147,27 +139,14 @@ pub(crate) fn container_common(
     if windows.servicing {
         warnings.push("windows.servicing is an HCS v1 setting and was ignored".to_string());
     }
-    if let Some(size) = windows
-        .resources
-        .as_ref()
-        .and_then(|r| r.storage.as_ref())
-        .and_then(|s| s.sandbox_size)
-    {
+    if let Some(size) = windows.resources.as_ref().and_then(|r| r.storage.as_ref()).and_then(|s| s.sandbox_size) {
         warnings.push(format!(
             "windows.resources.storage.sandboxSize ({} bytes) was ignored: the scratch is sized when the layer store creates it",
             size
         ));
     }
-    let qos = resources::storage_qos(
-        spec,
-        &a,
-        ann::CONTAINER_STORAGE_IOPS_MAX,
-        ann::CONTAINER_STORAGE_BANDWIDTH_MAX,
-    )?;
-    c.storage = Some(Storage {
-        qos,
-        ..Storage::default()
-    });
+    let qos = resources::storage_qos(spec, &a, ann::CONTAINER_STORAGE_IOPS_MAX, ann::CONTAINER_STORAGE_BANDWIDTH_MAX)?;
+    c.storage = Some(Storage { qos, ..Storage::default() });
     Ok(c)
 }
 
@@ -206,7 +185,9 @@ pub(crate) fn process_isolated(
         ));
     }
     if windows.ignore_flushes_during_boot {
-        warnings.push("windows.ignoreFlushesDuringBoot only applies to a utility VM's scratch disk and was ignored".to_string());
+        warnings.push(
+            "windows.ignoreFlushesDuringBoot only applies to a utility VM's scratch disk and was ignored".to_string(),
+        );
     }
     let mut c = container_common(spec, windows, false, opts.host_processors, warnings)?;
     let mut root_path = root.path.clone();
@@ -219,24 +200,15 @@ pub(crate) fn process_isolated(
     }
     for m in mounts::wcow_mounts(spec, opts.host.version.build, warnings)? {
         match m {
-            WcowMount::Directory {
-                source,
-                container_path,
-                read_only,
-            } => c.mapped_directories.push(MappedDirectory {
+            WcowMount::Directory { source, container_path, read_only } => c.mapped_directories.push(MappedDirectory {
                 host_path: source,
                 container_path,
                 read_only,
                 ..MappedDirectory::default()
             }),
-            WcowMount::Pipe {
-                source,
-                container_pipe_name,
-            } => c.mapped_pipes.push(MappedPipe {
-                container_pipe_name,
-                host_path: source,
-                ..MappedPipe::default()
-            }),
+            WcowMount::Pipe { source, container_pipe_name } => {
+                c.mapped_pipes.push(MappedPipe { container_pipe_name, host_path: source, ..MappedPipe::default() })
+            }
         }
     }
     c.assigned_devices = resources::assigned_devices(windows)?;
@@ -248,9 +220,7 @@ pub(crate) fn process_isolated(
         ..ComputeSystem::default()
     };
     let process = match &spec.process {
-        Some(p) => Some(InitProcess::Windows(process::windows_process(
-            p, opts.stdio,
-        )?)),
+        Some(p) => Some(InitProcess::Windows(process::windows_process(p, opts.stdio)?)),
         None => None,
     };
     Ok(HcsPlan {
@@ -262,10 +232,7 @@ pub(crate) fn process_isolated(
             measured: opts.host_measured,
         },
         utility_vm: None,
-        container: ContainerPlan {
-            id: opts.container_id.clone(),
-            document,
-        },
+        container: ContainerPlan { id: opts.container_id.clone(), document },
         process,
         image_os_version: None,
         compatibility: None,

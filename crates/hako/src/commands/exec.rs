@@ -13,7 +13,8 @@ use crate::console;
 fn build_process(a: &ExecArgs, base: Option<Process>) -> Result<Process> {
     if let Some(path) = &a.process {
         let text = std::fs::read(path).with_context(|| format!("reading process file {}", path.display()))?;
-        let p: Process = serde_json::from_slice(&text).with_context(|| format!("invalid process file {}", path.display()))?;
+        let p: Process =
+            serde_json::from_slice(&text).with_context(|| format!("invalid process file {}", path.display()))?;
         if p.args().as_ref().map_or(true, |a| a.is_empty()) {
             bail!("process file {}: args is empty: name the program to run", path.display());
         }
@@ -90,9 +91,18 @@ pub(crate) fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
     require(&state, backend.status(&state), &[Status::Created, Status::Running], "exec in it")?;
     let config = locked.load_config()?;
     let process = build_process(a, config.process().clone())?;
-    let opts = ExecOptions { process, console_socket: a.console_socket.clone(), preserve_fds: a.preserve_fds, foreground, stdio: None };
+    let opts = ExecOptions {
+        process,
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        foreground,
+        stdio: None,
+    };
     let sfd = if foreground { Some(console::block_signals()?) } else { None };
-    let spawned = backend.exec(&state, &config, &opts).map_err(|e| anyhow::anyhow!(e)).with_context(|| format!("exec in container {}", state.id))?;
+    let spawned = backend
+        .exec(&state, &config, &opts)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("exec in container {}", state.id))?;
     drop(locked);
     if let Some(p) = &a.pid_file {
         write_pid_file(p, spawned.pid)?;

@@ -12,8 +12,14 @@ pub(crate) fn features() -> Result<()> {
     let annotations: HashMap<String, String> = [
         ("org.hako.version", env!("CARGO_PKG_VERSION").to_string()),
         ("org.hako.isolation.modes", super::isolation::MODES.join(",")),
-        (hako_vm::ISOLATION_ANNOTATION, "process|vm: the isolation of this container (default: hako's configuration)".to_string()),
-        (hako_vm::MEMORY_ANNOTATION, "VM isolation: guest RAM in MiB (at least the memory limit plus the guest's needs)".to_string()),
+        (
+            hako_vm::ISOLATION_ANNOTATION,
+            "process|vm: the isolation of this container (default: hako's configuration)".to_string(),
+        ),
+        (
+            hako_vm::MEMORY_ANNOTATION,
+            "VM isolation: guest RAM in MiB (at least the memory limit plus the guest's needs)".to_string(),
+        ),
         (hako_vm::CPUS_ANNOTATION, "VM isolation: vCPUs (at least what the CPU quota or cpuset needs)".to_string()),
         ("io.github.seccomp.libseccomp.version", libseccomp_version()),
     ]

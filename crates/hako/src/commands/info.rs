@@ -5,7 +5,9 @@ use anyhow::Result;
 use crate::cli::HcsDocArgs;
 
 pub(crate) fn info() -> Result<()> {
-    let layout = hako_cgroups::Cgroup::layout().map(|l| format!("{l:?}").to_lowercase()).unwrap_or_else(|e| format!("unavailable: {e}"));
+    let layout = hako_cgroups::Cgroup::layout()
+        .map(|l| format!("{l:?}").to_lowercase())
+        .unwrap_or_else(|e| format!("unavailable: {e}"));
     let controllers = hako_cgroups::Cgroup::host_controllers().unwrap_or_default();
     let v = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -34,7 +36,12 @@ pub(crate) fn hcs_doc(a: &HcsDocArgs) -> Result<()> {
         host_build: a.host_build,
         host_revision: a.host_revision,
         host_processors: a.host_processors,
-        isolation: a.isolation.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("--isolation: {e}"))?,
+        isolation: a
+            .isolation
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--isolation: {e}"))?,
         image_os_version: a
             .image_os_version
             .as_deref()

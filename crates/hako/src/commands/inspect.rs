@@ -51,7 +51,14 @@ pub(crate) fn list(ctx: &Ctx, a: &ListArgs) -> Result<()> {
             let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
             for (st, s) in &rows {
                 let pid = if *st == Status::Stopped { 0 } else { s.pid };
-                table.push(vec![s.id.clone(), pid.to_string(), st.as_str().into(), s.bundle.display().to_string(), s.created.clone(), s.owner.clone()]);
+                table.push(vec![
+                    s.id.clone(),
+                    pid.to_string(),
+                    st.as_str().into(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]);
             }
             print_table(&mut out, &table)?;
         }
@@ -63,8 +70,11 @@ fn print_table(out: &mut impl Write, rows: &[Vec<String>]) -> Result<()> {
     let cols = rows.first().map_or(0, |r| r.len());
     let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     for r in rows {
-        let line: Vec<String> =
-            r.iter().enumerate().map(|(i, v)| if i + 1 == cols { v.clone() } else { format!("{v:<w$}", w = widths[i] + 3) }).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i + 1 == cols { v.clone() } else { format!("{v:<w$}", w = widths[i] + 3) })
+            .collect();
         writeln!(out, "{}", line.concat())?;
     }
     Ok(())
@@ -86,7 +96,10 @@ pub(crate) fn ps(ctx: &Ctx, a: &PsArgs) -> Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column: pass ps arguments that print one")?;
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column: pass ps arguments that print one")?;
     let wanted: HashSet<i32> = pids.into_iter().collect();
     println!("{header}");
     for line in lines {
@@ -130,7 +143,10 @@ pub(crate) fn events(ctx: &Ctx, a: &EventsArgs) -> Result<()> {
             return Ok(());
         }
         let data = backend.stats(&state).map_err(|e| anyhow::anyhow!(e))?;
-        let oom = data.pointer("/memory/oom_kill").and_then(|v| v.as_u64()).or_else(|| data.pointer("/memory/failcnt").and_then(|v| v.as_u64()));
+        let oom = data
+            .pointer("/memory/oom_kill")
+            .and_then(|v| v.as_u64())
+            .or_else(|| data.pointer("/memory/failcnt").and_then(|v| v.as_u64()));
         if let (Some(prev), Some(now)) = (last_oom, oom) {
             if now > prev {
                 writeln!(out, "{}", serde_json::json!({"type": "oom", "id": state.id}))?;

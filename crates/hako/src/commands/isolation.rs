@@ -33,7 +33,8 @@ pub(crate) fn default_mode() -> Result<&'static str> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok("process"),
         Err(e) => return Err(e).with_context(|| format!("reading hako's configuration {}", path.display())),
     };
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("invalid hako configuration {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("invalid hako configuration {}", path.display()))?;
     match v.get("isolation") {
         None => Ok("process"),
         Some(serde_json::Value::String(s)) => check(s, &format!("{} isolation", path.display())),

@@ -6,8 +6,8 @@ mod delete;
 mod exec;
 mod features;
 mod info;
-pub(crate) mod isolation;
 mod inspect;
+pub(crate) mod isolation;
 mod signal;
 mod spec;
 mod update;
@@ -61,7 +61,8 @@ pub(crate) fn require(state: &State, status: Status, allowed: &[Status], what: &
 
 /// Writes `pid` to `path` atomically, as runc does.
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp =
+        path.with_file_name(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing pid file {}", path.display()))
 }
@@ -76,7 +77,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Features => features::features().map(|_| 0),
         Command::Info => info::info().map(|_| 0),
         Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
-        Command::Init => bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`"),
+        Command::Init => {
+            bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
+        }
         Command::VmSupervisor { dir } => Ok(hako_vm::supervisor_main(&dir)),
         Command::VmShadow { dir, opfile } => Ok(hako_vm::shadow_main(&dir, &opfile)),
         command => {

@@ -10,7 +10,12 @@ use super::{require, Ctx};
 use crate::cli::UpdateArgs;
 
 fn from_flags(a: &UpdateArgs, mut r: LinuxResources) -> LinuxResources {
-    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() || a.kernel_memory.is_some() || a.kernel_memory_tcp.is_some() {
+    if a.memory.is_some()
+        || a.memory_swap.is_some()
+        || a.memory_reservation.is_some()
+        || a.kernel_memory.is_some()
+        || a.kernel_memory_tcp.is_some()
+    {
         let mut m = r.memory().clone().unwrap_or_default();
         if let Some(v) = a.memory {
             m.set_limit(Some(v));
@@ -29,7 +34,14 @@ fn from_flags(a: &UpdateArgs, mut r: LinuxResources) -> LinuxResources {
         }
         r.set_memory(Some::<LinuxMemory>(m));
     }
-    if a.cpu_shares.is_some() || a.cpu_quota.is_some() || a.cpu_period.is_some() || a.cpu_rt_period.is_some() || a.cpu_rt_runtime.is_some() || a.cpuset_cpus.is_some() || a.cpuset_mems.is_some() {
+    if a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpu_rt_period.is_some()
+        || a.cpu_rt_runtime.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
         let mut c = r.cpu().clone().unwrap_or_default();
         if let Some(v) = a.cpu_shares {
             c.set_shares(Some(v));
@@ -76,7 +88,8 @@ pub(crate) fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<()> {
             } else {
                 text = std::fs::read_to_string(p).with_context(|| format!("reading resources file {}", p.display()))?;
             }
-            serde_json::from_str::<LinuxResources>(&text).with_context(|| format!("invalid resources document {}", p.display()))?
+            serde_json::from_str::<LinuxResources>(&text)
+                .with_context(|| format!("invalid resources document {}", p.display()))?
         }
         None => LinuxResources::default(),
     };

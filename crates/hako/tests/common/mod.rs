@@ -86,16 +86,7 @@ fn busybox_applets() -> &'static Vec<String> {
 /// symlink per applet, /etc/passwd and /etc/group with root, a user 1000 and nobody, and empty
 /// /proc /sys /dev /tmp /root /home/user.
 pub fn busybox_rootfs(dir: &Path) {
-    for d in [
-        "bin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "root",
-        "home/user",
-    ] {
+    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user"] {
         fs::create_dir_all(dir.join(d)).expect("create rootfs dir");
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod rootfs");
@@ -117,11 +108,7 @@ pub fn busybox_rootfs(dir: &Path) {
          nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )
     .expect("write passwd");
-    fs::write(
-        dir.join("etc/group"),
-        "root:x:0:\nwheel:x:10:\nuser:x:1000:\nnogroup:x:65534:\n",
-    )
-    .expect("write group");
+    fs::write(dir.join("etc/group"), "root:x:0:\nwheel:x:10:\nuser:x:1000:\nnogroup:x:65534:\n").expect("write group");
 }
 
 /// The default config: what `runc spec` writes, with `terminal: false` and args `["true"]`.
@@ -181,29 +168,18 @@ fn bundle_registry() -> &'static Mutex<HashMap<String, PathBuf>> {
 
 /// Remembers which bundle a container id was created from, for [`assert_no_leftovers`].
 pub fn register_bundle(id: &str, bundle: &Path) {
-    bundle_registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.to_string(), bundle.to_path_buf());
+    bundle_registry().lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), bundle.to_path_buf());
 }
 
 fn registered_bundle(id: &str) -> Option<PathBuf> {
-    bundle_registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(id)
-        .cloned()
+    bundle_registry().lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
 }
 
 /// Sets `value` at the JSON pointer `pointer` (e.g. `/process/user/uid`), creating objects on
 /// the way; `-` as the last segment appends to an array.
 pub fn json_set(doc: &mut Value, pointer: &str, value: Value) {
     let mut cur = doc;
-    let segs: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let segs: Vec<String> = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
     assert!(!segs.is_empty(), "empty json pointer");
     for (i, seg) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
@@ -233,13 +209,7 @@ pub fn json_set(doc: &mut Value, pointer: &str, value: Value) {
             return;
         }
         let next_is_append = segs.get(i + 1).is_some_and(|s| s == "-");
-        cur = obj.entry(seg.clone()).or_insert_with(|| {
-            if next_is_append {
-                json!([])
-            } else {
-                json!({})
-            }
-        });
+        cur = obj.entry(seg.clone()).or_insert_with(|| if next_is_append { json!([]) } else { json!({}) });
     }
 }
 
@@ -266,19 +236,12 @@ impl Bundle {
 
     /// Like [`Bundle::new`], with `tag` in the container id (helps reading failures).
     pub fn with_tag(tag: &str) -> Bundle {
-        let dir = tempfile::Builder::new()
-            .prefix("hako-e2e-bundle-")
-            .tempdir()
-            .expect("create bundle tempdir");
+        let dir = tempfile::Builder::new().prefix("hako-e2e-bundle-").tempdir().expect("create bundle tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod bundle");
         busybox_rootfs(&dir.path().join("rootfs"));
         let id = unique_id(tag);
         let mut config = default_spec();
-        json_set(
-            &mut config,
-            "/linux/cgroupsPath",
-            json!(format!("/{CGROUP_PARENT}/{id}")),
-        );
+        json_set(&mut config, "/linux/cgroupsPath", json!(format!("/{CGROUP_PARENT}/{id}")));
         let b = Bundle { dir, id, config };
         register_bundle(&b.id, b.path());
         b.write();
@@ -312,11 +275,7 @@ impl Bundle {
 
     /// `linux.cgroupsPath` as written in the config (e.g. `/hako-e2e/<id>`).
     pub fn cgroup_path(&self) -> String {
-        self.config
-            .pointer("/linux/cgroupsPath")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+        self.config.pointer("/linux/cgroupsPath").and_then(Value::as_str).unwrap_or_default().to_string()
     }
 
     /// `cgroupsPath` without its leading slash, as [`assert_no_leftovers`] takes it.
@@ -372,9 +331,7 @@ impl Bundle {
     /// Adds a namespace entry (`{"type": ty}`) unless one of that type is already there.
     pub fn namespace(self, ty: &str) -> Self {
         self.with(|c| {
-            let list = c["linux"]["namespaces"]
-                .as_array_mut()
-                .expect("namespaces array");
+            let list = c["linux"]["namespaces"].as_array_mut().expect("namespaces array");
             if !list.iter().any(|n| n["type"] == ty) {
                 list.push(json!({"type": ty}));
             }
@@ -392,10 +349,7 @@ impl Bundle {
 
     /// Adds a mount.
     pub fn mount(self, destination: &str, ty: &str, source: &str, options: &[&str]) -> Self {
-        self.push(
-            "/mounts",
-            json!({"destination": destination, "type": ty, "source": source, "options": options}),
-        )
+        self.push("/mounts", json!({"destination": destination, "type": ty, "source": source, "options": options}))
     }
 
     /// The host side of the `/out` bind mount added by [`Bundle::with_out_dir`].
@@ -455,10 +409,7 @@ impl CmdOut {
     /// Panics unless the command exited with a non-zero code (a crash by signal also panics).
     #[track_caller]
     pub fn expect_fail(self) -> Self {
-        assert!(
-            self.code.is_some_and(|c| c != 0),
-            "command was expected to fail with an error: {self}"
-        );
+        assert!(self.code.is_some_and(|c| c != 0), "command was expected to fail with an error: {self}");
         self
     }
 
@@ -467,10 +418,7 @@ impl CmdOut {
     pub fn expect_msg(&self, needles: &[&str]) -> &Self {
         let all = format!("{}\n{}", self.stderr, self.stdout);
         for n in needles {
-            assert!(
-                all.contains(n),
-                "expected the message to contain {n:?}: {self}"
-            );
+            assert!(all.contains(n), "expected the message to contain {n:?}: {self}");
         }
         self
     }
@@ -497,10 +445,7 @@ impl CmdOut {
             if s.contains(needle) {
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} on stdout: {s:?}"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} on stdout: {s:?}");
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -539,8 +484,7 @@ fn describe(cmd: &Command) -> String {
 pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> CmdOut {
     let out = tempfile::tempfile().expect("stdout capture file");
     let err = tempfile::tempfile().expect("stderr capture file");
-    cmd.stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"));
+    cmd.stdout(out.try_clone().expect("dup")).stderr(err.try_clone().expect("dup"));
     match stdin {
         Some(data) => {
             let mut f = tempfile::tempfile().expect("stdin file");
@@ -553,9 +497,7 @@ pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -
         }
     }
     let cmdline = describe(&cmd);
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{cmdline}`: {e}"));
     let status = wait_timeout(child, timeout).unwrap_or_else(|| {
         panic!(
             "`{cmdline}` did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -574,10 +516,7 @@ pub fn run_captured(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -
 }
 
 /// Waits for `child` up to `timeout`; on timeout kills it (SIGKILL), reaps it and returns None.
-pub fn wait_timeout(
-    mut child: std::process::Child,
-    timeout: Duration,
-) -> Option<std::process::ExitStatus> {
+pub fn wait_timeout(mut child: std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
@@ -593,10 +532,7 @@ pub fn wait_timeout(
             libc::kill(pid, libc::SIGKILL);
         }
     }
-    let status = waiter
-        .join()
-        .expect("waiter thread")
-        .expect("wait for child");
+    let status = waiter.join().expect("waiter thread").expect("wait for child");
     if timed_out {
         None
     } else {
@@ -628,22 +564,13 @@ impl Runtime {
     /// Another runtime binary (e.g. runc for differential tests) with a fresh root.
     pub fn with_binary(bin: impl Into<PathBuf>) -> Runtime {
         *live_runtimes().lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let root = tempfile::Builder::new()
-            .prefix("hako-e2e-root-")
-            .tempdir()
-            .expect("create root tempdir");
-        Runtime {
-            bin: bin.into(),
-            root,
-            tracked: Mutex::new(Vec::new()),
-            extra_global: Vec::new(),
-        }
+        let root = tempfile::Builder::new().prefix("hako-e2e-root-").tempdir().expect("create root tempdir");
+        Runtime { bin: bin.into(), root, tracked: Mutex::new(Vec::new()), extra_global: Vec::new() }
     }
 
     /// Adds global flags (before the command), e.g. `--log`, `--log-format json`.
     pub fn with_global(mut self, flags: &[&str]) -> Self {
-        self.extra_global
-            .extend(flags.iter().map(|s| s.to_string()));
+        self.extra_global.extend(flags.iter().map(|s| s.to_string()));
         self
     }
 
@@ -745,19 +672,14 @@ impl Runtime {
     /// The `status` field of `state ID`.
     #[track_caller]
     pub fn status(&self, id: &str) -> String {
-        self.state_json(id)["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.state_json(id)["status"].as_str().unwrap_or_default().to_string()
     }
 
     /// The container's init pid from `state ID`.
     #[track_caller]
     pub fn pid(&self, id: &str) -> i32 {
         let st = self.state_json(id);
-        st["pid"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no pid in state {st}")) as i32
+        st["pid"].as_i64().unwrap_or_else(|| panic!("no pid in state {st}")) as i32
     }
 
     /// Polls `state ID` until its status is `status`.
@@ -773,10 +695,7 @@ impl Runtime {
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "container {id} never reached {status:?}: {out}"
-            );
+            assert!(Instant::now() < deadline, "container {id} never reached {status:?}: {out}");
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -834,9 +753,7 @@ impl Runtime {
         for id in ids {
             if self.root.path().join(&id).exists() {
                 let mut c = self.command(&["delete", "--force", &id]);
-                c.stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .stdin(Stdio::null());
+                c.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
                 if let Ok(child) = c.spawn() {
                     let _ = wait_timeout(child, DEFAULT_TIMEOUT);
                 }
@@ -884,10 +801,7 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -917,10 +831,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             optional: fields[6..sep].iter().map(|s| s.to_string()).collect(),
             fstype: fields[sep + 1].to_string(),
             source: unescape_mount(fields[sep + 2]),
-            super_options: fields
-                .get(sep + 3)
-                .map(|s| s.split(',').map(String::from).collect())
-                .unwrap_or_default(),
+            super_options: fields.get(sep + 3).map(|s| s.split(',').map(String::from).collect()).unwrap_or_default(),
         });
     }
     v
@@ -950,19 +861,14 @@ pub fn cgroup_v1_mount(controller: &str) -> Option<PathBuf> {
 
 /// Where cgroup2 is mounted (/sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on v2).
 pub fn cgroup_v2_mount() -> Option<PathBuf> {
-    host_mounts()
-        .into_iter()
-        .find(|m| m.fstype == "cgroup2")
-        .map(|m| PathBuf::from(m.target))
+    host_mounts().into_iter().find(|m| m.fstype == "cgroup2").map(|m| PathBuf::from(m.target))
 }
 
 /// Reads a file of a container's v1 cgroup from the host, e.g. ("memory", "hako-e2e/x",
 /// "memory.limit_in_bytes"); None when the controller or file is missing.
 pub fn read_cgroup_v1(controller: &str, rel: &str, file: &str) -> Option<String> {
     let mnt = cgroup_v1_mount(controller)?;
-    fs::read_to_string(mnt.join(rel.trim_start_matches('/')).join(file))
-        .ok()
-        .map(|s| s.trim().to_string())
+    fs::read_to_string(mnt.join(rel.trim_start_matches('/')).join(file)).ok().map(|s| s.trim().to_string())
 }
 
 fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
@@ -1002,12 +908,7 @@ pub fn processes_rooted_in(rootfs: &Path) -> Vec<(i32, String)> {
 
 /// Everything `id` left behind: state dir, cgroup dirs, mounts under the bundle, processes
 /// rooted in its rootfs. Empty when clean.
-pub fn leftovers(
-    root: &Path,
-    id: &str,
-    cgroup_rel_path: &str,
-    bundle: Option<&Path>,
-) -> Vec<String> {
+pub fn leftovers(root: &Path, id: &str, cgroup_rel_path: &str, bundle: Option<&Path>) -> Vec<String> {
     let mut v = Vec::new();
     let state = root.join(id);
     if fs::symlink_metadata(&state).is_ok() {
@@ -1057,10 +958,7 @@ pub fn assert_no_leftovers_at(root: &Path, id: &str, cgroup_rel_path: &str, bund
         }
         if Instant::now() > deadline {
             force_cleanup(root, id, cgroup_rel_path, bundle);
-            panic!(
-                "container {id} left things behind (the harness cleaned them up):\n  {}",
-                l.join("\n  ")
-            );
+            panic!("container {id} left things behind (the harness cleaned them up):\n  {}", l.join("\n  "));
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -1092,11 +990,7 @@ pub fn force_cleanup(root: &Path, id: &str, cgroup_rel_path: &str, bundle: Optio
             }
         }
         if let Some(b) = bundle {
-            pids.extend(
-                processes_rooted_in(&b.join("rootfs"))
-                    .into_iter()
-                    .map(|(p, _)| p),
-            );
+            pids.extend(processes_rooted_in(&b.join("rootfs")).into_iter().map(|(p, _)| p));
         }
         pids.retain(|p| *p != std::process::id() as i32 && *p > 1);
         if pids.is_empty() {
@@ -1114,9 +1008,7 @@ pub fn force_cleanup(root: &Path, id: &str, cgroup_rel_path: &str, bundle: Optio
         let canon = fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
         let mut targets: Vec<String> = host_mounts()
             .into_iter()
-            .filter(|m| {
-                Path::new(&m.target).starts_with(&canon) || Path::new(&m.target).starts_with(b)
-            })
+            .filter(|m| Path::new(&m.target).starts_with(&canon) || Path::new(&m.target).starts_with(b))
             .map(|m| m.target)
             .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
@@ -1163,10 +1055,7 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Parses the `Name:\tvalue` lines of /proc/<pid>/status text.
 pub fn parse_status(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
 }
 
 /// Extracts the text between `==NAME==` and the next `==` marker line in probe output.
@@ -1176,10 +1065,7 @@ pub fn section(output: &str, name: &str) -> String {
     if lines.next().is_none() {
         return String::new();
     }
-    lines
-        .take_while(|l| !(l.starts_with("==") && l.ends_with("==")))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines.take_while(|l| !(l.starts_with("==") && l.ends_with("=="))).collect::<Vec<_>>().join("\n")
 }
 
 /// Capability names and bit numbers (those the tests use).
@@ -1227,9 +1113,7 @@ pub fn cap_bit(name: &str) -> u32 {
         "CAP_BPF",
         "CAP_CHECKPOINT_RESTORE",
     ];
-    CAPS.iter()
-        .position(|c| *c == name)
-        .unwrap_or_else(|| panic!("unknown capability {name}")) as u32
+    CAPS.iter().position(|c| *c == name).unwrap_or_else(|| panic!("unknown capability {name}")) as u32
 }
 
 /// The bit mask of a list of capability names.
@@ -1257,20 +1141,11 @@ impl Default for ConsoleSocket {
 impl ConsoleSocket {
     /// Binds a listener in a fresh temporary directory.
     pub fn new() -> ConsoleSocket {
-        let dir = tempfile::Builder::new()
-            .prefix("hako-e2e-console-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("hako-e2e-console-").tempdir().expect("tempdir");
         let path = dir.path().join("console.sock");
         let listener = UnixListener::bind(&path).expect("bind console socket");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        ConsoleSocket {
-            _dir: dir,
-            path,
-            listener,
-        }
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        ConsoleSocket { _dir: dir, path, listener }
     }
 
     /// The socket path to pass as `--console-socket`.
@@ -1291,19 +1166,14 @@ impl ConsoleSocket {
             match self.listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no connection on the console socket"
-                    );
+                    assert!(Instant::now() < deadline, "no connection on the console socket");
                     thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => panic!("accept on console socket: {e}"),
             }
         };
         stream.set_nonblocking(false).expect("blocking stream");
-        stream
-            .set_read_timeout(Some(timeout))
-            .expect("read timeout");
+        stream.set_read_timeout(Some(timeout)).expect("read timeout");
         recv_fd(stream.as_raw_fd()).expect("receive the pty master over SCM_RIGHTS")
     }
 }
@@ -1313,10 +1183,7 @@ pub fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
     let mut data = [0u8; 4096];
     // Room for one cmsghdr carrying up to 4 fds.
     let mut cbuf = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
     // SAFETY: msghdr is plain data; every pointer field is set to live buffers below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -1339,10 +1206,7 @@ pub fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "no SCM_RIGHTS fd in the message",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no SCM_RIGHTS fd in the message"))
 }
 
 /// Reads from `fd` (e.g. a pty master) until the accumulated text contains `needle`.
@@ -1356,15 +1220,8 @@ pub fn read_until(fd: &OwnedFd, needle: &str, timeout: Duration) -> String {
             return text;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "timed out waiting for {needle:?}; got {text:?}"
-        );
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        assert!(!left.is_zero(), "timed out waiting for {needle:?}; got {text:?}");
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: pfd is a valid pollfd for the duration of the call.
         let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         if r <= 0 {
@@ -1386,13 +1243,7 @@ pub fn write_fd(fd: &OwnedFd, data: &[u8]) {
     let mut off = 0;
     while off < data.len() {
         // SAFETY: the slice is valid for reads of its length; fd is open.
-        let n = unsafe {
-            libc::write(
-                fd.as_raw_fd(),
-                data[off..].as_ptr().cast(),
-                data.len() - off,
-            )
-        };
+        let n = unsafe { libc::write(fd.as_raw_fd(), data[off..].as_ptr().cast(), data.len() - off) };
         assert!(n > 0, "write to fd: {}", std::io::Error::last_os_error());
         off += n as usize;
     }

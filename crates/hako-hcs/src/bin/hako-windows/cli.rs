@@ -172,12 +172,7 @@ impl ExecArgs {
         }
         for kv in &self.env {
             let key = kv.split('=').next().unwrap_or("");
-            base.env.retain(|old| {
-                !old.split('=')
-                    .next()
-                    .unwrap_or("")
-                    .eq_ignore_ascii_case(key)
-            });
+            base.env.retain(|old| !old.split('=').next().unwrap_or("").eq_ignore_ascii_case(key));
             base.env.push(kv.clone());
         }
         base
@@ -327,19 +322,11 @@ impl Parsed {
 
     /// The last value of a flag (later flags win, as with runc).
     fn value(&self, name: &str) -> Option<String> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.clone())
+        self.flags.iter().rev().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone())
     }
 
     fn values(&self, name: &str) -> Vec<String> {
-        self.flags
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .filter_map(|(_, v)| v.clone())
-            .collect()
+        self.flags.iter().filter(|(n, _)| *n == name).filter_map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -353,10 +340,7 @@ fn split(
     spec: &[FlagSpec],
     stop_at_positional: bool,
 ) -> Result<Parsed, UsageError> {
-    let mut out = Parsed {
-        flags: Vec::new(),
-        positionals: Vec::new(),
-    };
+    let mut out = Parsed { flags: Vec::new(), positionals: Vec::new() };
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -386,34 +370,18 @@ fn split(
         });
         let (long, _, kind) = match found {
             Some(f) => *f,
-            None => {
-                return Err(UsageError::UnknownFlag {
-                    command,
-                    flag: name.to_string(),
-                    usage,
-                })
-            }
+            None => return Err(UsageError::UnknownFlag { command, flag: name.to_string(), usage }),
         };
         let value = match (kind, inline) {
             (Kind::Switch, None) => None,
-            (Kind::Switch, Some(_)) => {
-                return Err(UsageError::UnexpectedValue {
-                    command,
-                    flag: name.to_string(),
-                })
-            }
+            (Kind::Switch, Some(_)) => return Err(UsageError::UnexpectedValue { command, flag: name.to_string() }),
             (Kind::Value, Some(v)) => Some(v),
             (Kind::Value, None) => match args.get(i) {
                 Some(v) => {
                     i += 1;
                     Some(v.clone())
                 }
-                None => {
-                    return Err(UsageError::MissingValue {
-                        command,
-                        flag: name.to_string(),
-                    })
-                }
+                None => return Err(UsageError::MissingValue { command, flag: name.to_string() }),
             },
         };
         out.flags.push((long, value));
@@ -429,36 +397,19 @@ fn positionals(
     names: &[&'static str],
 ) -> Result<Vec<String>, UsageError> {
     if let Some(extra) = parsed.positionals.get(names.len()) {
-        return Err(UsageError::ExtraArgument {
-            command,
-            arg: extra.clone(),
-            usage,
-        });
+        return Err(UsageError::ExtraArgument { command, arg: extra.clone(), usage });
     }
     if let Some(what) = names.get(parsed.positionals.len()) {
-        return Err(UsageError::MissingArgument {
-            command,
-            what,
-            usage,
-        });
+        return Err(UsageError::MissingArgument { command, what, usage });
     }
     Ok(parsed.positionals.clone())
 }
 
-fn parse_value<T: std::str::FromStr>(
-    command: &'static str,
-    flag: &'static str,
-    value: String,
-) -> Result<T, UsageError>
+fn parse_value<T: std::str::FromStr>(command: &'static str, flag: &'static str, value: String) -> Result<T, UsageError>
 where
     T::Err: std::fmt::Display,
 {
-    value.parse().map_err(|e: T::Err| UsageError::BadValue {
-        command,
-        flag,
-        problem: e.to_string(),
-        value,
-    })
+    value.parse().map_err(|e: T::Err| UsageError::BadValue { command, flag, problem: e.to_string(), value })
 }
 
 fn isolation(command: &'static str, value: String) -> Result<Isolation, UsageError> {
@@ -469,8 +420,7 @@ fn isolation(command: &'static str, value: String) -> Result<Isolation, UsageErr
             command,
             flag: "--isolation",
             value,
-            problem: "give process or hyperv (LCOW is chosen by a linux section in config.json)"
-                .to_string(),
+            problem: "give process or hyperv (LCOW is chosen by a linux section in config.json)".to_string(),
         }),
     }
 }
@@ -489,12 +439,7 @@ fn output_format(command: &'static str, value: Option<String>) -> Result<OutputF
 }
 
 fn parse_global(args: &[String]) -> Result<(Global, usize), UsageError> {
-    let mut global = Global {
-        root: PathBuf::from(DEFAULT_ROOT),
-        log: None,
-        log_format: LogFormat::Text,
-        debug: false,
-    };
+    let mut global = Global { root: PathBuf::from(DEFAULT_ROOT), log: None, log_format: LogFormat::Text, debug: false };
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -508,12 +453,8 @@ fn parse_global(args: &[String]) -> Result<(Global, usize), UsageError> {
         i += 1;
         let takes_value = matches!(name, "--root" | "--log" | "--log-format");
         if !takes_value {
-            if inline.is_some() && matches!(name, "--debug" | "--help" | "-h" | "--version" | "-v")
-            {
-                return Err(UsageError::UnexpectedValue {
-                    command: "hako",
-                    flag: name.to_string(),
-                });
+            if inline.is_some() && matches!(name, "--debug" | "--help" | "-h" | "--version" | "-v") {
+                return Err(UsageError::UnexpectedValue { command: "hako", flag: name.to_string() });
             }
             match name {
                 "--debug" => global.debug = true,
@@ -523,8 +464,7 @@ fn parse_global(args: &[String]) -> Result<(Global, usize), UsageError> {
                     return Err(UsageError::UnknownFlag {
                         command: "hako",
                         flag: name.to_string(),
-                        usage:
-                            "[--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND",
+                        usage: "[--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND",
                     })
                 }
             }
@@ -536,10 +476,7 @@ fn parse_global(args: &[String]) -> Result<(Global, usize), UsageError> {
                 let v = args
                     .get(i)
                     .cloned()
-                    .ok_or_else(|| UsageError::MissingValue {
-                        command: "hako",
-                        flag: name.to_string(),
-                    })?;
+                    .ok_or_else(|| UsageError::MissingValue { command: "hako", flag: name.to_string() })?;
                 i += 1;
                 v
             }
@@ -586,7 +523,8 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
         "--help" | "-h" | "help" => Command::Help,
         "--version" | "-v" | "version" => Command::Version,
         "create" => {
-            const U: &str = "create [--bundle DIR] [--pid-file FILE] [--isolation process|hyperv] [--image-os-version V] ID";
+            const U: &str =
+                "create [--bundle DIR] [--pid-file FILE] [--isolation process|hyperv] [--image-os-version V] ID";
             let p = split(
                 "create",
                 U,
@@ -604,10 +542,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                 id: pos.remove(0),
                 bundle: PathBuf::from(p.value("bundle").unwrap_or_else(|| ".".to_string())),
                 pid_file: p.value("pid-file").map(PathBuf::from),
-                isolation: p
-                    .value("isolation")
-                    .map(|v| isolation("create", v))
-                    .transpose()?,
+                isolation: p.value("isolation").map(|v| isolation("create", v)).transpose()?,
                 image_os_version: p
                     .value("image-os-version")
                     .map(|v| parse_value("create", "--image-os-version", v))
@@ -620,65 +555,32 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
         "resume" => Command::Resume(id_only("resume", "resume ID")?),
         "list" => {
             const U: &str = "list [--format table|json] [--quiet]";
-            let p = split(
-                "list",
-                U,
-                rest,
-                &[("format", Some('f'), Value), ("quiet", Some('q'), Switch)],
-                false,
-            )?;
+            let p = split("list", U, rest, &[("format", Some('f'), Value), ("quiet", Some('q'), Switch)], false)?;
             positionals("list", U, &p, &[])?;
-            Command::List {
-                format: output_format("list", p.value("format"))?,
-                quiet: p.switch("quiet"),
-            }
+            Command::List { format: output_format("list", p.value("format"))?, quiet: p.switch("quiet") }
         }
         "kill" => {
             const U: &str = "kill [--all] ID [SIGNAL]";
             let p = split("kill", U, rest, &[("all", Some('a'), Switch)], false)?;
             if let Some(extra) = p.positionals.get(2) {
-                return Err(UsageError::ExtraArgument {
-                    command: "kill",
-                    arg: extra.clone(),
-                    usage: U,
-                });
+                return Err(UsageError::ExtraArgument { command: "kill", arg: extra.clone(), usage: U });
             }
-            let id = p
-                .positionals
-                .first()
-                .cloned()
-                .ok_or(UsageError::MissingArgument {
-                    command: "kill",
-                    what: "container id",
-                    usage: U,
-                })?;
-            let signal = p
-                .positionals
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| "SIGTERM".to_string());
+            let id = p.positionals.first().cloned().ok_or(UsageError::MissingArgument {
+                command: "kill",
+                what: "container id",
+                usage: U,
+            })?;
+            let signal = p.positionals.get(1).cloned().unwrap_or_else(|| "SIGTERM".to_string());
             if let Err(problem) = ProcessSignal::from_runc_signal(&signal) {
-                return Err(UsageError::BadValue {
-                    command: "kill",
-                    flag: "SIGNAL",
-                    value: signal,
-                    problem,
-                });
+                return Err(UsageError::BadValue { command: "kill", flag: "SIGNAL", value: signal, problem });
             }
-            Command::Kill {
-                id,
-                signal,
-                all: p.switch("all"),
-            }
+            Command::Kill { id, signal, all: p.switch("all") }
         }
         "delete" => {
             const U: &str = "delete [--force] ID";
             let p = split("delete", U, rest, &[("force", Some('f'), Switch)], false)?;
             let mut pos = positionals("delete", U, &p, &["container id"])?;
-            Command::Delete {
-                id: pos.remove(0),
-                force: p.switch("force"),
-            }
+            Command::Delete { id: pos.remove(0), force: p.switch("force") }
         }
         "exec" => {
             const U: &str = "exec [--process FILE] [--tty] [--cwd DIR] [--env K=V]... ID [ARGS...]";
@@ -700,16 +602,13 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                     command: "exec",
                     flag: "--detach",
                     value: String::new(),
-                    problem: "not supported on Windows: exec runs in the foreground and exits with the process's code".to_string(),
+                    problem: "not supported on Windows: exec runs in the foreground and exits with the process's code"
+                        .to_string(),
                 });
             }
             let mut pos = p.positionals.clone();
             if pos.is_empty() {
-                return Err(UsageError::MissingArgument {
-                    command: "exec",
-                    what: "container id",
-                    usage: U,
-                });
+                return Err(UsageError::MissingArgument { command: "exec", what: "container id", usage: U });
             }
             let id = pos.remove(0);
             let process = p.value("process").map(PathBuf::from);
@@ -731,10 +630,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                 _ => {}
             }
             let env = p.values("env");
-            if let Some(bad) = env
-                .iter()
-                .find(|kv| !kv.contains('=') || kv.starts_with('='))
-            {
+            if let Some(bad) = env.iter().find(|kv| !kv.contains('=') || kv.starts_with('=')) {
                 return Err(UsageError::BadValue {
                     command: "exec",
                     flag: "--env",
@@ -742,23 +638,13 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                     problem: "give KEY=VALUE".to_string(),
                 });
             }
-            Command::Exec(ExecArgs {
-                id,
-                process,
-                tty: p.switch("tty"),
-                cwd: p.value("cwd"),
-                env,
-                args: pos,
-            })
+            Command::Exec(ExecArgs { id, process, tty: p.switch("tty"), cwd: p.value("cwd"), env, args: pos })
         }
         "ps" => {
             const U: &str = "ps [--format table|json] ID";
             let p = split("ps", U, rest, &[("format", Some('f'), Value)], false)?;
             let mut pos = positionals("ps", U, &p, &["container id"])?;
-            Command::Ps {
-                id: pos.remove(0),
-                format: output_format("ps", p.value("format"))?,
-            }
+            Command::Ps { id: pos.remove(0), format: output_format("ps", p.value("format"))? }
         }
         "resize-tty" => {
             const U: &str = "resize-tty ID WIDTH HEIGHT";
@@ -766,11 +652,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
             let mut pos = positionals("resize-tty", U, &p, &["container id", "width", "height"])?;
             let height = parse_value("resize-tty", "HEIGHT", pos.remove(2))?;
             let width = parse_value("resize-tty", "WIDTH", pos.remove(1))?;
-            Command::ResizeTty {
-                id: pos.remove(0),
-                width,
-                height,
-            }
+            Command::ResizeTty { id: pos.remove(0), width, height }
         }
         "hcs-doc" => {
             const U: &str = "hcs-doc BUNDLE [--format json|text] [--id ID] [--owner NAME] [--host-build N] [--host-revision N] [--host-processors N] [--isolation process|hyperv] [--image-os-version V] [--lcow-boot-files DIR]";
@@ -800,14 +682,8 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                 },
                 container_id: p.value("id"),
                 owner: p.value("owner"),
-                host_build: p
-                    .value("host-build")
-                    .map(|v| parse_value(c, "--host-build", v))
-                    .transpose()?,
-                host_revision: p
-                    .value("host-revision")
-                    .map(|v| parse_value(c, "--host-revision", v))
-                    .transpose()?,
+                host_build: p.value("host-build").map(|v| parse_value(c, "--host-build", v)).transpose()?,
+                host_revision: p.value("host-revision").map(|v| parse_value(c, "--host-revision", v)).transpose()?,
                 host_processors: p
                     .value("host-processors")
                     .map(|v| parse_value(c, "--host-processors", v))
@@ -819,27 +695,14 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                     .transpose()?,
                 lcow_boot_files: p.value("lcow-boot-files"),
             };
-            Command::HcsDoc {
-                bundle: PathBuf::from(pos.remove(0)),
-                options,
-            }
+            Command::HcsDoc { bundle: PathBuf::from(pos.remove(0)), options }
         }
         hako_hcs::supervisor::SUPERVISOR_SUBCOMMAND => {
             const U: &str = "hcs-supervisor --root ROOT --id ID";
             let c = "hcs-supervisor";
-            let p = split(
-                c,
-                U,
-                rest,
-                &[("root", None, Value), ("id", None, Value)],
-                false,
-            )?;
+            let p = split(c, U, rest, &[("root", None, Value), ("id", None, Value)], false)?;
             positionals(c, U, &p, &[])?;
-            let missing = |what: &'static str| UsageError::MissingArgument {
-                command: c,
-                what,
-                usage: U,
-            };
+            let missing = |what: &'static str| UsageError::MissingArgument { command: c, what, usage: U };
             Command::Supervisor {
                 root: PathBuf::from(p.value("root").ok_or_else(|| missing("--root"))?),
                 id: p.value("id").ok_or_else(|| missing("--id"))?,
@@ -873,20 +736,12 @@ mod tests {
 
     #[test]
     fn containerd_style_create_with_globals() {
-        let inv = ok(
-            r"--root C:\state --log C:\log.json --log-format json create --bundle C:\b --pid-file C:\p web",
-        );
+        let inv = ok(r"--root C:\state --log C:\log.json --log-format json create --bundle C:\b --pid-file C:\p web");
         assert_eq!(inv.global.root, PathBuf::from(r"C:\state"));
         assert_eq!(inv.global.log, Some(PathBuf::from(r"C:\log.json")));
         assert_eq!(inv.global.log_format, LogFormat::Json);
         match inv.command {
-            Command::Create {
-                id,
-                bundle,
-                pid_file,
-                isolation,
-                image_os_version,
-            } => {
+            Command::Create { id, bundle, pid_file, isolation, image_os_version } => {
                 assert_eq!(id, "web");
                 assert_eq!(bundle, PathBuf::from(r"C:\b"));
                 assert_eq!(pid_file, Some(PathBuf::from(r"C:\p")));
@@ -903,18 +758,10 @@ mod tests {
         assert_eq!(inv.global.root, PathBuf::from(DEFAULT_ROOT));
         assert_eq!(inv.global.log_format, LogFormat::Text);
         match inv.command {
-            Command::Create {
-                bundle,
-                isolation,
-                image_os_version,
-                ..
-            } => {
+            Command::Create { bundle, isolation, image_os_version, .. } => {
                 assert_eq!(bundle, PathBuf::from("x"));
                 assert_eq!(isolation, Some(Isolation::Hyperv));
-                assert_eq!(
-                    image_os_version.map(|v| v.to_string()).as_deref(),
-                    Some("10.0.20348.1487")
-                );
+                assert_eq!(image_os_version.map(|v| v.to_string()).as_deref(), Some("10.0.20348.1487"));
             }
             other => panic!("{:?}", other),
         }
@@ -941,14 +788,8 @@ mod tests {
                 other => panic!("{:?}", other),
             }
         }
-        assert!(matches!(
-            err("kill web SIGUSR1"),
-            UsageError::BadValue { flag: "SIGNAL", .. }
-        ));
-        assert!(matches!(
-            err("kill web 9 extra"),
-            UsageError::ExtraArgument { .. }
-        ));
+        assert!(matches!(err("kill web SIGUSR1"), UsageError::BadValue { flag: "SIGNAL", .. }));
+        assert!(matches!(err("kill web 9 extra"), UsageError::ExtraArgument { .. }));
         assert!(matches!(err("kill"), UsageError::MissingArgument { .. }));
     }
 
@@ -971,25 +812,10 @@ mod tests {
             }
             other => panic!("{:?}", other),
         }
-        assert!(matches!(
-            err("exec web"),
-            UsageError::MissingArgument { .. }
-        ));
-        assert!(matches!(
-            err("exec --process p.json web cmd"),
-            UsageError::ExtraArgument { .. }
-        ));
-        assert!(matches!(
-            err("exec --env NOEQUALS web cmd"),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            err("exec --detach web cmd"),
-            UsageError::BadValue {
-                flag: "--detach",
-                ..
-            }
-        ));
+        assert!(matches!(err("exec web"), UsageError::MissingArgument { .. }));
+        assert!(matches!(err("exec --process p.json web cmd"), UsageError::ExtraArgument { .. }));
+        assert!(matches!(err("exec --env NOEQUALS web cmd"), UsageError::BadValue { .. }));
+        assert!(matches!(err("exec --detach web cmd"), UsageError::BadValue { flag: "--detach", .. }));
     }
 
     #[test]
@@ -1014,10 +840,7 @@ mod tests {
         assert_eq!(p.command_line, None);
         assert!(p.terminal);
         assert_eq!(p.cwd, "C:\\app");
-        assert_eq!(
-            p.env,
-            vec!["PATH=C:\\Windows".to_string(), "a=new".to_string()]
-        );
+        assert_eq!(p.env, vec!["PATH=C:\\Windows".to_string(), "a=new".to_string()]);
     }
 
     #[test]
@@ -1029,51 +852,25 @@ mod tests {
             }
             other => panic!("{:?}", other),
         }
-        assert!(matches!(
-            ok("ps --format json web").command,
-            Command::Ps {
-                format: OutputFormat::Json,
-                ..
-            }
-        ));
-        assert!(matches!(
-            ok("delete -f web").command,
-            Command::Delete { force: true, .. }
-        ));
-        assert!(matches!(
-            ok("delete web").command,
-            Command::Delete { force: false, .. }
-        ));
+        assert!(matches!(ok("ps --format json web").command, Command::Ps { format: OutputFormat::Json, .. }));
+        assert!(matches!(ok("delete -f web").command, Command::Delete { force: true, .. }));
+        assert!(matches!(ok("delete web").command, Command::Delete { force: false, .. }));
         assert!(matches!(ok("start web").command, Command::Start(id) if id == "web"));
         assert!(matches!(ok("pause web").command, Command::Pause(_)));
         assert!(matches!(ok("resume web").command, Command::Resume(_)));
-        assert!(matches!(
-            ok("resize-tty web 120 40").command,
-            Command::ResizeTty {
-                width: 120,
-                height: 40,
-                ..
-            }
-        ));
-        assert!(matches!(
-            err("resize-tty web wide 40"),
-            UsageError::BadValue { flag: "WIDTH", .. }
-        ));
-        assert!(matches!(
-            err("list --format yaml"),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            err("list extra"),
-            UsageError::ExtraArgument { .. }
-        ));
+        assert!(matches!(ok("resize-tty web 120 40").command, Command::ResizeTty { width: 120, height: 40, .. }));
+        assert!(matches!(err("resize-tty web wide 40"), UsageError::BadValue { flag: "WIDTH", .. }));
+        assert!(matches!(err("list --format yaml"), UsageError::BadValue { .. }));
+        assert!(matches!(err("list extra"), UsageError::ExtraArgument { .. }));
         assert!(matches!(err("state"), UsageError::MissingArgument { .. }));
         assert!(matches!(err("state a b"), UsageError::ExtraArgument { .. }));
     }
 
     #[test]
     fn hcs_doc_flags_after_the_bundle() {
-        match ok("hcs-doc ./bundle --format text --isolation hyperv --host-build 26100 --id x --host-processors 4").command {
+        match ok("hcs-doc ./bundle --format text --isolation hyperv --host-build 26100 --id x --host-processors 4")
+            .command
+        {
             Command::HcsDoc { bundle, options } => {
                 assert_eq!(bundle, PathBuf::from("./bundle"));
                 assert_eq!(options.format, DocFormat::Text);
@@ -1084,18 +881,9 @@ mod tests {
             }
             other => panic!("{:?}", other),
         }
-        assert!(matches!(
-            err("hcs-doc b --host-build many"),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            err("hcs-doc b --isolation lcow"),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            err("hcs-doc b --image-os-version 10"),
-            UsageError::BadValue { .. }
-        ));
+        assert!(matches!(err("hcs-doc b --host-build many"), UsageError::BadValue { .. }));
+        assert!(matches!(err("hcs-doc b --isolation lcow"), UsageError::BadValue { .. }));
+        assert!(matches!(err("hcs-doc b --image-os-version 10"), UsageError::BadValue { .. }));
         assert!(matches!(err("hcs-doc"), UsageError::MissingArgument { .. }));
     }
 
@@ -1109,44 +897,20 @@ mod tests {
             }
             other => panic!("{:?}", other),
         }
-        assert!(matches!(
-            err("hcs-supervisor --root r"),
-            UsageError::MissingArgument { what: "--id", .. }
-        ));
+        assert!(matches!(err("hcs-supervisor --root r"), UsageError::MissingArgument { what: "--id", .. }));
     }
 
     #[test]
     fn bad_command_lines_are_refused_with_a_clear_message() {
         assert_eq!(err(""), UsageError::NoCommand);
-        assert_eq!(
-            err("run web"),
-            UsageError::UnknownCommand("run".to_string())
-        );
+        assert_eq!(err("run web"), UsageError::UnknownCommand("run".to_string()));
         let e = err("delete --purge web");
-        assert_eq!(
-            e.to_string(),
-            "delete: unknown flag --purge: usage: hako delete [--force] ID"
-        );
-        assert!(matches!(
-            err("--bogus list"),
-            UsageError::UnknownFlag {
-                command: "hako",
-                ..
-            }
-        ));
+        assert_eq!(e.to_string(), "delete: unknown flag --purge: usage: hako delete [--force] ID");
+        assert!(matches!(err("--bogus list"), UsageError::UnknownFlag { command: "hako", .. }));
         assert!(matches!(err("--root"), UsageError::MissingValue { .. }));
-        assert!(matches!(
-            err("--log-format xml list"),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            err("create --bundle"),
-            UsageError::MissingValue { .. }
-        ));
-        assert!(matches!(
-            err("delete --force=yes web"),
-            UsageError::UnexpectedValue { .. }
-        ));
+        assert!(matches!(err("--log-format xml list"), UsageError::BadValue { .. }));
+        assert!(matches!(err("create --bundle"), UsageError::MissingValue { .. }));
+        assert!(matches!(err("delete --force=yes web"), UsageError::UnexpectedValue { .. }));
         assert!(matches!(ok("--help").command, Command::Help));
         assert!(matches!(ok("--root r --version").command, Command::Version));
         assert!(ok("--debug list").global.debug);

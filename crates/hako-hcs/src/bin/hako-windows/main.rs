@@ -22,11 +22,7 @@ struct Logger {
 impl Logger {
     fn open(global: &Global) -> Logger {
         let file = global.log.as_ref().and_then(|path| {
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
+            match std::fs::OpenOptions::new().create(true).append(true).open(path) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     eprintln!("hako: cannot open log file {}: {}", path.display(), e);
@@ -34,18 +30,12 @@ impl Logger {
                 }
             }
         });
-        Logger {
-            file,
-            format: global.log_format,
-            debug: global.debug,
-        }
+        Logger { file, format: global.log_format, debug: global.debug }
     }
 
     fn write(&mut self, level: &str, msg: &str) {
         if let Some(f) = self.file.as_mut() {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             let time = output::rfc3339(now.as_secs(), now.subsec_nanos());
             let _ = writeln!(f, "{}", output::log_line(self.format, level, msg, &time));
         }
@@ -69,9 +59,7 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
-    std::env::current_dir()
-        .map(|d| d.join(path))
-        .unwrap_or_else(|_| path.to_path_buf())
+    std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(windows)]
@@ -89,10 +77,7 @@ fn run_common(inv: &Invocation) -> Option<Result<i32, String>> {
             Ok(0)
         }
         Command::Version => {
-            println!(
-                "hako {} (Windows build, crate hako-hcs)",
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("hako {} (Windows build, crate hako-hcs)", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
         Command::HcsDoc { bundle, options } => hako_hcs::hcs_doc(bundle, options)
@@ -123,13 +108,7 @@ fn run_platform(inv: &Invocation) -> Result<i32, String> {
     let backend = Backend::new(&inv.global.root);
     let s = |e: hako_hcs::HcsError| e.to_string();
     match &inv.command {
-        Command::Create {
-            id,
-            bundle,
-            pid_file,
-            isolation,
-            image_os_version,
-        } => {
+        Command::Create { id, bundle, pid_file, isolation, image_os_version } => {
             let opts = CreateOptions {
                 isolation: *isolation,
                 image_os_version: *image_os_version,
@@ -159,22 +138,14 @@ fn run_platform(inv: &Invocation) -> Result<i32, String> {
         Command::Exec(e) => {
             let process = match &e.process {
                 Some(file) => {
-                    let text = std::fs::read_to_string(file).map_err(|err| {
-                        format!("cannot read process file {}: {}", file.display(), err)
-                    })?;
-                    serde_json::from_str::<Process>(&text).map_err(|err| {
-                        format!(
-                            "process file {} is not an OCI process JSON: {}",
-                            file.display(),
-                            err
-                        )
-                    })?
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|err| format!("cannot read process file {}: {}", file.display(), err))?;
+                    serde_json::from_str::<Process>(&text)
+                        .map_err(|err| format!("process file {} is not an OCI process JSON: {}", file.display(), err))?
                 }
                 None => {
                     let dir = StateStore::new(&inv.global.root).dir(&e.id);
-                    let base = Bundle::load(&dir)
-                        .map(|b| b.spec.process.unwrap_or_default())
-                        .unwrap_or_default();
+                    let base = Bundle::load(&dir).map(|b| b.spec.process.unwrap_or_default()).unwrap_or_default();
                     e.process_from(base)
                 }
             };
@@ -191,9 +162,7 @@ fn run_platform(inv: &Invocation) -> Result<i32, String> {
                 print!("{}", output::ps_table(&procs));
             }
         }
-        Command::ResizeTty { id, width, height } => {
-            backend.resize(id, *width, *height).map_err(s)?
-        }
+        Command::ResizeTty { id, width, height } => backend.resize(id, *width, *height).map_err(s)?,
         Command::Supervisor { root, id } => supervisor_main(root, id).map_err(s)?,
         Command::HcsDoc { .. } | Command::Help | Command::Version => {}
     }

@@ -33,21 +33,8 @@ pub fn rfc3339(secs: u64, nanos: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let frac = if nanos == 0 {
-        String::new()
-    } else {
-        format!(".{:09}", nanos)
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z",
-        year,
-        month,
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        frac
-    )
+    let frac = if nanos == 0 { String::new() } else { format!(".{:09}", nanos) };
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z", year, month, day, rem / 3600, rem % 3600 / 60, rem % 60, frac)
 }
 
 /// The OCI state of a container (runc's `state` output plus hako's `isolation`).
@@ -133,12 +120,9 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 pub fn log_line(format: LogFormat, level: &str, msg: &str, time: &str) -> String {
     match format {
         LogFormat::Json => json!({"level": level, "msg": msg, "time": time}).to_string(),
-        LogFormat::Text => format!(
-            "time={} level={} msg={}",
-            serde_json::Value::from(time),
-            level,
-            serde_json::Value::from(msg)
-        ),
+        LogFormat::Text => {
+            format!("time={} level={} msg={}", serde_json::Value::from(time), level, serde_json::Value::from(msg))
+        }
     }
 }
 
@@ -171,10 +155,7 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(1_709_208_005, 123),
-            "2024-02-29T12:00:05.000000123Z"
-        );
+        assert_eq!(rfc3339(1_709_208_005, 123), "2024-02-29T12:00:05.000000123Z");
         assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(4_102_444_799, 0), "2099-12-31T23:59:59Z");
     }
@@ -205,11 +186,8 @@ mod tests {
         assert!(lines[0].starts_with("ID            PID   STATUS    BUNDLE"));
         assert!(lines[1].starts_with("web           7     running   C:\\bundles\\web"));
         assert!(lines[2].ends_with("2024-02-29T12:00:05Z   hako"));
-        let procs = vec![ProcessDetails {
-            process_id: 1200,
-            image_name: "cmd.exe".to_string(),
-            ..ProcessDetails::default()
-        }];
+        let procs =
+            vec![ProcessDetails { process_id: 1200, image_name: "cmd.exe".to_string(), ..ProcessDetails::default() }];
         assert_eq!(ps_table(&procs), "PID    IMAGE\n1200   cmd.exe\n");
         assert_eq!(ps_json(&procs).to_string(), "[1200]");
     }
@@ -217,13 +195,9 @@ mod tests {
     #[test]
     fn log_lines_in_both_formats() {
         let t = "2024-02-29T12:00:05Z";
-        let j: serde_json::Value = serde_json::from_str(&log_line(
-            LogFormat::Json,
-            "error",
-            "container \"web\" not found",
-            t,
-        ))
-        .expect("json line");
+        let j: serde_json::Value =
+            serde_json::from_str(&log_line(LogFormat::Json, "error", "container \"web\" not found", t))
+                .expect("json line");
         assert_eq!(j["level"], "error");
         assert_eq!(j["msg"], "container \"web\" not found");
         assert_eq!(j["time"], t);
