@@ -162,6 +162,9 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
             }
             ForkResult::Child => {}
         }
+    } else if cfg.ns.pid_precreated() {
+        // We are pid 1 of a pid namespace hako cloned us into: hako knows our host pid, we do not.
+        ch.send(&Message::Pid(0))?;
     } else {
         ch.send(&Message::Pid(nix::unistd::getpid().as_raw()))?;
     }

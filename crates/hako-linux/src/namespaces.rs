@@ -55,6 +55,9 @@ pub struct NsPlan {
     pub join: Vec<(String, PathBuf)>,
     /// Types to create.
     pub new: Vec<String>,
+    /// Types among `new` that hako already created when it cloned init (init must not create them again).
+    #[serde(default)]
+    pub precreated: Vec<String>,
 }
 
 /// The runtime-spec name of a namespace type.
@@ -132,7 +135,7 @@ impl NsPlan {
     pub fn join_all_of(pid: i32, kinds: &[String]) -> NsPlan {
         let join =
             kinds.iter().map(|k| (k.clone(), PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(k))))).collect();
-        NsPlan { join, new: Vec::new() }
+        NsPlan { join, new: Vec::new(), precreated: Vec::new() }
     }
 
     /// Every namespace type the container has (created or joined).
@@ -186,7 +189,11 @@ impl NsPlan {
 
     /// Creates every requested namespace except the user namespace.
     pub fn unshare_others(&self) -> Result<(), NamespaceError> {
-        let flags = self.new.iter().filter(|k| *k != "user").fold(CloneFlags::empty(), |acc, k| acc | flag(k));
+        let flags = self
+            .new
+            .iter()
+            .filter(|k| *k != "user" && !self.precreated.contains(k))
+            .fold(CloneFlags::empty(), |acc, k| acc | flag(k));
         if flags.is_empty() {
             return Ok(());
         }
@@ -195,7 +202,25 @@ impl NsPlan {
 
     /// Whether a further fork is needed for the pid or time namespace to apply to the container process.
     pub fn needs_fork(&self) -> bool {
-        self.has("pid") || self.has("time")
+        (self.has("pid") && !self.pid_precreated()) || self.has("time")
+    }
+
+    /// Whether init was cloned straight into its new pid namespace.
+    pub fn pid_precreated(&self) -> bool {
+        self.precreated.iter().any(|k| k == "pid")
+    }
+
+    /// The namespaces hako can create when it clones init, for a plan that joins nothing by path and needs no
+    /// user or time namespace (those need init's cooperation: id maps, offsets): pid, mount, uts, ipc,
+    /// network. The cgroup namespace is never among them: it must be made after init joined its cgroup.
+    pub fn clone_flags(&self) -> Option<(CloneFlags, Vec<String>)> {
+        if !self.join.is_empty() || self.creates("user") || self.creates("time") || !self.creates("mount") {
+            return None;
+        }
+        let kinds: Vec<String> =
+            self.new.iter().filter(|k| matches!(k.as_str(), "pid" | "mount" | "uts" | "ipc" | "network")).cloned().collect();
+        let flags = kinds.iter().fold(CloneFlags::empty(), |acc, k| acc | flag(k));
+        Some((flags, kinds))
     }
 }
 

@@ -143,24 +143,105 @@ fn start_init(
     cmd.spawn()
 }
 
+/// Starts `hako init` already inside its new namespaces (`flags`: pid, mount, uts, ipc, network), as crun
+/// does: init is pid 1 of its pid namespace from the start, so it needs no second fork. The binary is made
+/// read-only the same way as in [`start_init`], in the new mount namespace. Returns init's host pid.
+fn clone_init(
+    child_fd: i32,
+    flags: nix::sched::CloneFlags,
+    stdio: Option<[std::os::fd::RawFd; 3]>,
+) -> std::io::Result<i32> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe_c = sys::cstr(&exe)?;
+    let argv_c = [c"hako".to_owned(), c"init".to_owned()];
+    let mut env_c: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != INIT_FD_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env_c.push(CString::new(format!("{INIT_FD_ENV}={child_fd}")).map_err(std::io::Error::other)?);
+    let argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+    let mut stack = vec![0u8; 64 * 1024];
+    let child = move || -> isize {
+        // SAFETY: in the cloned child, before execve: only system calls on data prepared before the clone.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            let none = std::ptr::null::<libc::c_char>();
+            let root = c"/".as_ptr();
+            if libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
+                || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
+                || libc::mount(none, exe_c.as_ptr(), none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null())
+                    != 0
+            {
+                libc::_exit(126);
+            }
+            if let Some(fds) = stdio {
+                for (target, fd) in fds.iter().enumerate() {
+                    if libc::dup2(*fd, target as i32) < 0 {
+                        libc::_exit(126);
+                    }
+                }
+            }
+            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
+                libc::_exit(126);
+            }
+            libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: hako is single-threaded here; the child only runs the closure above, which ends in execve or
+    // _exit, on its own stack.
+    let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(std::io::Error::from)?;
+    Ok(pid.as_raw())
+}
+
 /// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
 pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnError> {
     let exec_mode = req.config.exec;
     let (parent, child) = Channel::pair()?;
     let child_fd = child.as_raw_fd();
-    let mut stage1 = match start_init(child_fd, true, req.stdio) {
-        Ok(c) => c,
-        // No CAP_SYS_ADMIN for a private mount namespace (or a deleted binary): pay for the sealed copy.
-        Err(_) => start_init(child_fd, false, req.stdio).map_err(SpawnError::Start)?,
+    let mut config = req.config;
+    let cloned = match config.ns.clone_flags().filter(|_| !exec_mode) {
+        Some((flags, kinds)) => match clone_init(child_fd, flags, req.stdio) {
+            Ok(pid) => {
+                config.ns.precreated = kinds;
+                Some(pid)
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let stage1_pid = match cloned {
+        Some(pid) => pid,
+        None => match start_init(child_fd, true, req.stdio) {
+            Ok(c) => c.id() as i32,
+            // No CAP_SYS_ADMIN for a private mount namespace (or a deleted binary): pay for the sealed copy.
+            Err(_) => start_init(child_fd, false, req.stdio).map_err(SpawnError::Start)?.id() as i32,
+        },
     };
     drop(child);
-    let stage1_pid = stage1.id() as i32;
+    let wait_stage1 = || -> String {
+        match waitpid(Pid::from_raw(stage1_pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => format!("exit status {c}"),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+            Ok(other) => format!("{other:?}"),
+            Err(e) => e.to_string(),
+        }
+    };
     let mut container_pid = 0;
     let result = (|| {
         if let Some(cg) = req.cgroup {
             cg.add_pid(stage1_pid)?;
         }
-        parent.send(&Message::Config(Box::new(req.config)))?;
+        parent.send(&Message::Config(Box::new(config)))?;
         let mut console = None;
         let mut ready = false;
         loop {
@@ -171,7 +252,7 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
                 }
                 Err(ChannelError::Closed) => {
                     let status = if container_pid == stage1_pid || container_pid == 0 {
-                        stage1.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+                        wait_stage1()
                     } else {
                         "no status".into()
                     };
@@ -186,10 +267,12 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
                     parent.send(&Message::IdMapsWritten)?;
                 }
                 Message::Pid(pid) => {
+                    // 0: init was cloned into its pid namespace and does not know its host pid; we do.
+                    let pid = if pid == 0 { stage1_pid } else { pid };
                     container_pid = pid;
                     hooks.on_pid(pid).map_err(SpawnError::Callback)?;
                     if pid != stage1_pid {
-                        let _ = stage1.wait();
+                        let _ = wait_stage1();
                     }
                 }
                 Message::RunCreateRuntimeHooks => {
@@ -224,8 +307,8 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
             if container_pid > 0 {
                 let _ = kill(Pid::from_raw(container_pid), Signal::SIGKILL);
             }
-            let _ = stage1.kill();
-            let _ = stage1.wait();
+            let _ = kill(Pid::from_raw(stage1_pid), Signal::SIGKILL);
+            let _ = wait_stage1();
             if container_pid > 0 && container_pid != stage1_pid {
                 // Our child only if we are its subreaper; otherwise this fails harmlessly.
                 let _ = waitpid(Pid::from_raw(container_pid), None);
