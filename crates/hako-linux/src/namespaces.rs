@@ -217,8 +217,12 @@ impl NsPlan {
         if !self.join.is_empty() || self.creates("user") || self.creates("time") || !self.creates("mount") {
             return None;
         }
-        let kinds: Vec<String> =
-            self.new.iter().filter(|k| matches!(k.as_str(), "pid" | "mount" | "uts" | "ipc" | "network")).cloned().collect();
+        let kinds: Vec<String> = self
+            .new
+            .iter()
+            .filter(|k| matches!(k.as_str(), "pid" | "mount" | "uts" | "ipc" | "network"))
+            .cloned()
+            .collect();
         let flags = kinds.iter().fold(CloneFlags::empty(), |acc, k| acc | flag(k));
         Some((flags, kinds))
     }

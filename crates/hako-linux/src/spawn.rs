@@ -177,8 +177,13 @@ fn clone_init(
             let root = c"/".as_ptr();
             if libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
                 || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
-                || libc::mount(none, exe_c.as_ptr(), none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null())
-                    != 0
+                || libc::mount(
+                    none,
+                    exe_c.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) != 0
             {
                 libc::_exit(126);
             }

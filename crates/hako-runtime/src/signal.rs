@@ -2,6 +2,19 @@
 
 use nix::sys::signal::Signal;
 
+/// The signals a foreground waiter (`hako run`, `hako exec`, a VM shadow) passes on to the process it stands
+/// for; SIGWINCH becomes a terminal resize where there is a terminal.
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
 /// A signal the user asked for that Linux does not have.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid signal {0:?}: use a name such as SIGTERM or KILL, or a number from 1 to 64 (see `kill -l`)")]

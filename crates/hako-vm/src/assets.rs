@@ -65,8 +65,3 @@ impl Assets {
         })
     }
 }
-
-/// Checks that `p` exists, for messages.
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}

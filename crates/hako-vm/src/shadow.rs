@@ -67,17 +67,8 @@ fn run(dir: &Path, op: Op, say: &mut dyn FnMut(&str)) -> Result<i32, VmError> {
         unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
     }
     let mut signals = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCONT,
-    ] {
-        signals.add(s);
+    for s in hako_runtime::signal::FORWARDED {
+        signals.add(*s);
     }
     signals.thread_block().map_err(|e| VmError::Supervisor(format!("blocking signals: {e}")))?;
 

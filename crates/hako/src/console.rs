@@ -12,16 +12,7 @@ use nix::sys::termios::{self, SetArg};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-const FORWARDED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+use hako_runtime::signal::FORWARDED;
 
 /// Makes hako the reaper of orphaned descendants, so the container process becomes our child.
 pub(crate) fn become_subreaper() -> Result<()> {
