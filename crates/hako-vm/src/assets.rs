@@ -1,7 +1,7 @@
 //! Where the VM's parts come from: QEMU, the guest kernel and the initramfs holding hako's agent. A missing
 //! part is an error that names the setup step providing it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::VmError;
 
