@@ -413,7 +413,7 @@ impl Server {
             foreground: true,
             stdio: Some([plumbing.child[0].as_raw_fd(), plumbing.child[1].as_raw_fd(), plumbing.child[2].as_raw_fd()]),
         };
-        let spawned = self.iso.exec(&c.state, &c.spec, &opts).map_err(failed(&who, "exec"))?;
+        let spawned = self.iso.exec(&c.state, &c.spec, &opts).map_err(failed(&who, "starting the process"))?;
         self.procs.remove(&key);
         self.register(key, spawned.pid, plumbing, spawned.console, stdio);
         Ok(Reply::Created { pid: spawned.pid })

@@ -63,6 +63,22 @@ pub const ISOLATION_ANNOTATION: &str = "org.hako.isolation";
 pub const MEMORY_ANNOTATION: &str = "org.hako.vm.memory_mib";
 /// The annotation that sets the VM's vCPUs.
 pub const CPUS_ANNOTATION: &str = "org.hako.vm.cpus";
+/// The annotation that caps QEMU's TCG translation cache, in MiB (TCG only; KVM has none). QEMU's default
+/// (up to 1 GiB, touched as guest code is translated) is the fastest; a smaller cache holds less host memory
+/// and costs start time (docs/performance.md).
+pub const TCG_CACHE_ANNOTATION: &str = "org.hako.vm.tcg_cache_mib";
+
+/// The TCG translation cache `spec` asks for, in MiB (None: QEMU's default).
+pub fn tcg_cache_mib(spec: &Spec) -> Result<Option<u64>, VmError> {
+    let Some(v) = spec.annotations().as_ref().and_then(|a| a.get(TCG_CACHE_ANNOTATION)) else { return Ok(None) };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(Some(n)),
+        _ => Err(VmError::Config(format!(
+            "annotation {TCG_CACHE_ANNOTATION}={v:?} is not a size: use a number of MiB from 1 to 4096 \
+             (16 keeps an idle VM's memory low at some start time), or drop it for QEMU's default"
+        ))),
+    }
+}
 /// Guest RAM the kernel and agent need on top of the container's memory limit.
 pub const GUEST_OVERHEAD_MIB: u64 = 64;
 /// Guest RAM when the container has no memory limit.
@@ -388,6 +404,7 @@ impl Isolation for VmIsolation {
         let accel =
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
         let (cpus, memory_mib) = sizing(spec);
+        let tcg_cache_mib = tcg_cache_mib(spec).map_err(boxed)?;
         let mut state = State::creating(
             dir.id(),
             bundle,
@@ -408,6 +425,7 @@ impl Isolation for VmIsolation {
                 memory_mib,
                 shares: shares.clone(),
                 boot_timeout_ms: boot_timeout(&accel.name),
+                tcg_cache_mib,
             };
             std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
@@ -602,6 +620,7 @@ pub fn supervisor_main(dir: &Path) -> i32 {
             ctl_socket: dir.join(supervisor::CTL_SOCKET),
             shares: plan.shares.clone(),
             console_log: dir.join(supervisor::CONSOLE_LOG),
+            tcg_cache_mib: plan.tcg_cache_mib,
         })
     })
 }
@@ -658,6 +677,19 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn tcg_cache_annotation_is_a_size_or_an_error_naming_the_range() {
+        let (_d, b) = bundle(config(serde_json::json!({})));
+        assert_eq!(tcg_cache_mib(&b.spec).unwrap(), None);
+        let (_d, b) = bundle(config(serde_json::json!({"annotations": {TCG_CACHE_ANNOTATION: "16"}})));
+        assert_eq!(tcg_cache_mib(&b.spec).unwrap(), Some(16));
+        for bad in ["0", "-1", "16M", "", "5000"] {
+            let (_d, b) = bundle(config(serde_json::json!({"annotations": {TCG_CACHE_ANNOTATION: bad}})));
+            let e = tcg_cache_mib(&b.spec).unwrap_err().to_string();
+            assert!(e.contains(TCG_CACHE_ANNOTATION) && e.contains("from 1 to 4096"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -47,8 +47,14 @@ pub fn main(dir: &Path, op: Op, ready_fd: Option<i32>) -> i32 {
     match run(dir, op, &mut say) {
         Ok(code) => code,
         Err(e) => {
-            say(&e.to_string());
-            eprintln!("hako: {e}");
+            match ready.as_mut() {
+                // Before "ok PID": the hako command waiting on the pipe reports it.
+                Some(f) => {
+                    let _ = writeln!(f, "{e}");
+                }
+                // Afterwards nobody reads the pipe: the error is the process's last word on its stderr.
+                None => eprintln!("hako: {e}"),
+            }
             255
         }
     }

@@ -243,3 +243,53 @@ fn vm_boot_timeout_and_missing_assets_are_clear() {
     out.expect_msg(&["guest kernel", "scripts/vm-assets"]);
     assert!(!root.path().join(b.id()).exists());
 }
+
+/// The memory measures of docs/vm-isolation.md ("Host memory of a VM") are in effect: the guest's virtio
+/// queues are capped (its unreclaimable slab stays small), QEMU runs without transparent huge pages under TCG,
+/// its copies of the boot images are paged out, and `org.hako.vm.tcg_cache_mib` reaches QEMU or is refused.
+#[test]
+fn vm_memory_measures_and_the_tcg_cache_annotation() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let bad = Bundle::with_tag("vmtbbad")
+        .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.tcg_cache_mib": "lots"}));
+    rt.run(&bad).expect_fail().expect_msg(&["org.hako.vm.tcg_cache_mib", "from 1 to 4096"]);
+    assert_no_leftovers(rt.root(), bad.id(), &bad.cgroup_rel());
+
+    let b = Bundle::with_tag("vmtb")
+        .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.tcg_cache_mib": "16"}))
+        .sh("while true; do sleep 1; done");
+    let id = b.id();
+    rt.create(&b).expect_ok();
+    rt.start(id).expect_ok();
+    let qemu = std::fs::read_to_string(rt.root().join(id).join("qemu.pid")).unwrap();
+    let qemu = qemu.trim();
+    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap()).replace('\0', " ");
+    assert!(cmdline.contains("virtio_mmio.max_queue_size=128"), "{cmdline}");
+    if cmdline.contains("-accel tcg") {
+        assert!(cmdline.contains("tb-size=16"), "{cmdline}");
+        let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
+        assert!(status.contains("THP_enabled:\t0"), "QEMU under TCG should run without THP:\n{status}");
+    }
+    // Resident KiB of QEMU's mappings of the kernel image: paged out once the guest is up.
+    let smaps = std::fs::read_to_string(format!("/proc/{qemu}/smaps")).unwrap();
+    let mut in_kernel = false;
+    let mut kernel_rss = 0u64;
+    for line in smaps.lines() {
+        if line.split_whitespace().next().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            in_kernel = line.ends_with("/vmlinux");
+        } else if in_kernel && line.starts_with("Rss:") {
+            kernel_rss += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    assert!(kernel_rss < 2048, "QEMU still holds {kernel_rss} KiB of the kernel image");
+    // The guest's unreclaimable slab: 12.8 MiB with 1024-entry virtio queues, 3.7 MiB with the cap.
+    let out = rt.exec(id, &["sh", "-c", "grep SUnreclaim /proc/meminfo"]).expect_ok();
+    let kib: u64 = out.stdout.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    assert!(kib < 8192, "guest slab is {kib} KiB: are the virtio queues capped? {out}");
+    rt.cmd(&["delete", "--force", id]).expect_ok();
+    assert_vm_gone(&rt, id);
+}

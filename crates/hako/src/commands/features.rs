@@ -21,6 +21,11 @@ pub(crate) fn features() -> Result<()> {
             "VM isolation: guest RAM in MiB (at least the memory limit plus the guest's needs)".to_string(),
         ),
         (hako_vm::CPUS_ANNOTATION, "VM isolation: vCPUs (at least what the CPU quota or cpuset needs)".to_string()),
+        (
+            hako_vm::TCG_CACHE_ANNOTATION,
+            "VM isolation under TCG: QEMU's translation cache in MiB (default: QEMU's; less memory, slower start)"
+                .to_string(),
+        ),
         ("io.github.seccomp.libseccomp.version", libseccomp_version()),
     ]
     .into_iter()
