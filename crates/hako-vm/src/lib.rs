@@ -335,7 +335,13 @@ impl VmIsolation {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 let _ = std::fs::remove_file(&opfile);
                 Err(match e {
-                    VmError::Boot(m) => VmError::Agent(m),
+                    // `hako create` names the container itself: drop the agent's "container ID: ".
+                    VmError::Boot(m) => VmError::Agent(match op {
+                        Op::Create { id, .. } => {
+                            m.strip_prefix(&format!("container {id}: ")).map(str::to_owned).unwrap_or(m)
+                        }
+                        _ => m,
+                    }),
                     other => other,
                 })
             }
