@@ -121,19 +121,7 @@ fn start_init(
                 return Err(std::io::Error::other("hako exited"));
             }
             if bind {
-                let none = std::ptr::null::<libc::c_char>();
-                let root = c"/".as_ptr();
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
-                    || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
-                    || libc::mount(
-                        none,
-                        exe_c.as_ptr(),
-                        none,
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        std::ptr::null(),
-                    ) != 0
-                {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 || !bind_read_only(&exe_c) {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -141,6 +129,21 @@ fn start_init(
         });
     }
     cmd.spawn()
+}
+
+/// In a private mount namespace (the caller's child has just made or entered one): stops mount events from
+/// reaching the host, then bind-mounts `exe` over itself read-only, so that init runs from a binary nobody in
+/// the container can write (CVE-2019-5736). Only mount(2) calls: safe between fork/clone and execve. False with
+/// errno set when a mount failed.
+fn bind_read_only(exe: &std::ffi::CStr) -> bool {
+    let none = std::ptr::null::<libc::c_char>();
+    let exe = exe.as_ptr();
+    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the calls.
+    unsafe {
+        libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) == 0
+            && libc::mount(exe, exe, none, libc::MS_BIND, std::ptr::null()) == 0
+            && libc::mount(none, exe, none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null()) == 0
+    }
 }
 
 /// Starts `hako init` already inside its new namespaces (`flags`: pid, mount, uts, ipc, network), as crun
@@ -173,18 +176,7 @@ fn clone_init(
         // SAFETY: in the cloned child, before execve: only system calls on data prepared before the clone.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            let none = std::ptr::null::<libc::c_char>();
-            let root = c"/".as_ptr();
-            if libc::mount(none, root, none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0
-                || libc::mount(exe_c.as_ptr(), exe_c.as_ptr(), none, libc::MS_BIND, std::ptr::null()) != 0
-                || libc::mount(
-                    none,
-                    exe_c.as_ptr(),
-                    none,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                    std::ptr::null(),
-                ) != 0
-            {
+            if !bind_read_only(&exe_c) {
                 libc::_exit(126);
             }
             if let Some(fds) = stdio {
