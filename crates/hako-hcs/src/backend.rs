@@ -234,17 +234,7 @@ impl Backend {
     }
 
     fn request(&self, id: &str, request: Request) -> Result<supervisor::Reply, HcsError> {
-        let state = self.state(id)?;
-        let reply = supervisor::call(&state, &request)?;
-        if !reply.ok {
-            return Err(HcsError::Supervisor {
-                id: id.to_string(),
-                pipe: state.pipe,
-                detail: reply.error,
-                fix: "see the message",
-            });
-        }
-        Ok(reply)
+        ask(&self.state(id)?, &request)
     }
 
     /// `start`: creates and starts the init process. Returns its id inside the container.
@@ -295,15 +285,7 @@ impl Backend {
         let state = self.state(id)?;
         let alive = state.supervisor_pid.map_or(false, ffi::process_alive);
         if alive {
-            let reply = supervisor::call(&state, &Request::Delete { force })?;
-            if !reply.ok {
-                return Err(HcsError::Supervisor {
-                    id: id.to_string(),
-                    pipe: state.pipe,
-                    detail: reply.error,
-                    fix: "see the message",
-                });
-            }
+            ask(&state, &Request::Delete { force })?;
         } else {
             let build = Some(state.host_build);
             for sys_id in std::iter::once(state.id.clone()).chain(state.utility_vm_id) {
@@ -397,4 +379,18 @@ pub fn supervisor_main(root: &Path, id: &str) -> Result<(), HcsError> {
 
 fn now_nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Sends `request` to the supervisor of `state`'s container; a reply that says it failed is the error.
+fn ask(state: &ContainerState, request: &Request) -> Result<supervisor::Reply, HcsError> {
+    let reply = supervisor::call(state, request)?;
+    if !reply.ok {
+        return Err(HcsError::Supervisor {
+            id: state.id.clone(),
+            pipe: state.pipe.clone(),
+            detail: reply.error,
+            fix: "see the message",
+        });
+    }
+    Ok(reply)
 }

@@ -146,6 +146,21 @@ impl Drop for OwnedProcess {
     }
 }
 
+/// The access HCS's open calls ask for.
+const GENERIC_ALL: u32 = 0x1000_0000;
+
+/// The handle a create or open call wrote, or its error: a failed HRESULT, or E_FAIL for a success that
+/// returned no handle.
+fn opened(hr: HRESULT, handle: *mut std::ffi::c_void) -> Result<*mut std::ffi::c_void, HRESULT> {
+    if hr < 0 {
+        Err(hr)
+    } else if handle.is_null() {
+        Err(windows_sys::Win32::Foundation::E_FAIL)
+    } else {
+        Ok(handle)
+    }
+}
+
 /// `HcsCreateComputeSystem(id, configuration, operation, NULL, &system)`.
 pub(crate) fn create_compute_system(
     id: &str,
@@ -159,23 +174,16 @@ pub(crate) fn create_compute_system(
     // before returning); the security descriptor is reserved and must be NULL; `system` is a
     // valid out pointer.
     let hr = unsafe { hcs::HcsCreateComputeSystem(id.as_ptr(), cfg.as_ptr(), op.raw(), ptr::null(), &mut system) };
-    if hr < 0 || system.is_null() {
-        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
-    }
-    Ok(OwnedSystem(system))
+    opened(hr, system).map(OwnedSystem)
 }
 
 /// `HcsOpenComputeSystem(id, GENERIC_ALL, &system)`.
 pub(crate) fn open_compute_system(id: &str) -> Result<OwnedSystem, HRESULT> {
-    const GENERIC_ALL: u32 = 0x1000_0000;
     let id = wide(id);
     let mut system: hcs::HCS_SYSTEM = ptr::null_mut();
     // SAFETY: id is NUL-terminated; `system` is a valid out pointer.
     let hr = unsafe { hcs::HcsOpenComputeSystem(id.as_ptr(), GENERIC_ALL, &mut system) };
-    if hr < 0 || system.is_null() {
-        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
-    }
-    Ok(OwnedSystem(system))
+    opened(hr, system).map(OwnedSystem)
 }
 
 /// The compute system calls that take `(system, operation, options)`.
@@ -230,22 +238,15 @@ pub(crate) fn create_process(
     // SAFETY: the system handle is live; parameters is NUL-terminated; the security
     // descriptor is optional and NULL; `process` is a valid out pointer.
     let hr = unsafe { hcs::HcsCreateProcess(system.raw(), params.as_ptr(), op.raw(), ptr::null(), &mut process) };
-    if hr < 0 || process.is_null() {
-        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
-    }
-    Ok(OwnedProcess(process))
+    opened(hr, process).map(OwnedProcess)
 }
 
 /// `HcsOpenProcess(system, pid, GENERIC_ALL, &process)`.
 pub(crate) fn open_process(system: &OwnedSystem, pid: u32) -> Result<OwnedProcess, HRESULT> {
-    const GENERIC_ALL: u32 = 0x1000_0000;
     let mut process: hcs::HCS_PROCESS = ptr::null_mut();
     // SAFETY: the system handle is live; `process` is a valid out pointer.
     let hr = unsafe { hcs::HcsOpenProcess(system.raw(), pid, GENERIC_ALL, &mut process) };
-    if hr < 0 || process.is_null() {
-        return Err(if hr < 0 { hr } else { windows_sys::Win32::Foundation::E_FAIL });
-    }
-    Ok(OwnedProcess(process))
+    opened(hr, process).map(OwnedProcess)
 }
 
 /// The process calls that take `(process, operation, options)`.

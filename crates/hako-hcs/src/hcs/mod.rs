@@ -100,6 +100,20 @@ fn run<T, W>(
     }
 }
 
+/// [`run`] for a call that only returns an HRESULT: the result document, or the error.
+fn run_call(
+    ctx: &CallContext,
+    deadline: Duration,
+    start: impl FnOnce(&OwnedOperation) -> HRESULT,
+) -> Result<String, HcsCallError> {
+    let started = |op: &OwnedOperation| match start(op) {
+        hr if hr < 0 => Err(hr),
+        _ => Ok(()),
+    };
+    let ((), _, doc) = run(ctx, deadline, started, plain_wait)?;
+    Ok(doc)
+}
+
 fn plain_wait(op: &OwnedOperation, ms: u32) -> (HRESULT, Option<()>, String) {
     let (hr, doc) = ffi::wait_for_operation_result(op, ms);
     (hr, None, doc)
@@ -144,21 +158,7 @@ impl ComputeSystem {
         arg: Option<&str>,
         deadline: Duration,
     ) -> Result<String, HcsCallError> {
-        let ctx = self.ctx(name);
-        let ((), _, doc) = run(
-            &ctx,
-            deadline,
-            |op| {
-                let hr = ffi::system_call(call, &self.handle, op, arg);
-                if hr < 0 {
-                    Err(hr)
-                } else {
-                    Ok(())
-                }
-            },
-            plain_wait,
-        )?;
-        Ok(doc)
+        run_call(&self.ctx(name), deadline, |op| ffi::system_call(call, &self.handle, op, arg))
     }
 
     /// `HcsStartComputeSystem`.
@@ -289,21 +289,7 @@ impl Process {
     }
 
     fn call(&self, name: &'static str, call: ProcessCall, arg: Option<&str>) -> Result<String, HcsCallError> {
-        let ctx = self.ctx(name);
-        let ((), _, doc) = run(
-            &ctx,
-            CALL_TIMEOUT,
-            |op| {
-                let hr = ffi::process_call(call, &self.handle, op, arg);
-                if hr < 0 {
-                    Err(hr)
-                } else {
-                    Ok(())
-                }
-            },
-            plain_wait,
-        )?;
-        Ok(doc)
+        run_call(&self.ctx(name), CALL_TIMEOUT, |op| ffi::process_call(call, &self.handle, op, arg))
     }
 
     /// `HcsSignalProcess` with a Windows signal; an exited process is not an error.
