@@ -389,12 +389,7 @@ fn device_rules_are_enforced() {
     );
     assert_eq!(out, "zero-denied\nnull-ok\n");
     // Update: allow everything again.
-    let all = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build().expect("d")])
-        .build()
-        .expect("r");
-    g.cg.apply(&all).expect("allow all");
-    assert_eq!(g.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"), "zero-ok\n");
+    g.allow_all_devices("allow all");
 }
 
 #[test]

@@ -109,6 +109,21 @@ impl Guard {
         pid
     }
 
+    /// Applies a device rule that allows every device again (a container update that lifts a deny list) and
+    /// checks that /dev/zero, which the tests deny first, opens again. `what` names the step for a failure.
+    pub fn allow_all_devices(&self, what: &str) {
+        let all = oci_spec::runtime::LinuxResourcesBuilder::default()
+            .devices(vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .access("rwm")
+                .build()
+                .expect("d")])
+            .build()
+            .expect("r");
+        self.cg.apply(&all).expect(what);
+        assert_eq!(self.output("head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok"), "zero-ok\n");
+    }
+
     /// Runs a script to completion inside the cgroup and returns its stdout.
     pub fn output(&self, script: &str) -> String {
         let mut child = self.start(script);
