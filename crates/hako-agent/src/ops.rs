@@ -52,6 +52,9 @@ pub(crate) enum OpError {
         /// What is wrong.
         what: String,
     },
+    /// The VM was restored from a template and the host has not sent Restore yet.
+    #[error("this VM was restored from a template and has not been reseeded yet: the host must send restore (with fresh entropy and the time) before anything else")]
+    Sealed,
     /// A step failed.
     #[error("{who}: {step}: {cause}")]
     Failed {
@@ -189,6 +192,9 @@ impl Server {
 
     fn dispatch(&mut self, req: u64, op: Op) -> Answer {
         let done = |r: Result<(), OpError>| Answer::Now(r.map(|()| Reply::Done));
+        if self.sealed && !matches!(op, Op::Restore { .. }) {
+            return Answer::Now(Err(OpError::Sealed));
+        }
         match op {
             Op::Create { id, config, shares, stdio } => Answer::Now(self.create(&id, config, &shares, &stdio)),
             Op::Start { id } => done(self.start(&id)),
@@ -223,7 +229,39 @@ impl Server {
                 self.stop = Some(Stop::Shutdown);
                 Answer::Later
             }
+            Op::Seal => done(self.seal()),
+            Op::Restore { unix_secs, nanos, entropy } => done(self.restore(unix_secs, nanos, &entropy)),
         }
+    }
+
+    /// Marks the VM as a template: only a VM without containers may be saved (their processes and mounts
+    /// would be copied into every VM restored from it).
+    fn seal(&mut self) -> Result<(), OpError> {
+        if let Some(id) = self.containers.keys().next() {
+            return Err(OpError::Refused {
+                who: "the VM".into(),
+                what: format!("container {id} exists: a VM with containers cannot become a template"),
+            });
+        }
+        self.sealed = true;
+        Ok(())
+    }
+
+    /// Makes a VM restored from a template its own: fresh randomness, the host's time.
+    fn restore(&mut self, unix_secs: i64, nanos: u32, entropy: &[u8]) -> Result<(), OpError> {
+        let failed = |step: &'static str| {
+            move |e: std::io::Error| OpError::Failed { who: "the VM".into(), step, cause: e.to_string() }
+        };
+        if !(32..=512).contains(&entropy.len()) {
+            return Err(OpError::Refused {
+                who: "the VM".into(),
+                what: format!("restore brought {} bytes of entropy; 32 to 512 are needed", entropy.len()),
+            });
+        }
+        sys::reseed_random(entropy).map_err(failed("reseeding the random number generator"))?;
+        sys::set_clock(unix_secs, nanos).map_err(failed("setting the clock"))?;
+        self.sealed = false;
+        Ok(())
     }
 
     fn container(&self, id: &str) -> Result<&Container, OpError> {

@@ -127,6 +127,8 @@ pub(crate) struct Server {
     sigfd: SignalFd,
     pid1: bool,
     pub(crate) stop: Option<Stop>,
+    /// Saved as a template ([`hako_proto::Op::Seal`]) and not restored yet: everything else is refused.
+    pub(crate) sealed: bool,
 }
 
 impl Server {
@@ -159,6 +161,7 @@ impl Server {
             sigfd,
             pid1,
             stop: None,
+            sealed: false,
         })
     }
 

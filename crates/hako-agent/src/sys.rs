@@ -1,5 +1,6 @@
 //! The agent's raw system calls that nix does not wrap (or wraps behind features the workspace does not
-//! enable): power-off, module loading, the loopback interface, pty window size, fd flags, the subreaper bit.
+//! enable): power-off, module loading, the loopback interface, pty window size, fd flags, the subreaper bit,
+//! the random pool and the clock (for a VM restored from a template).
 
 use std::ffi::CString;
 use std::io;
@@ -100,6 +101,36 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
+/// RNDADDENTROPY: `_IOW('R', 0x03, int[2])`.
+const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+/// RNDRESEEDCRNG: `_IO('R', 0x07)`.
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+
+/// Mixes `entropy` into the kernel's input pool, credited in full, and reseeds the kernel's random number
+/// generator from it at once, so that what this kernel hands out from now on no longer follows from the
+/// state it had before (a VM restored from a template starts with the template's state). Needs
+/// CAP_SYS_ADMIN.
+pub(crate) fn reseed_random(entropy: &[u8]) -> io::Result<()> {
+    let len = libc::c_int::try_from(entropy.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + entropy.len());
+    info.extend_from_slice(&len.saturating_mul(8).to_ne_bytes());
+    info.extend_from_slice(&len.to_ne_bytes());
+    info.extend_from_slice(entropy);
+    let random = std::fs::OpenOptions::new().write(true).open("/dev/urandom")?;
+    // SAFETY: RNDADDENTROPY reads a rand_pool_info header and buf_size bytes after it, all inside `info`.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) })?;
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDRESEEDCRNG, 0) })
+}
+
+/// Sets the system clock (CLOCK_REALTIME).
+pub(crate) fn set_clock(unix_secs: i64, nanos: u32) -> io::Result<()> {
+    let ts = libc::timespec { tv_sec: unix_secs as libc::time_t, tv_nsec: nanos.min(999_999_999) as libc::c_long };
+    // SAFETY: clock_settime reads one timespec that lives through the call.
+    check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +151,15 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut buf), Err(nix::errno::Errno::EAGAIN));
         assert!(!fd_is_open(9999));
+    }
+
+    #[test]
+    fn the_random_pool_takes_entropy_and_reseeds() {
+        // Root adds to (and reseeds) the host's pool, which is harmless; without CAP_SYS_ADMIN it is EPERM.
+        match reseed_random(&[7u8; 64]) {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+        }
     }
 
     #[test]

@@ -363,8 +363,8 @@ impl Isolation for ProcessIsolation {
         match sig {
             Some(s) => kill(Pid::from_raw(state.pid), s)?,
             // Real-time signals are not in nix's enum.
-            // SAFETY: kill takes two integers.
             None => {
+                // SAFETY: kill takes two integers.
                 if unsafe { libc::kill(state.pid, signal) } != 0 {
                     return Err(Box::new(std::io::Error::last_os_error()));
                 }

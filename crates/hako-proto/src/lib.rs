@@ -12,6 +12,11 @@
 //! ([`Op::Wait`] is answered when the process exits) and in any order. Unsolicited news travels as
 //! [`Message::Event`].
 //!
+//! **Templates.** A VM may be started from a saved copy of another VM that booted and said hello (see
+//! hako-vm's `template` module). The host that saves it sends [`Op::Seal`] last; a VM restored from it says
+//! no hello (it said it before it was saved) and refuses everything until the host sends [`Op::Restore`]
+//! with the time and fresh entropy, so that no two VMs restored from one template share a random state.
+//!
 //! **Semantics of each operation** are documented on [`Op`]. Nothing here depends on a backend: this crate is
 //! shared by the host and the guest and must stay free of host-only dependencies.
 #![warn(missing_docs)]
@@ -22,7 +27,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bump it on any incompatible change.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The virtio-serial port name the agent looks for (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "hako.ctl";
@@ -155,6 +160,19 @@ pub enum Op {
     },
     /// Syncs and powers the guest off; the reply may not arrive before the VM stops.
     Shutdown,
+    /// The host is about to save this VM as a template: from now on the agent refuses every operation but
+    /// [`Op::Restore`]. Replies [`Reply::Done`]; sent while no container exists.
+    Seal,
+    /// The VM was restored from a template: the agent mixes `entropy` into the kernel's random pool and
+    /// reseeds it, sets the clock to `unix_secs`.`nanos` and serves again. Replies [`Reply::Done`].
+    Restore {
+        /// Seconds since the Unix epoch on the host.
+        unix_secs: i64,
+        /// Nanoseconds within that second.
+        nanos: u32,
+        /// Random bytes from the host (32 to 512).
+        entropy: Vec<u8>,
+    },
 }
 
 /// A successful answer.
@@ -364,6 +382,11 @@ mod tests {
             req: 7,
             op: Op::Kill { id: "c".into(), exec_id: Some("e".into()), signal: 15, all: false },
         }));
+        roundtrip(Frame::Msg(Message::Request {
+            req: 8,
+            op: Op::Restore { unix_secs: 1_796_000_000, nanos: 5, entropy: vec![1, 2, 3] },
+        }));
+        roundtrip(Frame::Msg(Message::Request { req: 9, op: Op::Seal }));
         roundtrip(Frame::Msg(Message::Response { req: 7, result: Ok(Reply::Exited { status: 137 }) }));
         roundtrip(Frame::Msg(Message::Response { req: 8, result: Err("container c does not exist".into()) }));
         roundtrip(Frame::Msg(Message::Event { event: Event::Exited { id: "c".into(), exec_id: None, status: 0 } }));

@@ -14,8 +14,10 @@ pub mod accel;
 pub mod assets;
 pub mod client;
 pub mod qemu;
+pub mod qmp;
 pub mod shadow;
 pub mod supervisor;
+pub mod template;
 
 use std::io::BufRead;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -79,6 +81,22 @@ pub fn tcg_cache_mib(spec: &Spec) -> Result<Option<u64>, VmError> {
         ))),
     }
 }
+/// The annotation that says whether the VM may start from a VM template (`on`, the default) or must boot
+/// its kernel (`off`); see [`template`].
+pub const TEMPLATE_ANNOTATION: &str = "org.hako.vm.template";
+
+/// Whether `spec` lets its VM start from a template.
+pub fn use_template(spec: &Spec) -> Result<bool, VmError> {
+    match spec.annotations().as_ref().and_then(|a| a.get(TEMPLATE_ANNOTATION)).map(|v| v.trim()) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(v) => Err(VmError::Config(format!(
+            "annotation {TEMPLATE_ANNOTATION}={v:?} is not valid: use on (start from a saved VM of the same shape, \
+             the default) or off (boot the guest kernel)"
+        ))),
+    }
+}
+
 /// Guest RAM the kernel and agent need on top of the container's memory limit.
 pub const GUEST_OVERHEAD_MIB: u64 = 64;
 /// Guest RAM when the container has no memory limit.
@@ -411,6 +429,7 @@ impl Isolation for VmIsolation {
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
         let (cpus, memory_mib) = sizing(spec);
         let tcg_cache_mib = tcg_cache_mib(spec).map_err(boxed)?;
+        let template = use_template(spec).map_err(boxed)?;
         let mut state = State::creating(
             dir.id(),
             bundle,
@@ -432,6 +451,7 @@ impl Isolation for VmIsolation {
                 shares: shares.clone(),
                 boot_timeout_ms: boot_timeout(&accel.name),
                 tcg_cache_mib,
+                template,
             };
             std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
@@ -627,6 +647,7 @@ pub fn supervisor_main(dir: &Path) -> i32 {
             shares: plan.shares.clone(),
             console_log: dir.join(supervisor::CONSOLE_LOG),
             tcg_cache_mib: plan.tcg_cache_mib,
+            boot: qemu::Boot::Cold,
         })
     })
 }
@@ -651,7 +672,7 @@ pub fn info() -> serde_json::Value {
     match assets::Assets::locate() {
         Ok(a) => {
             let acc = accel::choose(&a.qemu, Path::new("/run/hako/.vm-accel.json"));
-            serde_json::json!({"available": true, "accelerator": acc.name, "why": acc.why, "kernel": a.kernel, "initramfs": a.initramfs, "qemu": a.qemu})
+            serde_json::json!({"available": true, "accelerator": acc.name, "why": acc.why, "kernel": a.kernel, "initramfs": a.initramfs, "qemu": a.qemu, "templates": template::root()})
         }
         Err(e) => serde_json::json!({"available": false, "why": e.to_string()}),
     }
@@ -683,6 +704,19 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn template_annotation_is_on_off_or_an_error_naming_both() {
+        let (_d, b) = bundle(config(serde_json::json!({})));
+        assert!(use_template(&b.spec).unwrap());
+        for (v, want) in [("on", true), ("off", false)] {
+            let (_d, b) = bundle(config(serde_json::json!({"annotations": {TEMPLATE_ANNOTATION: v}})));
+            assert_eq!(use_template(&b.spec).unwrap(), want);
+        }
+        let (_d, b) = bundle(config(serde_json::json!({"annotations": {TEMPLATE_ANNOTATION: "yes"}})));
+        let e = use_template(&b.spec).unwrap_err().to_string();
+        assert!(e.contains(TEMPLATE_ANNOTATION) && e.contains("on (") && e.contains("off ("), "{e}");
     }
 
     #[test]

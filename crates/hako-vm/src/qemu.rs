@@ -1,13 +1,19 @@
 //! The QEMU command line of a hako micro-VM: `-M microvm` (no firmware, no PCI, virtio-mmio), the guest
 //! kernel booted directly through its PVH entry, hako's agent as the initramfs's /init, one virtio-serial
-//! port for the protocol, one 9p share per host directory, the serial console to a log file.
+//! port for the protocol, one 9p share per host directory, the serial console to a log file. A VM either boots
+//! the kernel ([`Boot::Cold`]) or starts from a template ([`Boot::Template`] makes one, [`Boot::Restore`]
+//! starts from it; see [`crate::template`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
 use crate::assets::Assets;
+use crate::VmError;
 
 /// One host directory shared into the guest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -18,6 +24,30 @@ pub struct ShareDir {
     pub host: PathBuf,
     /// Read-only in the guest.
     pub readonly: bool,
+}
+
+/// How a VM gets its memory and its first state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// Boot the kernel into anonymous memory.
+    Cold,
+    /// Boot the kernel into guest RAM that is the file `memory` (a shared mapping, so the file holds the
+    /// guest's memory when QEMU stops), with QEMU's monitor (QMP) connecting to `qmp`: a VM to save as a
+    /// template.
+    Template {
+        /// The guest RAM file.
+        memory: PathBuf,
+        /// Where QEMU's monitor connects.
+        qmp: PathBuf,
+    },
+    /// Start from a template: guest RAM is a private (copy-on-write) mapping of the template's `memory`, no
+    /// kernel is loaded, and QEMU waits (`-incoming defer`) for the devices' state through the monitor.
+    Restore {
+        /// The template's guest RAM file.
+        memory: PathBuf,
+        /// Where QEMU's monitor connects.
+        qmp: PathBuf,
+    },
 }
 
 /// Everything that decides a VM's command line.
@@ -39,6 +69,13 @@ pub struct VmConfig {
     pub console_log: PathBuf,
     /// QEMU's TCG translation cache in MiB (None: QEMU's default).
     pub tcg_cache_mib: Option<u64>,
+    /// Boot the kernel, or make or use a template.
+    pub boot: Boot,
+}
+
+/// A path as a value in QEMU's option syntax, where a comma is written twice.
+fn opt_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
 }
 
 /// The host TSC frequency in kHz, which a TCG microvm guest needs on its command line: without a PIT
@@ -78,29 +115,150 @@ impl VmConfig {
             (_, Some(mib)) => format!("tcg,thread=single,tb-size={mib}"),
             (_, None) => "tcg,thread=single".to_string(),
         };
-        cmd.args(["-accel", &accel])
-            .args(["-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on,pit=off,pic=off"])
-            .args(["-cpu", if self.accel.name == "kvm" { "host" } else { "max" }])
+        let machine = "microvm,x-option-roms=off,rtc=on,isa-serial=on,pit=off,pic=off";
+        let (memory, share) = match &self.boot {
+            Boot::Cold => (None, ""),
+            Boot::Template { memory, .. } => (Some(memory), "on"),
+            Boot::Restore { memory, .. } => (Some(memory), "off"),
+        };
+        cmd.args(["-accel", &accel]);
+        match memory {
+            None => cmd.args(["-M", machine]),
+            Some(m) => cmd.args(["-M", &format!("{machine},memory-backend=ram")]).args([
+                "-object",
+                &format!("memory-backend-file,id=ram,size={}M,mem-path={},share={share}", self.memory_mib, opt_path(m)),
+            ]),
+        };
+        cmd.args(["-cpu", if self.accel.name == "kvm" { "host" } else { "max" }])
             .args(["-smp", &self.cpus.to_string()])
             .args(["-m", &format!("{}M", self.memory_mib)])
             .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-            .args(["-serial", &format!("file:{}", self.console_log.display())])
-            .arg("-kernel")
-            .arg(&self.assets.kernel)
-            .arg("-initrd")
-            .arg(&self.assets.initramfs)
-            .args(["-append", &self.cmdline()])
-            .args(["-device", "virtio-serial-device"])
-            .args(["-chardev", &format!("socket,id=ctl,path={}", self.ctl_socket.display())])
+            .args(["-serial", &format!("file:{}", self.console_log.display())]);
+        match &self.boot {
+            Boot::Restore { .. } => {
+                cmd.args(["-incoming", "defer"]);
+            }
+            _ => {
+                cmd.arg("-kernel")
+                    .arg(&self.assets.kernel)
+                    .arg("-initrd")
+                    .arg(&self.assets.initramfs)
+                    .args(["-append", &self.cmdline()]);
+            }
+        }
+        if let Boot::Template { qmp, .. } | Boot::Restore { qmp, .. } = &self.boot {
+            cmd.args(["-chardev", &format!("socket,id=qmp,path={}", opt_path(qmp))])
+                .args(["-mon", "chardev=qmp,mode=control"]);
+        }
+        cmd.args(["-device", "virtio-serial-device"])
+            .args(["-chardev", &format!("socket,id=ctl,path={}", opt_path(&self.ctl_socket))])
             .args(["-device", &format!("virtserialport,chardev=ctl,name={}", hako_proto::PORT_NAME)]);
         for (i, s) in self.shares.iter().enumerate() {
             let ro = if s.readonly { ",readonly=on" } else { "" };
-            cmd.args(["-fsdev", &format!("local,id=fs{i},path={},security_model=passthrough{ro}", s.host.display())])
+            cmd.args(["-fsdev", &format!("local,id=fs{i},path={},security_model=passthrough{ro}", opt_path(&s.host))])
                 .args(["-device", &format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", s.tag)]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
     }
+}
+
+/// A QEMU process and what tells why it failed.
+pub struct Launched {
+    /// The process.
+    pub child: Child,
+    stderr: Option<ChildStderr>,
+    console: PathBuf,
+}
+
+impl Launched {
+    /// Starts QEMU for `vm`, dying with its parent; `keep_fd` stays open across the exec.
+    pub fn spawn(vm: &VmConfig, keep_fd: Option<RawFd>) -> Result<Launched, VmError> {
+        let mut cmd = vm.command();
+        // Under TCG the guest's memory is touched through QEMU's software MMU, where huge pages buy nothing,
+        // and QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte
+        // then holds 2 MiB. Under KVM huge pages speed the guest up, so they stay.
+        let no_thp = vm.accel.name == "tcg";
+        // SAFETY: prctl and fcntl are async-signal-safe; QEMU must not outlive its parent. PR_SET_THP_DISABLE
+        // is kept across execve.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if no_thp {
+                    libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                }
+                if let Some(fd) = keep_fd {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child =
+            cmd.spawn().map_err(|e| VmError::Setup(format!("starting {}: {e}", vm.assets.qemu.display())))?;
+        let stderr = child.stderr.take();
+        Ok(Launched { child, stderr, console: vm.console_log.clone() })
+    }
+
+    /// Waits until `deadline` for QEMU to connect to `listener` (`what` names the socket in errors).
+    pub fn accept(&mut self, listener: &UnixListener, deadline: Instant, what: &str) -> Result<UnixStream, String> {
+        listener.set_nonblocking(true).ok();
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).ok();
+                    return Ok(s);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("accepting QEMU's connection to {what}: {e}")),
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err("QEMU exited before the VM started".into());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("QEMU did not connect {what} in time"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills QEMU and says why the VM failed to come up, with what QEMU printed and the guest console.
+    pub fn fail(&mut self, what: impl std::fmt::Display) -> VmError {
+        let _ = self.child.kill();
+        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+        let mut err = String::new();
+        if let Some(e) = self.stderr.as_mut() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        VmError::Boot(format!(
+            "VM boot failed: {what} (qemu {status}{}){}",
+            if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) },
+            tail_of(&self.console, 5)
+        ))
+    }
+}
+
+/// What the guest console says about a failure, as a suffix for error messages: the agent's own lines and
+/// kernel panics first, else the last `n` lines.
+pub fn tail_of(console: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(console).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return format!("; guest console {} is empty", console.display());
+    }
+    let telling: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("hako") || l.contains("Kernel panic") || l.contains("not syncing"))
+        .collect();
+    let pick = if telling.is_empty() {
+        &lines[lines.len().saturating_sub(n)..]
+    } else {
+        &telling[telling.len().saturating_sub(n)..]
+    };
+    format!("; guest console {}: {}", console.display(), pick.join(" | "))
 }
 
 /// Gives back the host memory QEMU holds for the boot images once the guest has booted. QEMU keeps the
@@ -167,13 +325,43 @@ mod tests {
             shares: Vec::new(),
             console_log: "/c".into(),
             tcg_cache_mib,
+            boot: Boot::Cold,
         }
     }
 
+    fn args(c: &VmConfig) -> Vec<String> {
+        c.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
     fn accel_arg(c: &VmConfig) -> String {
-        let cmd = c.command();
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args = args(c);
         args[args.iter().position(|a| a == "-accel").unwrap() + 1].clone()
+    }
+
+    #[test]
+    fn a_cold_boot_loads_the_kernel_into_anonymous_memory() {
+        let a = args(&config("tcg", None)).join(" ");
+        assert!(a.contains("-kernel /k -initrd /i -append console=ttyS0"), "{a}");
+        assert!(!a.contains("memory-backend") && !a.contains("-incoming") && !a.contains("-mon"), "{a}");
+    }
+
+    #[test]
+    fn a_template_boots_into_a_shared_file_and_a_restore_maps_it_privately_without_a_kernel() {
+        let mut c = config("tcg", None);
+        c.boot = Boot::Template { memory: "/t/mem,1".into(), qmp: "/t/qmp".into() };
+        let t = args(&c).join(" ");
+        assert!(
+            t.contains("-M microvm,x-option-roms=off,rtc=on,isa-serial=on,pit=off,pic=off,memory-backend=ram"),
+            "{t}"
+        );
+        assert!(t.contains("-object memory-backend-file,id=ram,size=128M,mem-path=/t/mem,,1,share=on"), "{t}");
+        assert!(t.contains("-kernel /k") && !t.contains("-incoming"), "{t}");
+        assert!(t.contains("-chardev socket,id=qmp,path=/t/qmp -mon chardev=qmp,mode=control"), "{t}");
+        c.boot = Boot::Restore { memory: "/t/mem".into(), qmp: "/v/qmp".into() };
+        let r = args(&c).join(" ");
+        assert!(r.contains("mem-path=/t/mem,share=off") && r.contains("-incoming defer"), "{r}");
+        assert!(!r.contains("-kernel") && !r.contains("-initrd") && !r.contains("-append"), "{r}");
+        assert!(r.contains("-chardev socket,id=qmp,path=/v/qmp"), "{r}");
     }
 
     #[test]

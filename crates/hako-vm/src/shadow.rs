@@ -159,7 +159,7 @@ fn run(dir: &Path, op: Op, say: &mut dyn FnMut(&str)) -> Result<i32, VmError> {
             None => {
                 return Err(VmError::Supervisor(format!(
                     "the VM of container {id} stopped before the process exited{}",
-                    crate::supervisor::tail_of(&dir.join(crate::supervisor::CONSOLE_LOG), 3)
+                    crate::qemu::tail_of(&dir.join(crate::supervisor::CONSOLE_LOG), 3)
                 )))
             }
         }

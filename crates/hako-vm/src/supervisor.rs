@@ -12,16 +12,19 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
 use hako_proto::{check_hello, read_frame, write_frame, Event, Frame, Message, Op, Reply};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::client::API_SOCKET;
-use crate::qemu::VmConfig;
+use crate::qemu::{Boot, Launched, VmConfig};
+use crate::qmp::Qmp;
 use crate::VmError;
 
 /// What `create` hands the supervisor (written to `<dir>/vm.json`).
@@ -38,6 +41,9 @@ pub struct Plan {
     /// QEMU's TCG translation cache in MiB (None: QEMU's default).
     #[serde(default)]
     pub tcg_cache_mib: Option<u64>,
+    /// Start from a VM template of this shape (made first if there is none); boot the kernel if that fails.
+    #[serde(default)]
+    pub template: bool,
 }
 
 /// The file name of the plan.
@@ -46,6 +52,8 @@ pub const PLAN: &str = "vm.json";
 pub const CTL_SOCKET: &str = "ctl.sock";
 /// The guest console.
 pub const CONSOLE_LOG: &str = "console.log";
+/// QEMU's monitor while a VM starts from a template.
+pub const QMP_SOCKET: &str = "qmp.sock";
 /// QEMU's pid.
 pub const QEMU_PID: &str = "qemu.pid";
 
@@ -321,104 +329,55 @@ fn run(
     )
     .map_err(|e| VmError::Supervisor(format!("bad {}: {e}", dir.join(PLAN).display())))?;
     let vm = config(&plan)?;
-    let ctl_path = dir.join(CTL_SOCKET);
-    let _ = std::fs::remove_file(&ctl_path);
-    let ctl = UnixListener::bind(&ctl_path)
-        .map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", ctl_path.display())))?;
     let api_path = dir.join(API_SOCKET);
     let _ = std::fs::remove_file(&api_path);
     let api = UnixListener::bind(&api_path)
         .map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", api_path.display())))?;
 
-    let mut cmd = vm.command();
-    // Under TCG the guest's memory is touched through QEMU's software MMU, where huge pages buy nothing, and
-    // QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte then holds
-    // 2 MiB. Under KVM huge pages speed the guest up, so they stay.
-    let no_thp = vm.accel.name == "tcg";
-    // SAFETY: prctl is async-signal-safe; QEMU must not outlive its supervisor. PR_SET_THP_DISABLE is kept
-    // across execve.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if no_thp {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-            }
-            Ok(())
-        });
-    }
     let started = Instant::now();
-    let mut qemu = cmd.spawn().map_err(|e| VmError::Setup(format!("starting {}: {e}", vm.assets.qemu.display())))?;
-    let _ = std::fs::write(dir.join(QEMU_PID), qemu.id().to_string());
-    let mut qemu_err = qemu.stderr.take();
-
-    // QEMU connects the protocol port as soon as it starts; the agent speaks once the guest has booted.
-    ctl.set_nonblocking(true).ok();
     let deadline = started + Duration::from_millis(plan.boot_timeout_ms);
-    let console = dir.join(CONSOLE_LOG);
-    let fail =
-        |qemu: &mut std::process::Child, qemu_err: &mut Option<std::process::ChildStderr>, what: String| -> VmError {
-            let _ = qemu.kill();
-            let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
-            let mut err = String::new();
-            if let Some(e) = qemu_err.as_mut() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
+    let restored = if plan.template {
+        match crate::template::get_or_make(&vm, deadline).and_then(|(t, made)| {
+            if made {
+                eprintln!(
+                    "supervisor: made the VM template {} in {} ms",
+                    t.dir.display(),
+                    started.elapsed().as_millis()
+                );
             }
-            let tail = tail_of(&console, 5);
-            VmError::Boot(format!(
-                "VM boot failed: {what} (qemu {status}{}){}",
-                if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) },
-                tail
-            ))
-        };
-    let agent = loop {
-        match ctl.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(fail(&mut qemu, &mut qemu_err, format!("accepting QEMU's connection: {e}"))),
+            restore(&vm, &t, dir, deadline).map(|r| (r, t))
+        }) {
+            Ok((r, t)) => {
+                eprintln!(
+                    "supervisor: started from the VM template {} in {} ms",
+                    t.dir.display(),
+                    started.elapsed().as_millis()
+                );
+                Some(r)
+            }
+            Err(e) => {
+                eprintln!("supervisor: {e}; booting the kernel instead");
+                None
+            }
         }
-        if let Ok(Some(_)) = qemu.try_wait() {
-            return Err(fail(&mut qemu, &mut qemu_err, "QEMU exited before the VM started".into()));
-        }
-        if Instant::now() > deadline {
-            return Err(fail(
-                &mut qemu,
-                &mut qemu_err,
-                format!(
-                    "the VM did not boot within {} ms (QEMU did not connect the protocol port)",
-                    plan.boot_timeout_ms
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    } else {
+        None
     };
-    agent.set_nonblocking(false).ok();
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    agent.set_read_timeout(Some(left)).ok();
-    let mut reader = agent.try_clone().map_err(|e| VmError::Supervisor(e.to_string()))?;
-    match read_frame(&mut reader) {
-        Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| fail(&mut qemu, &mut qemu_err, e.to_string()))?,
-        Ok(_) => {
-            return Err(fail(
-                &mut qemu,
-                &mut qemu_err,
-                "the guest closed the protocol port before its agent said hello".into(),
-            ))
+    let (mut qemu, agent) = match restored {
+        Some(r) => r,
+        None => {
+            let booted = boot(&vm, dir, &plan, deadline)?;
+            let images = [vm.assets.kernel.as_path(), vm.assets.initramfs.as_path()];
+            if let Err(e) = crate::qemu::page_out_boot_images(booted.0.child.id() as i32, &images) {
+                eprintln!(
+                    "supervisor: QEMU keeps its copy of the boot images ({e}); the VM works, it only uses more memory"
+                );
+            }
+            booted
         }
-        Err(e) => {
-            return Err(fail(
-                &mut qemu,
-                &mut qemu_err,
-                format!("the VM did not boot within {} ms ({e})", plan.boot_timeout_ms),
-            ))
-        }
-    }
-    agent.set_read_timeout(None).ok();
-    drop(ctl);
-    if let Err(e) = crate::qemu::page_out_boot_images(qemu.id() as i32, &[&vm.assets.kernel, &vm.assets.initramfs]) {
-        eprintln!("supervisor: QEMU keeps its copy of the boot images ({e}); the VM works, it only uses more memory");
-    }
-    let _ = std::fs::remove_file(&ctl_path);
+    };
+    let reader = agent.try_clone().map_err(|e| VmError::Supervisor(e.to_string()))?;
+    let console = dir.join(CONSOLE_LOG);
 
     let sup = Arc::new(Sup { agent: Mutex::new(agent), routes: Mutex::new(Routes::default()) });
     {
@@ -446,12 +405,12 @@ fn run(
         });
     }
     report(ready, "ok");
-    let status = qemu.wait().map_err(|e| VmError::Supervisor(format!("waiting for QEMU: {e}")))?;
+    let status = qemu.child.wait().map_err(|e| VmError::Supervisor(format!("waiting for QEMU: {e}")))?;
     let clean = sup.routes.lock().unwrap_or_else(|p| p.into_inner()).shutting_down;
     let why = if clean {
         "the VM was shut down".to_string()
     } else {
-        format!("QEMU exited unexpectedly ({status}){}", tail_of(&console, 5))
+        format!("QEMU exited unexpectedly ({status}){}", crate::qemu::tail_of(&console, 5))
     };
     sup.vm_died(&why);
     let _ = std::fs::remove_file(&api_path);
@@ -462,28 +421,87 @@ fn run(
     Ok(if clean { 0 } else { 1 })
 }
 
-/// What the guest console says about a failure, as a suffix for error messages: the agent's own lines and
-/// kernel panics first, else the last `n` lines.
-pub fn tail_of(console: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(console).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if lines.is_empty() {
-        return format!("; guest console {} is empty", console.display());
+/// Binds the socket QEMU connects the protocol port to.
+fn listen(path: &Path) -> Result<UnixListener, VmError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", path.display())))
+}
+
+/// Boots the kernel and waits for the agent's hello.
+fn boot(vm: &VmConfig, dir: &Path, plan: &Plan, deadline: Instant) -> Result<(Launched, UnixStream), VmError> {
+    let ctl = listen(&vm.ctl_socket)?;
+    let mut qemu = Launched::spawn(vm, None)?;
+    let _ = std::fs::write(dir.join(QEMU_PID), qemu.child.id().to_string());
+    // QEMU connects the protocol port as soon as it starts; the agent speaks once the guest has booted.
+    let mut agent = qemu.accept(&ctl, deadline, "the protocol port").map_err(|e| {
+        qemu.fail(if e.contains("in time") {
+            format!("the VM did not boot within {} ms (QEMU did not connect the protocol port)", plan.boot_timeout_ms)
+        } else {
+            e
+        })
+    })?;
+    let _ = std::fs::remove_file(&vm.ctl_socket);
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    agent.set_read_timeout(Some(left)).ok();
+    match read_frame(&mut agent) {
+        Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| qemu.fail(e))?,
+        Ok(_) => return Err(qemu.fail("the guest closed the protocol port before its agent said hello")),
+        Err(e) => return Err(qemu.fail(format!("the VM did not boot within {} ms ({e})", plan.boot_timeout_ms))),
     }
-    let telling: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| l.contains("hako") || l.contains("Kernel panic") || l.contains("not syncing"))
-        .collect();
-    let pick = if telling.is_empty() {
-        &lines[lines.len().saturating_sub(n)..]
-    } else {
-        &telling[telling.len().saturating_sub(n)..]
-    };
-    format!("; guest console {}: {}", console.display(), pick.join(" | "))
+    agent.set_read_timeout(None).ok();
+    Ok((qemu, agent))
+}
+
+/// Starts the VM from template `t`: QEMU loads the devices' state, the guest resumes inside the agent, and
+/// the agent takes fresh entropy and the time before it serves.
+fn restore(
+    vm: &VmConfig,
+    t: &crate::template::Template,
+    dir: &Path,
+    deadline: Instant,
+) -> Result<(Launched, UnixStream), VmError> {
+    let ctl = listen(&vm.ctl_socket)?;
+    let mon_path = dir.join(QMP_SOCKET);
+    let mon = listen(&mon_path)?;
+    let state =
+        std::fs::File::open(t.state()).map_err(|e| VmError::Setup(format!("opening {}: {e}", t.state().display())))?;
+    let mut r = vm.clone();
+    r.boot = Boot::Restore { memory: t.memory(), qmp: mon_path.clone() };
+    let mut qemu = Launched::spawn(&r, Some(state.as_raw_fd()))?;
+    let _ = std::fs::write(dir.join(QEMU_PID), qemu.child.id().to_string());
+    let entropy = crate::template::entropy()?;
+    let resumed = (|| -> Result<UnixStream, String> {
+        let mut agent = qemu.accept(&ctl, deadline, "the protocol port")?;
+        let mon = qemu.accept(&mon, deadline, "its monitor")?;
+        let mut qmp = Qmp::new(mon, deadline).map_err(|e| e.to_string())?;
+        let fail = |e: VmError| format!("restoring the VM from {}: {e}", t.dir.display());
+        qmp.execute(
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
+        )
+        .map_err(fail)?;
+        qmp.execute("migrate-incoming", Some(json!({"uri": format!("fd:{}", state.as_raw_fd())}))).map_err(fail)?;
+        qmp.poll("query-status", |v| Ok(v["status"] != "inmigrate")).map_err(fail)?;
+        qmp.execute("cont", None).map_err(fail)?;
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        agent.set_read_timeout(Some(left)).ok();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        crate::template::call(
+            &mut agent,
+            Op::Restore { unix_secs: now.as_secs() as i64, nanos: now.subsec_nanos(), entropy },
+        )?;
+        agent.set_read_timeout(None).ok();
+        Ok(agent)
+    })();
+    let _ = std::fs::remove_file(&mon_path);
+    let _ = std::fs::remove_file(&vm.ctl_socket);
+    match resumed {
+        Ok(agent) => Ok((qemu, agent)),
+        Err(e) => Err(qemu.fail(e)),
+    }
 }
 
 /// The paths a supervisor leaves in a state directory.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    [API_SOCKET, CTL_SOCKET, QEMU_PID, PLAN, CONSOLE_LOG].iter().map(|f| dir.join(f)).collect()
+    [API_SOCKET, CTL_SOCKET, QMP_SOCKET, QEMU_PID, PLAN, CONSOLE_LOG].iter().map(|f| dir.join(f)).collect()
 }

@@ -244,9 +244,10 @@ fn vm_boot_timeout_and_missing_assets_are_clear() {
     assert!(!root.path().join(b.id()).exists());
 }
 
-/// The memory measures of docs/vm-isolation.md ("Host memory of a VM") are in effect: the guest's virtio
-/// queues are capped (its unreclaimable slab stays small), QEMU runs without transparent huge pages under TCG,
-/// its copies of the boot images are paged out, and `org.hako.vm.tcg_cache_mib` reaches QEMU or is refused.
+/// The memory measures of docs/vm-isolation.md ("Host memory of a VM") are in effect on a cold boot: the
+/// guest's virtio queues are capped (its unreclaimable slab stays small), QEMU runs without transparent huge
+/// pages under TCG, its copies of the boot images are paged out, and `org.hako.vm.tcg_cache_mib` reaches QEMU
+/// or is refused.
 #[test]
 fn vm_memory_measures_and_the_tcg_cache_annotation() {
     if !vm_ready() {
@@ -259,8 +260,12 @@ fn vm_memory_measures_and_the_tcg_cache_annotation() {
     rt.run(&bad).expect_fail().expect_msg(&["org.hako.vm.tcg_cache_mib", "from 1 to 4096"]);
     assert_no_leftovers(rt.root(), bad.id(), &bad.cgroup_rel());
 
+    // A cold boot (no template): the one that loads the kernel image and has a kernel command line.
     let b = Bundle::with_tag("vmtb")
-        .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.tcg_cache_mib": "16"}))
+        .set(
+            "/annotations",
+            json!({"org.hako.isolation": "vm", "org.hako.vm.tcg_cache_mib": "16", "org.hako.vm.template": "off"}),
+        )
         .sh("while true; do sleep 1; done");
     let id = b.id();
     rt.create(&b).expect_ok();
@@ -292,4 +297,93 @@ fn vm_memory_measures_and_the_tcg_cache_annotation() {
     assert!(kib < 8192, "guest slab is {kib} KiB: are the virtio queues capped? {out}");
     rt.cmd(&["delete", "--force", id]).expect_ok();
     assert_vm_gone(&rt, id);
+}
+
+/// QEMU's command line of a running VM container.
+fn qemu_cmdline(rt: &Runtime, id: &str) -> String {
+    let qemu = std::fs::read_to_string(rt.root().join(id).join("qemu.pid")).unwrap();
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", qemu.trim())).unwrap()).replace('\0', " ")
+}
+
+/// VM templates (docs/vm-isolation.md, "Starting from a template"): a VM starts from a saved VM of its shape
+/// without booting the kernel, yet each has its own randomness and the host's time; `org.hako.vm.template`
+/// turns it off or is refused; when no template can be made the VM boots its kernel and nothing is left
+/// behind.
+#[test]
+fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let templates = tempfile::tempdir().unwrap();
+    let with_templates = |args: &[&str]| {
+        let mut c = rt.command(args);
+        c.env("HAKO_VM_TEMPLATES", templates.path());
+        c
+    };
+    let script = "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s";
+    // The first run makes the template, the second starts from it; both print 16 random bytes and the time.
+    let mut seen = Vec::new();
+    for tag in ["vmtpl1", "vmtpl2", "vmtpl3"] {
+        let b = vm_bundle(tag).sh(script);
+        let c = with_templates(&["run", "--bundle", &b.path().to_string_lossy(), b.id()]);
+        let out = run_captured(c, None, BOOT).expect_ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let guest: i64 = lines[1].trim().parse().unwrap_or_else(|e| panic!("date: {e}: {out}"));
+        assert!((host - guest).abs() <= 5, "the guest's clock says {guest}, the host's {host}: {out}");
+        seen.push(lines[0].to_string());
+        assert_vm_gone(&rt, b.id());
+    }
+    assert!(seen[1] != seen[2] && seen[0] != seen[1], "VMs from one template share their randomness: {seen:?}");
+    let made: Vec<String> = std::fs::read_dir(templates.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock") && n != "empty")
+        .collect();
+    assert_eq!(made.len(), 1, "one template for one shape, no leftovers of its making: {made:?}");
+
+    // A running VM from the template maps its RAM privately and boots no kernel; with the annotation off it
+    // boots one.
+    let b = vm_bundle("vmtplidle").sh("while true; do sleep 1; done");
+    let c = with_templates(&["create", "--bundle", &b.path().to_string_lossy(), b.id()]);
+    run_captured(c, None, BOOT).expect_ok();
+    let cmdline = qemu_cmdline(&rt, b.id());
+    assert!(cmdline.contains("-incoming defer") && cmdline.contains("share=off"), "{cmdline}");
+    assert!(!cmdline.contains("-kernel"), "{cmdline}");
+    let log = std::fs::read_to_string(rt.root().join(b.id()).join("supervisor.log")).unwrap();
+    assert!(log.contains("started from the VM template"), "{log}");
+    rt.cmd(&["delete", "--force", b.id()]).expect_ok();
+    assert_vm_gone(&rt, b.id());
+    let off = Bundle::with_tag("vmtploff")
+        .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.template": "off"}))
+        .sh("while true; do sleep 1; done");
+    let c = with_templates(&["create", "--bundle", &off.path().to_string_lossy(), off.id()]);
+    run_captured(c, None, BOOT).expect_ok();
+    let cmdline = qemu_cmdline(&rt, off.id());
+    assert!(cmdline.contains("-kernel") && !cmdline.contains("-incoming"), "{cmdline}");
+    rt.cmd(&["delete", "--force", off.id()]).expect_ok();
+    assert_vm_gone(&rt, off.id());
+
+    let bad = Bundle::with_tag("vmtplbad")
+        .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.template": "sometimes"}));
+    rt.run(&bad).expect_fail().expect_msg(&["org.hako.vm.template", "on", "off"]);
+    assert_no_leftovers(rt.root(), bad.id(), &bad.cgroup_rel());
+
+    // No template can be made (the templates directory is a file): the VM boots its kernel and says why.
+    let blocked = templates.path().join("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let b = vm_bundle("vmtplfallback").sh("while true; do sleep 1; done");
+    let mut c = rt.command(&["create", "--bundle", &b.path().to_string_lossy(), b.id()]);
+    c.env("HAKO_VM_TEMPLATES", &blocked);
+    run_captured(c, None, BOOT).expect_ok();
+    let cmdline = qemu_cmdline(&rt, b.id());
+    assert!(cmdline.contains("-kernel"), "{cmdline}");
+    let log = std::fs::read_to_string(rt.root().join(b.id()).join("supervisor.log")).unwrap();
+    assert!(log.contains("not-a-dir") && log.contains("booting the kernel instead"), "{log}");
+    rt.cmd(&["delete", "--force", b.id()]).expect_ok();
+    assert_vm_gone(&rt, b.id());
 }

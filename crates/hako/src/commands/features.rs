@@ -26,6 +26,11 @@ pub(crate) fn features() -> Result<()> {
             "VM isolation under TCG: QEMU's translation cache in MiB (default: QEMU's; less memory, slower start)"
                 .to_string(),
         ),
+        (
+            hako_vm::TEMPLATE_ANNOTATION,
+            "VM isolation: on|off: start from a saved VM of the same shape (default: on) or boot the kernel"
+                .to_string(),
+        ),
         ("io.github.seccomp.libseccomp.version", libseccomp_version()),
     ]
     .into_iter()

@@ -1,0 +1,366 @@
+//! VM templates: a VM that booted once and was saved, so that later VMs of the same shape start from it
+//! instead of booting the kernel (as Kata Containers' VM templating and Firecracker's snapshots do).
+//!
+//! **Making one.** The first VM of a shape (accelerator, vCPUs, RAM, number of shares, kernel command line,
+//! and the QEMU, kernel and initramfs files) boots with its guest RAM in a file that QEMU maps shared
+//! (`memory-backend-file,share=on`) and its shares pointing at an empty directory. Once the agent says hello
+//! the maker sends it [`Op::Seal`], stops the VM and has QEMU save the devices' state with the
+//! `x-ignore-shared` migration capability: the RAM stays in its file and only the devices' state (about
+//! 60 KB) goes to `state`. Both are synced and the directory appears under its final name in one rename,
+//! so a template is complete or absent.
+//!
+//! **Starting from one** ([`crate::qemu::Boot::Restore`]): QEMU maps the RAM file *privately*, so the guest
+//! reads the template's pages from the page cache (shared by every VM of the template) and copies only the
+//! pages it writes; the devices' state comes in with `-incoming defer` + `migrate-incoming`. The guest
+//! resumes where the template stopped, inside the agent's read of the protocol port: no kernel boot, no
+//! agent start, and no translated code for either under TCG. The agent refuses everything until the host
+//! sends [`Op::Restore`] with the time and fresh entropy, so no two VMs share the template's random state.
+//!
+//! **Invariants.** A template's files are never written after the rename (a private mapping of a file that
+//! changes would change the guest); a stale template is unlinked, never truncated, so VMs still running from
+//! it keep their mapping. No container ever existed in a template's guest (the agent refuses to seal then).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hako_proto::{check_hello, read_frame, write_frame, Frame, Message, Op};
+use serde_json::json;
+
+use crate::qemu::{Boot, Launched, ShareDir, VmConfig};
+use crate::qmp::Qmp;
+use crate::VmError;
+
+/// Where templates live: `HAKO_VM_TEMPLATES`, else `templates` in the assets directory.
+pub fn root() -> PathBuf {
+    std::env::var_os("HAKO_VM_TEMPLATES").map(PathBuf::from).unwrap_or_else(|| crate::assets::dir().join("templates"))
+}
+
+/// Bumped when what a template holds changes meaning.
+const FORMAT: u32 = 1;
+/// The file holding a template's description; written last.
+const DESCRIPTION: &str = "template";
+
+/// A complete template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+impl Template {
+    /// The guest RAM file.
+    pub fn memory(&self) -> PathBuf {
+        self.dir.join("memory")
+    }
+
+    /// The devices' state, as QEMU's migration stream.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+}
+
+fn identity(p: &Path) -> Result<String, VmError> {
+    let m = fs::metadata(p).map_err(|e| VmError::Setup(format!("{}: {e}", p.display())))?;
+    Ok(format!(
+        "{} dev={} ino={} size={} mtime={}.{:09}",
+        p.display(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// Everything a VM started from a template must share with it, one `name value` per line; the first five
+/// lines are the shape, the rest the files it boots from.
+pub fn describe(vm: &VmConfig) -> Result<String, VmError> {
+    Ok(format!(
+        "format {FORMAT}\naccel {}\ncpus {}\nmemory_mib {}\nshares {}\ncmdline {}\nqemu {}\nkernel {}\ninitramfs {}\n",
+        vm.accel.name,
+        vm.cpus,
+        vm.memory_mib,
+        vm.shares.len(),
+        vm.cmdline(),
+        identity(&vm.assets.qemu)?,
+        identity(&vm.assets.kernel)?,
+        identity(&vm.assets.initramfs)?,
+    ))
+}
+
+fn shape(description: &str) -> Vec<&str> {
+    description.lines().take(5).collect()
+}
+
+/// 64-bit FNV-1a: a stable name for a description (which is stored and compared in full).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn complete(dir: &Path, description: &str) -> Option<Template> {
+    let t = Template { dir: dir.to_owned() };
+    let found = fs::read_to_string(dir.join(DESCRIPTION)).ok()?;
+    (found == description && t.memory().is_file() && t.state().is_file()).then_some(t)
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> VmError {
+    move |e| VmError::Setup(format!("VM template: {what}: {e}"))
+}
+
+/// The template for `vm`, made first if there is none (that boots a VM once, under the boot `deadline`).
+/// Returns it and whether it was made now.
+pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool), VmError> {
+    let description = describe(vm)?;
+    let root = root();
+    let key = format!("{:016x}", fnv1a(&description));
+    let dir = root.join(&key);
+    if let Some(t) = complete(&dir, &description) {
+        return Ok((t, false));
+    }
+    fs::create_dir_all(&root).map_err(io_err(format_args!("creating {}", root.display())))?;
+    let lock_path = root.join(format!("{key}.lock"));
+    let lock = fs::File::create(&lock_path).map_err(io_err(format_args!("creating {}", lock_path.display())))?;
+    // SAFETY: flock on an fd we own; the lock is released when `lock` is closed.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(io_err(format_args!("locking {}", lock_path.display()))(io::Error::last_os_error()));
+    }
+    // Another VM of the shape may have made it while we waited.
+    if let Some(t) = complete(&dir, &description) {
+        return Ok((t, false));
+    }
+    sweep(&root, &description);
+    let tmp = root.join(format!(".tmp-{key}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).map_err(io_err(format_args!("creating {}", tmp.display())))?;
+    let made = make(vm, &root, &tmp, &description, deadline).and_then(|()| {
+        if dir.exists() {
+            // Not complete (or another description with the same name): never reuse it in place.
+            fs::remove_dir_all(&dir).map_err(io_err(format_args!("removing {}", dir.display())))?;
+        }
+        fs::rename(&tmp, &dir).map_err(io_err(format_args!("renaming {} to {}", tmp.display(), dir.display())))?;
+        if let Ok(d) = fs::File::open(&root) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    match made {
+        Ok(()) => Ok((Template { dir }, true)),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Removes what is left of makers that died (`.tmp-KEY-PID` of a dead pid) and templates that a new one of
+/// the same shape replaces (their kernel, initramfs or QEMU changed). Files are unlinked, never truncated:
+/// VMs running from an old template keep their mapping.
+fn sweep(root: &Path, description: &str) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if let Some(rest) = name.strip_prefix(".tmp-") {
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+            if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(&path);
+            }
+            continue;
+        }
+        if let Ok(other) = fs::read_to_string(path.join(DESCRIPTION)) {
+            if other != description && shape(&other) == shape(description) {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
+/// Boots `vm`'s shape into `tmp` and saves it there.
+fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Instant) -> Result<(), VmError> {
+    let empty = root.join("empty");
+    fs::create_dir_all(&empty).map_err(io_err(format_args!("creating {}", empty.display())))?;
+    let mut t = vm.clone();
+    t.boot = Boot::Template { memory: tmp.join("memory"), qmp: tmp.join("qmp.sock") };
+    t.ctl_socket = tmp.join("ctl.sock");
+    t.console_log = tmp.join("console.log");
+    t.shares = vm.shares.iter().map(|s| ShareDir { tag: s.tag.clone(), host: empty.clone(), readonly: true }).collect();
+    let listen = |p: &Path| UnixListener::bind(p).map_err(io_err(format_args!("listening on {}", p.display())));
+    let ctl = listen(&t.ctl_socket)?;
+    let mon = listen(&tmp.join("qmp.sock"))?;
+    let mut qemu = Launched::spawn(&t, None)?;
+    let saved = (|| -> Result<(), String> {
+        let mut agent = qemu.accept(&ctl, deadline, "the protocol port")?;
+        let mon = qemu.accept(&mon, deadline, "its monitor")?;
+        let mut qmp = Qmp::new(mon, deadline).map_err(|e| e.to_string())?;
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        agent.set_read_timeout(Some(left)).ok();
+        match read_frame(&mut agent) {
+            Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| e.to_string())?,
+            Ok(_) => return Err("the guest closed the protocol port before its agent said hello".into()),
+            Err(e) => return Err(format!("the template VM did not boot in time ({e})")),
+        }
+        call(&mut agent, Op::Seal)?;
+        qmp.execute(
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
+        )
+        .map_err(|e| e.to_string())?;
+        qmp.execute("stop", None).map_err(|e| e.to_string())?;
+        let state = fs::File::create(tmp.join("state")).map_err(|e| format!("creating the state file: {e}"))?;
+        qmp.pass_fd("hako-state", state.as_fd()).map_err(|e| e.to_string())?;
+        qmp.execute("migrate", Some(json!({"uri": "fd:hako-state"}))).map_err(|e| e.to_string())?;
+        qmp.poll("query-migrate", |v| match v["status"].as_str() {
+            Some("completed") => Ok(true),
+            Some("failed" | "cancelled") => Err(VmError::Boot(format!(
+                "saving the VM failed: {}",
+                v["error-desc"].as_str().unwrap_or("QEMU gave no reason")
+            ))),
+            _ => Ok(false),
+        })
+        .map_err(|e| e.to_string())?;
+        // QEMU may close the monitor before it answers quit.
+        let _ = qmp.execute("quit", None);
+        drop(agent);
+        let until = Instant::now() + Duration::from_secs(10);
+        while qemu.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > until {
+                return Err("QEMU did not quit after saving the VM".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        state.sync_all().map_err(|e| format!("syncing the state file: {e}"))?;
+        Ok(())
+    })();
+    if let Err(e) = saved {
+        return Err(qemu.fail(format!("making a VM template in {}: {e}", tmp.display())));
+    }
+    let memory = fs::File::open(tmp.join("memory")).map_err(io_err("opening the saved guest RAM"))?;
+    memory.sync_all().map_err(io_err("syncing the saved guest RAM"))?;
+    for f in ["ctl.sock", "qmp.sock"] {
+        let _ = fs::remove_file(tmp.join(f));
+    }
+    let desc = tmp.join(DESCRIPTION);
+    fs::write(&desc, description).map_err(io_err(format_args!("writing {}", desc.display())))?;
+    fs::File::open(&desc).and_then(|f| f.sync_all()).map_err(io_err(format_args!("syncing {}", desc.display())))?;
+    Ok(())
+}
+
+/// Sends `op` as request 0 and waits for its answer (skipping the agent's events).
+pub fn call(agent: &mut UnixStream, op: Op) -> Result<(), String> {
+    let what = match &op {
+        Op::Seal => "seal",
+        Op::Restore { .. } => "restore",
+        _ => "request",
+    };
+    write_frame(agent, &Frame::Msg(Message::Request { req: 0, op })).map_err(|e| format!("sending {what}: {e}"))?;
+    loop {
+        match read_frame(agent) {
+            Ok(Some(Frame::Msg(Message::Response { req: 0, result }))) => {
+                return result.map(drop).map_err(|e| format!("the agent refused {what}: {e}"))
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => return Err(format!("the guest closed the protocol port before it answered {what}")),
+            Err(e) => return Err(format!("no answer to {what} ({e})")),
+        }
+    }
+}
+
+/// Fresh random bytes for a restored VM's kernel.
+pub fn entropy() -> Result<Vec<u8>, VmError> {
+    let mut buf = vec![0u8; 64];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| VmError::Setup(format!("reading /dev/urandom for a restored VM: {e}")))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accel::Accel;
+    use crate::assets::Assets;
+
+    fn vm(dir: &Path) -> VmConfig {
+        for f in ["q", "k", "i"] {
+            fs::write(dir.join(f), f).unwrap();
+        }
+        VmConfig {
+            assets: Assets { qemu: dir.join("q"), kernel: dir.join("k"), initramfs: dir.join("i") },
+            accel: Accel { name: "tcg".into(), why: String::new() },
+            cpus: 1,
+            memory_mib: 128,
+            ctl_socket: "/s".into(),
+            shares: vec![ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false }],
+            console_log: "/c".into(),
+            tcg_cache_mib: None,
+            boot: Boot::Cold,
+        }
+    }
+
+    #[test]
+    fn the_description_holds_the_shape_and_the_files_but_no_container_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let a = vm(d.path());
+        let base = describe(&a).unwrap();
+        let mut b = a.clone();
+        b.shares[0].host = "/elsewhere".into();
+        b.ctl_socket = "/other".into();
+        b.tcg_cache_mib = Some(16);
+        assert_eq!(describe(&b).unwrap(), base, "per-container paths must not matter");
+        for change in [
+            |v: &mut VmConfig| v.memory_mib = 256,
+            |v: &mut VmConfig| v.cpus = 2,
+            |v: &mut VmConfig| v.shares.push(ShareDir { tag: "m1".into(), host: "/x".into(), readonly: false }),
+        ] {
+            let mut c = a.clone();
+            change(&mut c);
+            let other = describe(&c).unwrap();
+            assert_ne!(other, base);
+            assert_ne!(shape(&other), shape(&base));
+        }
+        // A rebuilt kernel changes the description but not the shape: the old template gets swept.
+        std::thread::sleep(Duration::from_millis(10));
+        fs::write(d.path().join("k"), "new kernel").unwrap();
+        let rebuilt = describe(&a).unwrap();
+        assert_ne!(rebuilt, base);
+        assert_eq!(shape(&rebuilt), shape(&base));
+        assert_ne!(fnv1a(&rebuilt), fnv1a(&base));
+    }
+
+    #[test]
+    fn only_a_complete_matching_template_is_used_and_sweeping_keeps_other_shapes() {
+        let d = tempfile::tempdir().unwrap();
+        let a = vm(d.path());
+        let desc = describe(&a).unwrap();
+        let root = d.path().join("templates");
+        let t = root.join("t1");
+        fs::create_dir_all(&t).unwrap();
+        fs::write(t.join("memory"), "").unwrap();
+        assert!(complete(&t, &desc).is_none(), "no description yet: incomplete");
+        fs::write(t.join(DESCRIPTION), &desc).unwrap();
+        assert!(complete(&t, &desc).is_none(), "no state yet: incomplete");
+        fs::write(t.join("state"), "").unwrap();
+        assert!(complete(&t, &desc).is_some());
+
+        let mut bigger = a.clone();
+        bigger.memory_mib = 512;
+        let other_shape = root.join("t2");
+        fs::create_dir_all(&other_shape).unwrap();
+        fs::write(other_shape.join(DESCRIPTION), describe(&bigger).unwrap()).unwrap();
+        let dead_maker = root.join(".tmp-abc-999999999");
+        fs::create_dir_all(&dead_maker).unwrap();
+        let live_maker = root.join(format!(".tmp-abc-{}", std::process::id()));
+        fs::create_dir_all(&live_maker).unwrap();
+        // A new kernel: the template of the same shape goes, the other shape and a live maker stay.
+        std::thread::sleep(Duration::from_millis(10));
+        fs::write(d.path().join("k"), "new kernel").unwrap();
+        sweep(&root, &describe(&a).unwrap());
+        assert!(!t.exists() && !dead_maker.exists());
+        assert!(other_shape.exists() && live_maker.exists());
+    }
+}
