@@ -191,6 +191,7 @@ fn vm_faults_end_with_a_stopped_container_and_clean_delete() {
     rt.create(&b).expect_ok();
     rt.start(id).expect_ok();
     let qemu: i32 = std::fs::read_to_string(rt.root().join(id).join("qemu.pid")).unwrap().trim().parse().unwrap();
+    // SAFETY: kill takes two integers.
     unsafe { libc::kill(qemu, libc::SIGKILL) };
     rt.wait_status(id, "stopped", Duration::from_secs(30));
     rt.delete(id).expect_ok();
@@ -205,6 +206,7 @@ fn vm_faults_end_with_a_stopped_container_and_clean_delete() {
             serde_json::from_str(&std::fs::read_to_string(rt.root().join(id).join("state.json")).unwrap()).unwrap();
         state["backend"]["supervisor_pid"].as_i64().unwrap() as i32
     };
+    // SAFETY: kill takes two integers.
     unsafe { libc::kill(sup, libc::SIGKILL) };
     rt.wait_status(id, "stopped", Duration::from_secs(30));
     rt.delete_force(id).expect_ok();
