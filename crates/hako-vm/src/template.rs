@@ -23,7 +23,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -123,6 +123,9 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
         return Ok((t, false));
     }
     fs::create_dir_all(&root).map_err(io_err(format_args!("creating {}", root.display())))?;
+    // A template's RAM holds the state of a guest before it was reseeded: for root's eyes only.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format_args!("making {} private", root.display())))?;
     let lock_path = root.join(format!("{key}.lock"));
     let lock = fs::File::create(&lock_path).map_err(io_err(format_args!("creating {}", lock_path.display())))?;
     // SAFETY: flock on an fd we own; the lock is released when `lock` is closed.

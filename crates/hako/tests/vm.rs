@@ -324,22 +324,29 @@ fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
         c.env("HAKO_VM_TEMPLATES", templates.path());
         c
     };
-    let script = "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s";
-    // The first run makes the template, the second starts from it; both print 16 random bytes and the time.
+    let script =
+        "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s; cat /proc/sys/kernel/random/boot_id";
+    // The first run makes the template, the others start from it; each prints 16 random bytes, the time and
+    // its boot id.
     let mut seen = Vec::new();
     for tag in ["vmtpl1", "vmtpl2", "vmtpl3"] {
         let b = vm_bundle(tag).sh(script);
         let c = with_templates(&["run", "--bundle", &b.path().to_string_lossy(), b.id()]);
         let out = run_captured(c, None, BOOT).expect_ok();
         let lines: Vec<&str> = out.stdout.lines().collect();
-        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines.len(), 3, "{out}");
         let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let guest: i64 = lines[1].trim().parse().unwrap_or_else(|e| panic!("date: {e}: {out}"));
         assert!((host - guest).abs() <= 5, "the guest's clock says {guest}, the host's {host}: {out}");
-        seen.push(lines[0].to_string());
+        seen.push(format!("{} {}", lines[0], lines[2]));
         assert_vm_gone(&rt, b.id());
     }
-    assert!(seen[1] != seen[2] && seen[0] != seen[1], "VMs from one template share their randomness: {seen:?}");
+    for (i, a) in seen.iter().enumerate() {
+        for b in &seen[i + 1..] {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
+            assert!(a[0] != b[0] && a[1] != b[1], "VMs from one template share random bytes or boot ids: {seen:?}");
+        }
+    }
     let made: Vec<String> = std::fs::read_dir(templates.path())
         .unwrap()
         .flatten()
