@@ -42,8 +42,10 @@ pub fn root() -> PathBuf {
 
 /// Bumped when what a template holds changes meaning.
 const FORMAT: u32 = 1;
-/// The file holding a template's description; written last.
+/// The file holding a template's description; written last. Its mtime says when the template was last used.
 const DESCRIPTION: &str = "template";
+/// At most this many templates are kept (about 33 MB each): making one more removes the least recently used.
+pub const KEEP: usize = 16;
 
 /// A complete template.
 #[derive(Debug, Clone)]
@@ -108,6 +110,13 @@ fn complete(dir: &Path, description: &str) -> Option<Template> {
     (found == description && t.memory().is_file() && t.state().is_file()).then_some(t)
 }
 
+/// Records that `t` was used now (its description's mtime), for [`sweep`]'s least-recently-used order.
+fn mark_used(t: &Template) {
+    if let Ok(f) = fs::File::open(t.dir.join(DESCRIPTION)) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> VmError {
     move |e| VmError::Setup(format!("VM template: {what}: {e}"))
 }
@@ -120,6 +129,7 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
     let key = format!("{:016x}", fnv1a(&description));
     let dir = root.join(&key);
     if let Some(t) = complete(&dir, &description) {
+        mark_used(&t);
         return Ok((t, false));
     }
     fs::create_dir_all(&root).map_err(io_err(format_args!("creating {}", root.display())))?;
@@ -134,6 +144,7 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
     }
     // Another VM of the shape may have made it while we waited.
     if let Some(t) = complete(&dir, &description) {
+        mark_used(&t);
         return Ok((t, false));
     }
     sweep(&root, &description);
@@ -160,11 +171,13 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
     }
 }
 
-/// Removes what is left of makers that died (`.tmp-KEY-PID` of a dead pid) and templates that a new one of
-/// the same shape replaces (their kernel, initramfs or QEMU changed). Files are unlinked, never truncated:
-/// VMs running from an old template keep their mapping.
+/// Removes what is left of makers that died (`.tmp-KEY-PID` of a dead pid), templates that a new one of the
+/// same shape replaces (their kernel, initramfs or QEMU changed), and the least recently used templates
+/// beyond [`KEEP`] - 1, making room for the one about to be made. Files are unlinked, never truncated: VMs
+/// running from an old template keep their mapping.
 fn sweep(root: &Path, description: &str) {
     let Ok(entries) = fs::read_dir(root) else { return };
+    let mut kept = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
@@ -178,8 +191,15 @@ fn sweep(root: &Path, description: &str) {
         if let Ok(other) = fs::read_to_string(path.join(DESCRIPTION)) {
             if other != description && shape(&other) == shape(description) {
                 let _ = fs::remove_dir_all(&path);
+            } else {
+                let used = fs::metadata(path.join(DESCRIPTION)).and_then(|m| m.modified()).ok();
+                kept.push((used, path));
             }
         }
+    }
+    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in kept.iter().skip(KEEP.saturating_sub(1)) {
+        let _ = fs::remove_dir_all(path);
     }
 }
 
@@ -365,5 +385,29 @@ mod tests {
         sweep(&root, &describe(&a).unwrap());
         assert!(!t.exists() && !dead_maker.exists());
         assert!(other_shape.exists() && live_maker.exists());
+    }
+
+    #[test]
+    fn sweeping_keeps_the_most_recently_used_templates() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("templates");
+        let base = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..KEEP + 2 {
+            let t = Template { dir: root.join(format!("t{i:02}")) };
+            fs::create_dir_all(&t.dir).unwrap();
+            fs::write(t.dir.join(DESCRIPTION), format!("format 1\naccel tcg\ncpus 1\nmemory_mib {i}\nshares 1\n"))
+                .unwrap();
+            let f = fs::File::open(t.dir.join(DESCRIPTION)).unwrap();
+            f.set_modified(base + Duration::from_secs(i as u64)).unwrap();
+        }
+        // The oldest one is used now: it becomes the most recent.
+        mark_used(&Template { dir: root.join("t00") });
+        sweep(&root, "format 1\naccel tcg\ncpus 1\nmemory_mib 999\nshares 1\n");
+        let mut left: Vec<String> =
+            fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left.len(), KEEP - 1, "{left:?}");
+        assert!(left.contains(&"t00".to_string()), "the template used last must stay: {left:?}");
+        assert!(!left.contains(&"t01".to_string()) && !left.contains(&"t02".to_string()), "{left:?}");
     }
 }

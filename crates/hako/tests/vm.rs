@@ -382,6 +382,38 @@ fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
     rt.run(&bad).expect_fail().expect_msg(&["org.hako.vm.template", "on", "off"]);
     assert_no_leftovers(rt.root(), bad.id(), &bad.cgroup_rel());
 
+    // Two creates of a new shape at once: one makes the template while the other waits for it; both start
+    // from it.
+    let pair: Vec<Bundle> = ["vmtplpar1", "vmtplpar2"]
+        .iter()
+        .map(|tag| {
+            Bundle::with_tag(tag)
+                .set("/annotations", json!({"org.hako.isolation": "vm", "org.hako.vm.memory_mib": "160"}))
+                .sh("true")
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = pair
+            .iter()
+            .map(|b| {
+                let c = with_templates(&["create", "--bundle", &b.path().to_string_lossy(), b.id()]);
+                scope.spawn(move || run_captured(c, None, BOOT))
+            })
+            .collect();
+        for r in runs {
+            r.join().unwrap().expect_ok();
+        }
+    });
+    for b in &pair {
+        let log = std::fs::read_to_string(rt.root().join(b.id()).join("supervisor.log")).unwrap();
+        assert!(log.contains("started from the VM template"), "{log}");
+        rt.cmd(&["delete", "--force", b.id()]).expect_ok();
+        assert_vm_gone(&rt, b.id());
+    }
+    let count =
+        std::fs::read_dir(templates.path()).unwrap().flatten().filter(|e| e.path().join("template").is_file()).count();
+    assert_eq!(count, 2, "one template per shape (128 and 160 MiB)");
+
     // No template can be made (the templates directory is a file): the VM boots its kernel and says why.
     let blocked = templates.path().join("not-a-dir");
     std::fs::write(&blocked, "").unwrap();
