@@ -83,6 +83,16 @@ impl Qmp {
         self.answer(command)
     }
 
+    /// Turns on the `x-ignore-shared` migration capability: a save leaves guest RAM that is a shared file
+    /// mapping out of the stream, and a load expects it to be there already (VM templates).
+    pub fn ignore_shared_memory(&mut self) -> Result<(), VmError> {
+        self.execute(
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
+        )
+        .map(drop)
+    }
+
     /// Hands `fd` to QEMU under `name` (the `getfd` command with the descriptor attached).
     pub fn pass_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), VmError> {
         let msg = Self::request("getfd", Some(json!({"fdname": name})));

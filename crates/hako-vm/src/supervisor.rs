@@ -475,11 +475,7 @@ fn restore(
         let mon = qemu.accept(&mon, deadline, "its monitor")?;
         let mut qmp = Qmp::new(mon, deadline).map_err(|e| e.to_string())?;
         let fail = |e: VmError| format!("restoring the VM from {}: {e}", t.dir.display());
-        qmp.execute(
-            "migrate-set-capabilities",
-            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
-        )
-        .map_err(fail)?;
+        qmp.ignore_shared_memory().map_err(fail)?;
         qmp.execute("migrate-incoming", Some(json!({"uri": format!("fd:{}", state.as_raw_fd())}))).map_err(fail)?;
         qmp.poll("query-status", |v| Ok(v["status"] != "inmigrate")).map_err(fail)?;
         qmp.execute("cont", None).map_err(fail)?;

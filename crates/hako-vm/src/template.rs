@@ -228,11 +228,7 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
             Err(e) => return Err(format!("the template VM did not boot in time ({e})")),
         }
         call(&mut agent, Op::Seal)?;
-        qmp.execute(
-            "migrate-set-capabilities",
-            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
-        )
-        .map_err(|e| e.to_string())?;
+        qmp.ignore_shared_memory().map_err(|e| e.to_string())?;
         qmp.execute("stop", None).map_err(|e| e.to_string())?;
         let state = fs::File::create(tmp.join("state")).map_err(|e| format!("creating the state file: {e}"))?;
         qmp.pass_fd("hako-state", state.as_fd()).map_err(|e| e.to_string())?;
