@@ -130,8 +130,8 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
     if ns.creates("user") {
         let l =
             linux.ok_or_else(|| bad("a new user namespace needs linux.uidMappings and linux.gidMappings".into()))?;
-        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty())
-            || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty())
+        if l.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+            || l.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
         {
             return Err(bad("a new user namespace needs linux.uidMappings and linux.gidMappings: add them or remove the user namespace".into()));
         }

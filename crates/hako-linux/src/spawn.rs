@@ -120,10 +120,8 @@ fn start_init(
             if libc::getppid() != me {
                 return Err(std::io::Error::other("hako exited"));
             }
-            if bind {
-                if libc::unshare(libc::CLONE_NEWNS) != 0 || !bind_read_only(&exe_c) {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if bind && (libc::unshare(libc::CLONE_NEWNS) != 0 || !bind_read_only(&exe_c)) {
+                return Err(std::io::Error::last_os_error());
             }
             sys::clear_cloexec(child_fd)
         });

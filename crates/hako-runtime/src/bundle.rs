@@ -93,7 +93,7 @@ impl Bundle {
             return Err(invalid("process is missing: a container needs a process with args"));
         }
         if let Some(p) = spec.process() {
-            if p.args().as_ref().map_or(true, |a| a.is_empty()) {
+            if p.args().as_ref().is_none_or(|a| a.is_empty()) {
                 return Err(invalid("process.args is empty: name the program to run"));
             }
             if !p.cwd().is_absolute() {

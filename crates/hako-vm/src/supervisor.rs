@@ -250,11 +250,7 @@ fn agent_loop(sup: Arc<Sup>, mut reader: UnixStream) {
 }
 
 fn client_loop(sup: Arc<Sup>, conn: ConnId, mut reader: UnixStream) {
-    loop {
-        let frame = match read_frame(&mut reader) {
-            Ok(Some(f)) => f,
-            Ok(None) | Err(_) => break,
-        };
+    while let Ok(Some(frame)) = read_frame(&mut reader) {
         match frame {
             Frame::Msg(Message::Request { req, mut op }) => {
                 match &mut op {

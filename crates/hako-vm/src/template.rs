@@ -197,7 +197,7 @@ fn sweep(root: &Path, description: &str) {
             }
         }
     }
-    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     for (_, path) in kept.iter().skip(KEEP.saturating_sub(1)) {
         let _ = fs::remove_dir_all(path);
     }

@@ -15,7 +15,7 @@ fn build_process(a: &ExecArgs, base: Option<Process>) -> Result<Process> {
         let text = std::fs::read(path).with_context(|| format!("reading process file {}", path.display()))?;
         let p: Process =
             serde_json::from_slice(&text).with_context(|| format!("invalid process file {}", path.display()))?;
-        if p.args().as_ref().map_or(true, |a| a.is_empty()) {
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("process file {}: args is empty: name the program to run", path.display());
         }
         return Ok(p);

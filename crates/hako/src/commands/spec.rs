@@ -47,7 +47,9 @@ pub(crate) fn default_spec(rootless: bool) -> serde_json::Value {
         linux["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
         linux.as_object_mut().map(|l| l.remove("resources"));
         spec["mounts"][5] = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-        spec["mounts"].as_array_mut().map(|m| m.truncate(6));
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.truncate(6);
+        }
         spec["mounts"][2]["options"] =
             serde_json::json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
     }

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 use hako_runtime::state::Status;
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use super::{require, Ctx};
 use crate::cli::UpdateArgs;
@@ -16,7 +16,7 @@ fn from_flags(a: &UpdateArgs, mut r: LinuxResources) -> LinuxResources {
         || a.kernel_memory.is_some()
         || a.kernel_memory_tcp.is_some()
     {
-        let mut m = r.memory().clone().unwrap_or_default();
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = a.memory {
             m.set_limit(Some(v));
         }
@@ -72,7 +72,7 @@ fn from_flags(a: &UpdateArgs, mut r: LinuxResources) -> LinuxResources {
         r.set_pids(Some(p));
     }
     if let Some(v) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(v));
         r.set_block_io(Some(b));
     }
