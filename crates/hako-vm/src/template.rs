@@ -80,14 +80,17 @@ fn identity(p: &Path) -> Result<String, VmError> {
 }
 
 /// Everything a VM started from a template must share with it, one `name value` per line; the first five
-/// lines are the shape, the rest the files it boots from.
+/// lines are the shape, the rest what it boots with: the protocol (a VM from a template says no hello, so
+/// the maker's hello check stands for it), the kernel's command line and the files.
 pub fn describe(vm: &VmConfig) -> Result<String, VmError> {
     Ok(format!(
-        "format {FORMAT}\naccel {}\ncpus {}\nmemory_mib {}\nshares {}\ncmdline {}\nqemu {}\nkernel {}\ninitramfs {}\n",
+        "format {FORMAT}\naccel {}\ncpus {}\nmemory_mib {}\nshares {}\nprotocol {}\ncmdline {}\nqemu {}\nkernel {}\n\
+         initramfs {}\n",
         vm.accel.name,
         vm.cpus,
         vm.memory_mib,
         vm.shares.len(),
+        hako_proto::VERSION,
         vm.cmdline(),
         identity(&vm.assets.qemu)?,
         identity(&vm.assets.kernel)?,
