@@ -15,6 +15,7 @@
 
 mod boot;
 mod log;
+mod net;
 mod ops;
 mod port;
 mod server;

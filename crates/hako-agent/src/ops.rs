@@ -196,7 +196,9 @@ impl Server {
             return Answer::Now(Err(OpError::Sealed));
         }
         match op {
-            Op::Create { id, config, shares, stdio } => Answer::Now(self.create(&id, config, &shares, &stdio)),
+            Op::Create { id, config, shares, stdio, net } => {
+                Answer::Now(self.create(&id, config, &shares, &stdio, &net))
+            }
             Op::Start { id } => done(self.start(&id)),
             Op::Exec { id, exec_id, process, stdio } => Answer::Now(self.exec(&id, &exec_id, process, &stdio)),
             Op::Kill { id, exec_id, signal, all } => done(self.kill(&id, exec_id, signal, all)),
@@ -334,6 +336,7 @@ impl Server {
         config: serde_json::Value,
         shares: &[Share],
         stdio: &Stdio,
+        net: &[hako_proto::NetIf],
     ) -> Result<Reply, OpError> {
         let who = format!("container {id}");
         let cid = ContainerId::parse(id).map_err(|e| refused(&who, e.to_string()))?;
@@ -347,6 +350,13 @@ impl Server {
                 &who,
                 format!("stdio.terminal is {} but process.terminal is {terminal}: they must agree", stdio.terminal),
             ));
+        }
+        if !net.is_empty() {
+            crate::net::configure(net).map_err(|cause| OpError::Failed {
+                who: who.clone(),
+                step: "setting up the network",
+                cause,
+            })?;
         }
         let bundle_dir = self.bundles.join(id);
         let mut mounts = Vec::new();

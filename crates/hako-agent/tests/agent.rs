@@ -148,7 +148,7 @@ impl Agent {
     }
 
     fn create(&mut self, b: &Bundle, stdio: Stdio) -> i32 {
-        match self.ok(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio }) {
+        match self.ok(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio, net: vec![] }) {
             Reply::Created { pid } => {
                 assert!(pid > 0);
                 pid
@@ -370,7 +370,13 @@ fn terminal_process_gets_a_pty_and_its_size() {
     let mut bad = a.bundle("tty-bad", &["sh"]);
     bad.config["process"]["terminal"] = json!(false);
     let e = a
-        .call(Op::Create { id: bad.id.clone(), config: bad.config.clone(), shares: vec![], stdio: stdio.clone() })
+        .call(Op::Create {
+            id: bad.id.clone(),
+            config: bad.config.clone(),
+            shares: vec![],
+            stdio: stdio.clone(),
+            net: vec![],
+        })
         .unwrap_err();
     assert!(e.contains(&bad.id) && e.contains("terminal"), "{e}");
 
@@ -525,7 +531,13 @@ fn errors_name_the_container_and_leave_nothing() {
     let e = a.call(Op::Wait { id: b.id.clone(), exec_id: Some("nope".into()) }).unwrap_err();
     assert_eq!(e, format!("container {} has no process nope", b.id));
     let e = a
-        .call(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio: Stdio::default() })
+        .call(Op::Create {
+            id: b.id.clone(),
+            config: b.config.clone(),
+            shares: vec![],
+            stdio: Stdio::default(),
+            net: vec![],
+        })
         .unwrap_err();
     assert!(e.contains(&b.id) && e.contains("already exists"), "{e}");
     let e = a.call(Op::Kill { id: b.id.clone(), exec_id: None, signal: 99, all: false }).unwrap_err();
@@ -539,7 +551,13 @@ fn errors_name_the_container_and_leave_nothing() {
     let share =
         Share { tag: "hako-no-such-tag".into(), guest_path: mnt.to_string_lossy().into_owned(), readonly: true };
     let e = a
-        .call(Op::Create { id: c.id.clone(), config: c.config.clone(), shares: vec![share], stdio: Stdio::default() })
+        .call(Op::Create {
+            id: c.id.clone(),
+            config: c.config.clone(),
+            shares: vec![share],
+            stdio: Stdio::default(),
+            net: vec![],
+        })
         .unwrap_err();
     assert!(e.starts_with(&format!("container {}: mounting a share: 9p tag hako-no-such-tag on ", c.id)), "{e}");
     assert_gone(&a, &c, &[]);
@@ -547,7 +565,13 @@ fn errors_name_the_container_and_leave_nothing() {
     let mut d = a.bundle("bad", &["true"]);
     d.config["linux"]["namespaces"] = json!([{"type": "pid"}]);
     let e = a
-        .call(Op::Create { id: d.id.clone(), config: d.config.clone(), shares: vec![], stdio: Stdio::default() })
+        .call(Op::Create {
+            id: d.id.clone(),
+            config: d.config.clone(),
+            shares: vec![],
+            stdio: Stdio::default(),
+            net: vec![],
+        })
         .unwrap_err();
     assert!(e.contains(&d.id) && e.contains("mount namespace"), "{e}");
     assert_gone(&a, &d, &[]);

@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bump it on any incompatible change.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The virtio-serial port name the agent looks for (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "hako.ctl";
@@ -60,6 +60,32 @@ pub struct Share {
     pub readonly: bool,
 }
 
+/// A network interface the VM took over from the engine's network namespace (virtio-net device number `i`
+/// for the `i`-th entry): the agent gives the guest's interface this name, MAC address, MTU, addresses and
+/// routes, in the guest's own network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetIf {
+    /// Interface name, e.g. `eth0`.
+    pub name: String,
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// MTU.
+    pub mtu: u32,
+    /// Addresses with prefix length, IPv4 (`10.88.0.5/16`) or IPv6 (`fd00::5/64`).
+    pub addresses: Vec<String>,
+    /// Routes through this interface.
+    pub routes: Vec<NetRoute>,
+}
+
+/// A route: `default` or a prefix (`10.1.0.0/16`), through a gateway or straight on the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetRoute {
+    /// `default`, or an address with prefix length.
+    pub destination: String,
+    /// The gateway's address, if any.
+    pub gateway: Option<String>,
+}
+
 /// One operation the host asks of the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -76,6 +102,10 @@ pub enum Op {
         shares: Vec<Share>,
         /// Where the process's stdio goes.
         stdio: Stdio,
+        /// The network interfaces the VM took over, to set up before the container (which then shares the
+        /// guest's network namespace); empty for none.
+        #[serde(default)]
+        net: Vec<NetIf>,
     },
     /// Lets the created process of `id` run. Replies [`Reply::Done`] once it runs (or the error of its
     /// startContainer hooks or execve).

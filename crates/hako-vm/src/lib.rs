@@ -13,6 +13,7 @@
 pub mod accel;
 pub mod assets;
 pub mod client;
+pub mod net;
 pub mod qemu;
 pub mod qmp;
 pub mod shadow;
@@ -181,12 +182,29 @@ pub fn sizing(spec: &Spec) -> (u32, u64) {
     (cpus, mem)
 }
 
-/// Refuses what cannot cross the VM boundary and turns host paths into shares: returns the config as the
-/// guest must see it, and the directories to share.
-pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<(serde_json::Value, Vec<ShareDir>), VmError> {
+/// A bundle as its VM sees it.
+#[derive(Debug)]
+pub struct GuestView {
+    /// The config as the guest must see it.
+    pub config: serde_json::Value,
+    /// The directories to share.
+    pub shares: Vec<ShareDir>,
+    /// The engine's network namespace, whose interfaces the VM takes over ([`net`]); the container then
+    /// shares the guest's network namespace.
+    pub netns: Option<PathBuf>,
+}
+
+/// Refuses what cannot cross the VM boundary and turns host paths into shares and the engine's network
+/// namespace into the VM's network interfaces.
+pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<GuestView, VmError> {
     let linux = spec.linux().as_ref();
+    let mut netns = None;
     for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         if let Some(p) = ns.path() {
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                netns = Some(p.clone());
+                continue;
+            }
             return Err(VmError::Config(format!(
                 "linux.namespaces: joining the {:?} namespace {} is not possible with VM isolation (the container runs in its own kernel): remove the path, or use process isolation",
                 ns.typ(),
@@ -208,6 +226,11 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<(serde_json::Value, Vec<
     config["root"]["path"] = serde_json::json!(format!("{GUEST_SHARES}/rootfs"));
     if let Some(obj) = config.as_object_mut() {
         obj.remove("hooks");
+    }
+    if netns.is_some() {
+        if let Some(list) = config.pointer_mut("/linux/namespaces").and_then(|n| n.as_array_mut()) {
+            list.retain(|n| n.get("type").and_then(|t| t.as_str()) != Some("network"));
+        }
     }
     if let Some(mounts) = config.get_mut("mounts").and_then(|m| m.as_array_mut()) {
         for m in mounts.iter_mut() {
@@ -249,7 +272,7 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<(serde_json::Value, Vec<
             m["source"] = serde_json::json!(guest);
         }
     }
-    Ok((config, shares))
+    Ok(GuestView { config, shares, netns })
 }
 
 /// A pipe whose write end a child inherits as `HAKO_READY_FD`; the parent reads one line from it.
@@ -423,7 +446,11 @@ impl Isolation for VmIsolation {
                 "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
             )));
         }
-        let (guest, shares) = to_guest(spec, bundle).map_err(boxed)?;
+        let GuestView { config: guest, shares, netns } = to_guest(spec, bundle).map_err(boxed)?;
+        let nics = match &netns {
+            Some(p) => net::inspect(p).map_err(boxed)?,
+            None => Vec::new(),
+        };
         let assets = assets::Assets::locate().map_err(boxed)?;
         let accel =
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
@@ -452,6 +479,8 @@ impl Isolation for VmIsolation {
                 boot_timeout_ms: boot_timeout(&accel.name),
                 tcg_cache_mib,
                 template,
+                netns: netns.clone(),
+                nics: nics.clone(),
             };
             std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
@@ -490,8 +519,13 @@ impl Isolation for VmIsolation {
                     readonly: s.readonly,
                 })
                 .collect();
-            let op =
-                Op::Create { id: state.id.clone(), config: guest, shares: share_list, stdio: shadow::stdio(terminal) };
+            let op = Op::Create {
+                id: state.id.clone(),
+                config: guest,
+                shares: share_list,
+                stdio: shadow::stdio(terminal),
+                net: nics.clone(),
+            };
             let (pid, start) = Self::spawn_shadow(dir.dir(), &op, stdio).map_err(boxed)?;
             state.pid = pid;
             state.pid_start_time = start;
@@ -648,6 +682,7 @@ pub fn supervisor_main(dir: &Path) -> i32 {
             console_log: dir.join(supervisor::CONSOLE_LOG),
             tcg_cache_mib: plan.tcg_cache_mib,
             boot: qemu::Boot::Cold,
+            taps: Vec::new(),
         })
     })
 }
@@ -752,7 +787,8 @@ mod tests {
             {"destination": "/proc", "type": "proc", "source": "proc"}
         ]})));
         let _ = d;
-        let (guest, shares) = to_guest(&b.spec, &b).unwrap();
+        let GuestView { config: guest, shares, netns } = to_guest(&b.spec, &b).unwrap();
+        assert!(netns.is_none());
         assert_eq!(guest["root"]["path"], "/run/hako/shares/rootfs");
         assert_eq!(shares[0].tag, "rootfs");
         assert_eq!(guest["mounts"][0]["source"], "/run/hako/shares/m1");
@@ -773,11 +809,21 @@ mod tests {
     }
 
     #[test]
-    fn host_namespace_paths_are_refused() {
+    fn host_namespace_paths_are_refused_but_a_network_namespace_becomes_the_vms() {
         let (_d, b) = bundle(config(
-            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]}}),
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "ipc", "path": "/proc/1/ns/ipc"}]}}),
         ));
         let e = to_guest(&b.spec, &b).unwrap_err().to_string();
-        assert!(e.contains("not possible with VM isolation") && e.contains("/proc/1/ns/net"), "{e}");
+        assert!(e.contains("not possible with VM isolation") && e.contains("/proc/1/ns/ipc"), "{e}");
+        let (_d, b) = bundle(config(
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]}}),
+        ));
+        let g = to_guest(&b.spec, &b).unwrap();
+        assert_eq!(g.netns.as_deref(), Some(Path::new("/run/netns/x")));
+        assert_eq!(
+            g.config["linux"]["namespaces"],
+            serde_json::json!([{"type": "mount"}]),
+            "the container shares the guest's"
+        );
     }
 }

@@ -71,6 +71,8 @@ pub struct VmConfig {
     pub tcg_cache_mib: Option<u64>,
     /// Boot the kernel, or make or use a template.
     pub boot: Boot,
+    /// Open tap devices, one virtio-net device each (descriptors of the spawning process, inherited).
+    pub taps: Vec<RawFd>,
 }
 
 /// A path as a value in QEMU's option syntax, where a comma is written twice.
@@ -158,6 +160,10 @@ impl VmConfig {
             cmd.args(["-fsdev", &format!("local,id=fs{i},path={},security_model=passthrough{ro}", opt_path(&s.host))])
                 .args(["-device", &format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", s.tag)]);
         }
+        for (i, fd) in self.taps.iter().enumerate() {
+            cmd.args(["-netdev", &format!("tap,id=net{i},fd={fd}")])
+                .args(["-device", &format!("virtio-net-device,netdev=net{i}")]);
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
     }
@@ -172,8 +178,9 @@ pub struct Launched {
 }
 
 impl Launched {
-    /// Starts QEMU for `vm`, dying with its parent; `keep_fd` stays open across the exec.
+    /// Starts QEMU for `vm`, dying with its parent; its taps and `keep_fd` stay open across the exec.
     pub fn spawn(vm: &VmConfig, keep_fd: Option<RawFd>) -> Result<Launched, VmError> {
+        let keep: Vec<RawFd> = vm.taps.iter().copied().chain(keep_fd).collect();
         let mut cmd = vm.command();
         // Under TCG the guest's memory is touched through QEMU's software MMU, where huge pages buy nothing,
         // and QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte
@@ -187,8 +194,8 @@ impl Launched {
                 if no_thp {
                     libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
                 }
-                if let Some(fd) = keep_fd {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                for fd in &keep {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -326,6 +333,7 @@ mod tests {
             console_log: "/c".into(),
             tcg_cache_mib,
             boot: Boot::Cold,
+            taps: Vec::new(),
         }
     }
 
@@ -362,6 +370,21 @@ mod tests {
         assert!(r.contains("mem-path=/t/mem,share=off") && r.contains("-incoming defer"), "{r}");
         assert!(!r.contains("-kernel") && !r.contains("-initrd") && !r.contains("-append"), "{r}");
         assert!(r.contains("-chardev socket,id=qmp,path=/v/qmp"), "{r}");
+    }
+
+    #[test]
+    fn each_tap_is_a_virtio_net_device_after_the_shares() {
+        let mut c = config("tcg", None);
+        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false });
+        c.taps = vec![7, 9];
+        let a = args(&c).join(" ");
+        assert!(
+            a.ends_with(
+                "mount_tag=rootfs -netdev tap,id=net0,fd=7 -device virtio-net-device,netdev=net0 \
+                 -netdev tap,id=net1,fd=9 -device virtio-net-device,netdev=net1"
+            ),
+            "{a}"
+        );
     }
 
     #[test]

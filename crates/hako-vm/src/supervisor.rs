@@ -44,6 +44,12 @@ pub struct Plan {
     /// Start from a VM template of this shape (made first if there is none); boot the kernel if that fails.
     #[serde(default)]
     pub template: bool,
+    /// The engine's network namespace whose interfaces the VM takes over.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// Those interfaces.
+    #[serde(default)]
+    pub nics: Vec<hako_proto::NetIf>,
 }
 
 /// The file name of the plan.
@@ -324,7 +330,10 @@ fn run(
             .map_err(|e| VmError::Supervisor(format!("reading {}: {e}", dir.join(PLAN).display())))?,
     )
     .map_err(|e| VmError::Supervisor(format!("bad {}: {e}", dir.join(PLAN).display())))?;
-    let vm = config(&plan)?;
+    let mut vm = config(&plan)?;
+    // The taps live as long as this process (QEMU holds them too); a fallback boot reuses them.
+    let taps = crate::net::connect(plan.netns.as_deref(), &plan.nics)?;
+    vm.taps = taps.iter().map(|t| t.as_raw_fd()).collect();
     let api_path = dir.join(API_SOCKET);
     let _ = std::fs::remove_file(&api_path);
     let api = UnixListener::bind(&api_path)
@@ -409,6 +418,10 @@ fn run(
         format!("QEMU exited unexpectedly ({status}){}", crate::qemu::tail_of(&console, 5))
     };
     sup.vm_died(&why);
+    if let Some(ns) = &plan.netns {
+        crate::net::disconnect(ns, &plan.nics);
+    }
+    drop(taps);
     let _ = std::fs::remove_file(&api_path);
     let _ = std::fs::remove_file(dir.join(QEMU_PID));
     if !clean {

@@ -79,17 +79,18 @@ fn identity(p: &Path) -> Result<String, VmError> {
     ))
 }
 
-/// Everything a VM started from a template must share with it, one `name value` per line; the first five
+/// Everything a VM started from a template must share with it, one `name value` per line; the first six
 /// lines are the shape, the rest what it boots with: the protocol (a VM from a template says no hello, so
 /// the maker's hello check stands for it), the kernel's command line and the files.
 pub fn describe(vm: &VmConfig) -> Result<String, VmError> {
     Ok(format!(
-        "format {FORMAT}\naccel {}\ncpus {}\nmemory_mib {}\nshares {}\nprotocol {}\ncmdline {}\nqemu {}\nkernel {}\n\
-         initramfs {}\n",
+        "format {FORMAT}\naccel {}\ncpus {}\nmemory_mib {}\nshares {}\nnics {}\nprotocol {}\ncmdline {}\nqemu {}\n\
+         kernel {}\ninitramfs {}\n",
         vm.accel.name,
         vm.cpus,
         vm.memory_mib,
         vm.shares.len(),
+        vm.taps.len(),
         hako_proto::VERSION,
         vm.cmdline(),
         identity(&vm.assets.qemu)?,
@@ -99,7 +100,7 @@ pub fn describe(vm: &VmConfig) -> Result<String, VmError> {
 }
 
 fn shape(description: &str) -> Vec<&str> {
-    description.lines().take(5).collect()
+    description.lines().take(6).collect()
 }
 
 /// 64-bit FNV-1a: a stable name for a description (which is stored and compared in full).
@@ -215,6 +216,9 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
     t.ctl_socket = tmp.join("ctl.sock");
     t.console_log = tmp.join("console.log");
     t.shares = vm.shares.iter().map(|s| ShareDir { tag: s.tag.clone(), host: empty.clone(), readonly: true }).collect();
+    // Taps of its own, in a namespace of its own: the template's network devices are never connected.
+    let taps = crate::net::scratch_taps(vm.taps.len())?;
+    t.taps = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     let listen = |p: &Path| UnixListener::bind(p).map_err(io_err(format_args!("listening on {}", p.display())));
     let ctl = listen(&t.ctl_socket)?;
     let mon = listen(&tmp.join("qmp.sock"))?;
@@ -321,6 +325,7 @@ mod tests {
             console_log: "/c".into(),
             tcg_cache_mib: None,
             boot: Boot::Cold,
+            taps: Vec::new(),
         }
     }
 
@@ -338,6 +343,7 @@ mod tests {
             |v: &mut VmConfig| v.memory_mib = 256,
             |v: &mut VmConfig| v.cpus = 2,
             |v: &mut VmConfig| v.shares.push(ShareDir { tag: "m1".into(), host: "/x".into(), readonly: false }),
+            |v: &mut VmConfig| v.taps.push(3),
         ] {
             let mut c = a.clone();
             change(&mut c);

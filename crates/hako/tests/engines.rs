@@ -1189,6 +1189,53 @@ fn podman_runs_a_vm_isolated_container_by_annotation() {
     run(p.cmd().args(["rm", "-f", "-t", "0", &name])).ok();
 }
 
+/// With podman's default bridge network the VM takes the container's interface over: the guest has the
+/// address podman gave the container, and a port podman publishes on the host reaches a server in the VM.
+#[test]
+fn podman_vm_container_gets_the_engines_network_and_published_ports() {
+    if !vm_assets_present() {
+        return;
+    }
+    let p = podman();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let guard = PodmanContainer { podman: p, name: unique("hako-pdvmnet") };
+    let script = "mkdir -p /tmp/www && echo hello-from-the-vm > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www";
+    run(p.cmd().args(["run", "-d", "--name", &guard.name, "--cgroup-parent", &p.cgroup_parent]).args([
+        "--annotation",
+        "org.hako.isolation=vm",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        IMAGE,
+        "/bin/sh",
+        "-c",
+        script,
+    ]))
+    .ok();
+    let ip = p.inspect(&guard.name, "{{.NetworkSettings.IPAddress}}");
+    assert!(!ip.is_empty(), "podman gave the container no address");
+    let guest = run(p.cmd().args(["exec", &guard.name, "/bin/sh", "-c", "uname -r; ip -4 -o addr show eth0"])).ok();
+    assert_ne!(guest.stdout.lines().next().unwrap_or_default(), host_kernel(), "{guest}");
+    assert!(guest.stdout.contains(&format!("inet {ip}/")), "the guest's eth0 lacks podman's {ip}: {guest}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            c.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match got {
+            Ok(b) if b.contains("hello-from-the-vm") => break b,
+            other => {
+                assert!(std::time::Instant::now() < deadline, "no answer on the published port {port}: {other:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200"), "{body}");
+}
+
 #[test]
 fn containerd_runs_a_vm_isolated_container_by_annotation() {
     if !vm_assets_present() {

@@ -170,12 +170,18 @@ fn vm_selection_errors_and_hyperv() {
     let hv = Bundle::with_tag("vmhyperv").set("/windows", json!({"hyperv": {}})).sh("uname -r");
     let out = rt.run(&hv).expect_ok();
     assert_ne!(out.stdout.trim(), host_kernel(), "{out}");
-    // Joining a host namespace cannot cross into a VM.
+    // Joining a host namespace cannot cross into a VM; a network namespace can (its interfaces are taken
+    // over), but not the host's own.
     let ns = vm_bundle("vmns").with(|c| {
-        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]);
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "ipc", "path": "/proc/self/ns/ipc"}]);
     });
     rt.run(&ns).expect_fail().expect_msg(&["not possible with VM isolation"]);
     assert_vm_gone(&rt, ns.id());
+    let host_net = vm_bundle("vmhostnet").with(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"}]);
+    });
+    rt.run(&host_net).expect_fail().expect_msg(&["is the host's", "/proc/self/ns/net"]);
+    assert_no_leftovers(rt.root(), host_net.id(), &host_net.cgroup_rel());
 }
 
 #[test]
@@ -427,4 +433,130 @@ fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
     assert!(log.contains("not-a-dir") && log.contains("booting the kernel instead"), "{log}");
     rt.cmd(&["delete", "--force", b.id()]).expect_ok();
     assert_vm_gone(&rt, b.id());
+}
+
+/// A network namespace with a veth pair to the host, removed when the test ends.
+struct TestNetns {
+    name: String,
+    host_if: String,
+}
+
+impl TestNetns {
+    /// `10.<n>.0.1/24` + `fd<n>::1/64` on the host's end, `.2`/`::2` and a default route in the namespace.
+    fn new(n: u8) -> TestNetns {
+        let name = format!("hako-vmnet-{}", std::process::id());
+        let host_if = format!("hkh{}", std::process::id() % 100_000);
+        let t = TestNetns { name: name.clone(), host_if: host_if.clone() };
+        let ns_if = "eth0";
+        let steps = [
+            format!("netns add {name}"),
+            format!("link add {host_if} type veth peer name hkvmtmp{n}"),
+            format!("link set hkvmtmp{n} netns {name}"),
+            format!("-n {name} link set hkvmtmp{n} name {ns_if}"),
+            format!("addr add 10.{n}.0.1/24 dev {host_if}"),
+            format!("-6 addr add fd{n}::1/64 dev {host_if} nodad"),
+            format!("link set {host_if} up"),
+            format!("-n {name} addr add 10.{n}.0.2/24 dev {ns_if}"),
+            format!("-n {name} -6 addr add fd{n}::2/64 dev {ns_if} nodad"),
+            format!("-n {name} link set {ns_if} up"),
+            format!("-n {name} link set lo up"),
+            format!("-n {name} route add default via 10.{n}.0.1"),
+        ];
+        for s in steps {
+            let ok = std::process::Command::new("ip").args(s.split(' ')).status().map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "ip {s}");
+        }
+        t
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A network namespace named by path (as engines prepare them) becomes the VM's network: the guest's
+/// interface has the namespace's name, MAC address, IPv4 and IPv6 addresses and default route, traffic flows
+/// both ways, and nothing is left in the namespace afterwards.
+#[test]
+fn vm_takes_over_the_engines_network_namespace() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let net = TestNetns::new(77);
+    let mac = std::process::Command::new("ip")
+        .args(["-n", &net.name, "-o", "link", "show", "eth0"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap();
+    let mac = mac.split("link/ether ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_string();
+    let to_host = std::net::TcpListener::bind("10.77.0.1:7777").unwrap();
+    let b = vm_bundle("vmnet")
+        .with(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            ns.push(json!({"type": "network", "path": net.path()}));
+        })
+        .sh("ip -o addr show eth0; ip -o link show eth0; ip route; ip -6 route; \
+             echo out | nc -w 5 10.77.0.1 7777; nc -l -p 7779 -w 20");
+    let rt = Runtime::new();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| rt.run(&b));
+        to_host.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut conn = loop {
+            match to_host.accept() {
+                Ok((c, _)) => break c,
+                Err(e) => {
+                    if run.is_finished() || std::time::Instant::now() > deadline {
+                        panic!("the guest never connected to 10.77.0.1:7777 ({e}): {}", run.join().unwrap());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
+        assert_eq!(got.trim(), "out", "from the guest");
+        // busybox nc exits once this side closes too.
+        drop(conn);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match std::net::TcpStream::connect(("10.77.0.2", 7779)) {
+                Ok(mut c) => {
+                    std::io::Write::write_all(&mut c, b"in\n").unwrap();
+                    break;
+                }
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "the guest never listened on 10.77.0.2:7779: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        run.join().unwrap()
+    })
+    .expect_ok();
+    for want in
+        ["inet 10.77.0.2/24", "inet6 fd77::2/64", &format!("link/ether {mac}"), "default via 10.77.0.1 dev eth0"]
+    {
+        assert!(out.stdout.contains(want), "the guest lacks {want:?}: {out}");
+    }
+    assert_eq!(out.stdout.lines().last(), Some("in"), "to the guest: {out}");
+    assert_vm_gone(&rt, b.id());
+    let qdiscs = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.name, "tc", "qdisc", "show", "dev", "eth0"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap();
+    assert!(!qdiscs.contains("ingress"), "the mirroring outlived the VM: {qdiscs}");
+    let links = std::process::Command::new("ip").args(["-n", &net.name, "-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("hako0"), "the tap outlived the VM");
 }
