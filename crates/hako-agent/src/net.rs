@@ -76,19 +76,27 @@ fn v4_mask(prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) })
 }
 
-/// The guest's interfaces other than loopback, in the order of their devices (by ifindex).
-fn guest_interfaces() -> io::Result<Vec<String>> {
+/// The guest's interfaces other than loopback with their MAC addresses, in the order the guest found them.
+fn guest_interfaces() -> io::Result<Vec<(String, String)>> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/sys/class/net")? {
         let name = e?.file_name().to_string_lossy().into_owned();
         if name == "lo" {
             continue;
         }
-        let index: u32 = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))?.trim().parse().unwrap_or(0);
-        found.push((index, name));
+        let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{f}")).map(|s| s.trim().to_string());
+        let index: u32 = sys("ifindex")?.parse().unwrap_or(0);
+        found.push((index, name.clone(), sys("address").unwrap_or_default()));
     }
     found.sort();
-    Ok(found.into_iter().map(|(_, n)| n).collect())
+    Ok(found.into_iter().map(|(_, n, mac)| (n, mac)).collect())
+}
+
+/// Which guest interface stands for the host's `i`-th: the one with the device's MAC address
+/// ([`hako_proto::device_mac`]), else the `i`-th found (a guest whose MACs were set already).
+fn pick(guest: &[(String, String)], i: usize) -> Option<&str> {
+    let mac = hako_proto::device_mac(i);
+    guest.iter().find(|(_, m)| *m == mac).or_else(|| guest.get(i)).map(|(n, _)| n.as_str())
 }
 
 fn set_flags(fd: &OwnedFd, name: &str, up: bool) -> io::Result<()> {
@@ -253,7 +261,8 @@ pub(crate) fn configure(ifs: &[NetIf]) -> Result<(), String> {
         ));
     }
     let fd = socket(libc::AF_INET).map_err(|e| err("socket", e))?;
-    for (current, want) in guest.iter().zip(ifs) {
+    let order: Vec<String> = (0..ifs.len()).filter_map(|i| pick(&guest, i).map(str::to_string)).collect();
+    for (current, want) in order.iter().zip(ifs) {
         let name = want.name.as_str();
         let mac = parse_mac(&want.mac).ok_or_else(|| format!("{name}: bad MAC address {:?}", want.mac))?;
         set_flags(&fd, current, false).map_err(|e| err(format!("taking {current} down"), e))?;
@@ -312,6 +321,17 @@ mod tests {
         assert_eq!(v4_mask(32), Ipv4Addr::BROADCAST);
         assert_eq!(parse_mac("6e:8d:5a:bb:59:d6"), Some([0x6e, 0x8d, 0x5a, 0xbb, 0x59, 0xd6]));
         assert_eq!(parse_mac("6e:8d:5a"), None);
+    }
+
+    #[test]
+    fn devices_are_matched_by_their_mac_address_else_by_order() {
+        let g = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let found = g(&[("eth0", "52:54:00:68:6b:01"), ("eth1", "52:54:00:68:6b:00")]);
+        assert_eq!(pick(&found, 0), Some("eth1"));
+        assert_eq!(pick(&found, 1), Some("eth0"));
+        let set = g(&[("eth0", "6e:8d:5a:bb:59:d6"), ("eth1", "6e:8d:5a:bb:59:d7")]);
+        assert_eq!(pick(&set, 1), Some("eth1"));
+        assert_eq!(pick(&set, 2), None);
     }
 
     #[test]

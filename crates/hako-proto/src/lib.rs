@@ -77,6 +77,13 @@ pub struct NetIf {
     pub routes: Vec<NetRoute>,
 }
 
+/// The MAC address a VM's `i`-th network device starts with (`52:54:00:68:6b:NN`, QEMU's prefix): how the
+/// agent tells the devices apart whatever order the guest found them in, before it gives each the MAC
+/// address of the interface it stands for.
+pub fn device_mac(i: usize) -> String {
+    format!("52:54:00:68:6b:{:02x}", i & 0xff)
+}
+
 /// A route: `default` or a prefix (`10.1.0.0/16`), through a gateway or straight on the link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetRoute {

@@ -162,7 +162,7 @@ impl VmConfig {
         }
         for (i, fd) in self.taps.iter().enumerate() {
             cmd.args(["-netdev", &format!("tap,id=net{i},fd={fd}")])
-                .args(["-device", &format!("virtio-net-device,netdev=net{i}")]);
+                .args(["-device", &format!("virtio-net-device,netdev=net{i},mac={}", hako_proto::device_mac(i))]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
@@ -380,8 +380,8 @@ mod tests {
         let a = args(&c).join(" ");
         assert!(
             a.ends_with(
-                "mount_tag=rootfs -netdev tap,id=net0,fd=7 -device virtio-net-device,netdev=net0 \
-                 -netdev tap,id=net1,fd=9 -device virtio-net-device,netdev=net1"
+                "mount_tag=rootfs -netdev tap,id=net0,fd=7 -device virtio-net-device,netdev=net0,mac=52:54:00:68:6b:00 \
+                 -netdev tap,id=net1,fd=9 -device virtio-net-device,netdev=net1,mac=52:54:00:68:6b:01"
             ),
             "{a}"
         );

@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(v["status"], "paused");
         _t.join().unwrap();
         let e = q.execute("cont", None).unwrap_err().to_string();
-        assert!(e.contains("closed the connection") || e.contains("Broken pipe"), "{e}");
+        // Closed, broken pipe or reset, by timing: an error about the monitor either way.
+        assert!(e.starts_with("QEMU's monitor: "), "{e}");
     }
 }

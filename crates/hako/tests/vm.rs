@@ -435,18 +435,20 @@ fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
     assert_vm_gone(&rt, b.id());
 }
 
-/// A network namespace with a veth pair to the host, removed when the test ends.
+/// A network namespace with two veth pairs to the host, removed when the test ends.
 struct TestNetns {
     name: String,
-    host_if: String,
+    host_ifs: Vec<String>,
 }
 
 impl TestNetns {
-    /// `10.<n>.0.1/24` + `fd<n>::1/64` on the host's end, `.2`/`::2` and a default route in the namespace.
+    /// `eth0`: `10.<n>.0.2/24` + `fd<n>::2/64` and the default route; `eth1`: `10.<n+1>.0.2/24`; the host's
+    /// ends have `.1` and `::1`.
     fn new(n: u8) -> TestNetns {
         let name = format!("hako-vmnet-{}", std::process::id());
-        let host_if = format!("hkh{}", std::process::id() % 100_000);
-        let t = TestNetns { name: name.clone(), host_if: host_if.clone() };
+        let host_ifs: Vec<String> = (0..2).map(|i| format!("hkh{i}{}", std::process::id() % 100_000)).collect();
+        let t = TestNetns { name: name.clone(), host_ifs: host_ifs.clone() };
+        let (host_if, host_if1, m) = (&host_ifs[0], &host_ifs[1], n + 1);
         let ns_if = "eth0";
         let steps = [
             format!("netns add {name}"),
@@ -461,6 +463,13 @@ impl TestNetns {
             format!("-n {name} link set {ns_if} up"),
             format!("-n {name} link set lo up"),
             format!("-n {name} route add default via 10.{n}.0.1"),
+            format!("link add {host_if1} type veth peer name hkvmtmq{n}"),
+            format!("link set hkvmtmq{n} netns {name}"),
+            format!("-n {name} link set hkvmtmq{n} name eth1"),
+            format!("addr add 10.{m}.0.1/24 dev {host_if1}"),
+            format!("link set {host_if1} up"),
+            format!("-n {name} addr add 10.{m}.0.2/24 dev eth1"),
+            format!("-n {name} link set eth1 up"),
         ];
         for s in steps {
             let ok = std::process::Command::new("ip").args(s.split(' ')).status().map(|s| s.success());
@@ -476,14 +485,16 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).status();
+        for i in &self.host_ifs {
+            let _ = std::process::Command::new("ip").args(["link", "del", i]).status();
+        }
         let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
-/// A network namespace named by path (as engines prepare them) becomes the VM's network: the guest's
-/// interface has the namespace's name, MAC address, IPv4 and IPv6 addresses and default route, traffic flows
-/// both ways, and nothing is left in the namespace afterwards.
+/// A network namespace named by path (as engines prepare them) becomes the VM's network: each guest
+/// interface has its namespace interface's name, MAC address, IPv4 and IPv6 addresses and routes, traffic
+/// flows both ways on the right one, and nothing is left in the namespace afterwards.
 #[test]
 fn vm_takes_over_the_engines_network_namespace() {
     if !vm_ready() {
@@ -498,36 +509,41 @@ fn vm_takes_over_the_engines_network_namespace() {
         .unwrap();
     let mac = mac.split("link/ether ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_string();
     let to_host = std::net::TcpListener::bind("10.77.0.1:7777").unwrap();
+    // The second interface: only reachable if the guest's eth1 is the device mirrored to the namespace's eth1.
+    let to_host1 = std::net::TcpListener::bind("10.78.0.1:7780").unwrap();
     let b = vm_bundle("vmnet")
         .with(|c| {
             let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
             ns.retain(|n| n["type"] != "network");
             ns.push(json!({"type": "network", "path": net.path()}));
         })
-        .sh("ip -o addr show eth0; ip -o link show eth0; ip route; ip -6 route; \
-             echo out | nc -w 5 10.77.0.1 7777; nc -l -p 7779 -w 20");
+        .sh("ip -o addr show eth0; ip -o addr show eth1; ip -o link show eth0; ip route; ip -6 route; \
+             echo out1 | nc -w 5 10.78.0.1 7780; echo out | nc -w 5 10.77.0.1 7777; nc -l -p 7779 -w 20");
     let rt = Runtime::new();
     let out = std::thread::scope(|s| {
         let run = s.spawn(|| rt.run(&b));
-        to_host.set_nonblocking(true).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut conn = loop {
-            match to_host.accept() {
-                Ok((c, _)) => break c,
-                Err(e) => {
-                    if run.is_finished() || std::time::Instant::now() > deadline {
-                        panic!("the guest never connected to 10.77.0.1:7777 ({e}): {}", run.join().unwrap());
+        // What the guest sends to `listener` (busybox nc exits once this side has closed too).
+        let receive = |listener: &std::net::TcpListener| {
+            listener.set_nonblocking(true).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut conn = loop {
+                match listener.accept() {
+                    Ok((c, _)) => break c,
+                    Err(e) => {
+                        if run.is_finished() || std::time::Instant::now() > deadline {
+                            panic!("the guest never connected to {:?} ({e})", listener.local_addr());
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
                     }
-                    std::thread::sleep(Duration::from_millis(50));
                 }
-            }
+            };
+            conn.set_nonblocking(false).unwrap();
+            let mut got = String::new();
+            std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
+            got
         };
-        conn.set_nonblocking(false).unwrap();
-        let mut got = String::new();
-        std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
-        assert_eq!(got.trim(), "out", "from the guest");
-        // busybox nc exits once this side closes too.
-        drop(conn);
+        assert_eq!(receive(&to_host1).trim(), "out1", "from the guest's eth1");
+        assert_eq!(receive(&to_host).trim(), "out", "from the guest's eth0");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match std::net::TcpStream::connect(("10.77.0.2", 7779)) {
@@ -544,9 +560,13 @@ fn vm_takes_over_the_engines_network_namespace() {
         run.join().unwrap()
     })
     .expect_ok();
-    for want in
-        ["inet 10.77.0.2/24", "inet6 fd77::2/64", &format!("link/ether {mac}"), "default via 10.77.0.1 dev eth0"]
-    {
+    for want in [
+        "inet 10.77.0.2/24",
+        "inet6 fd77::2/64",
+        &format!("link/ether {mac}"),
+        "default via 10.77.0.1 dev eth0",
+        "inet 10.78.0.2/24",
+    ] {
         assert!(out.stdout.contains(want), "the guest lacks {want:?}: {out}");
     }
     assert_eq!(out.stdout.lines().last(), Some("in"), "to the guest: {out}");
