@@ -132,6 +132,8 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
     let root = root();
     let key = format!("{:016x}", fnv1a(&description));
     let dir = root.join(&key);
+    // A maker killed with its supervisor leaves its temporary directory: the next VM removes it.
+    sweep_dead_makers(&root);
     if let Some(t) = complete(&dir, &description) {
         mark_used(&t);
         return Ok((t, false));
@@ -180,16 +182,13 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
 /// beyond [`KEEP`] - 1, making room for the one about to be made. Files are unlinked, never truncated: VMs
 /// running from an old template keep their mapping.
 fn sweep(root: &Path, description: &str) {
+    sweep_dead_makers(root);
     let Ok(entries) = fs::read_dir(root) else { return };
     let mut kept = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
-        if let Some(rest) = name.strip_prefix(".tmp-") {
-            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
-            if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = fs::remove_dir_all(&path);
-            }
+        if name.starts_with(".tmp-") {
             continue;
         }
         if let Ok(other) = fs::read_to_string(path.join(DESCRIPTION)) {
@@ -204,6 +203,24 @@ fn sweep(root: &Path, description: &str) {
     kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     for (_, path) in kept.iter().skip(KEEP.saturating_sub(1)) {
         let _ = fs::remove_dir_all(path);
+    }
+}
+
+/// Removes the temporary directories (`.tmp-KEY-PID`) of makers whose process is gone.
+fn sweep_dead_makers(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".tmp-") else { continue };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+        // A killed maker may linger as a zombie until something reaps it: that is dead too.
+        let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with(['Z', 'X'])))
+            .unwrap_or(false);
+        if pid > 0 && !alive {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -420,6 +420,36 @@ fn vm_templates_start_reseeded_with_the_time_and_fall_back_to_a_boot() {
         std::fs::read_dir(templates.path()).unwrap().flatten().filter(|e| e.path().join("template").is_file()).count();
     assert_eq!(count, 2, "one template per shape (128 and 160 MiB)");
 
+    // The supervisor is killed while it makes a template: the create fails and leaves no state; the half-made
+    // template is removed by the next create, which makes it anew.
+    let tmp_dirs = || -> Vec<String> {
+        std::fs::read_dir(templates.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect()
+    };
+    let shape = json!({"org.hako.isolation": "vm", "org.hako.vm.memory_mib": "176"});
+    let killed = Bundle::with_tag("vmtplkill").set("/annotations", shape.clone()).sh("true");
+    let mut c = with_templates(&["create", "--bundle", &killed.path().to_string_lossy(), killed.id()]);
+    let create = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tmp_dirs().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no template was being made");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let maker: i32 = tmp_dirs()[0].rsplit('-').next().unwrap().parse().unwrap();
+    // SAFETY: kill takes two integers.
+    unsafe { libc::kill(maker, libc::SIGKILL) };
+    let status = wait_timeout(create, BOOT).expect("create did not return after its supervisor died");
+    assert!(!status.success(), "create must fail when its supervisor is killed");
+    assert_no_leftovers(rt.root(), killed.id(), &killed.cgroup_rel());
+    let after = Bundle::with_tag("vmtplafter").set("/annotations", shape).sh("true");
+    let c = with_templates(&["run", "--bundle", &after.path().to_string_lossy(), after.id()]);
+    run_captured(c, None, BOOT).expect_ok();
+    assert!(tmp_dirs().is_empty(), "a half-made template outlived its maker: {:?}", tmp_dirs());
+
     // No template can be made (the templates directory is a file): the VM boots its kernel and says why.
     let blocked = templates.path().join("not-a-dir");
     std::fs::write(&blocked, "").unwrap();
