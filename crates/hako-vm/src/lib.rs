@@ -316,7 +316,7 @@ impl Ready {
             let log = std::fs::read_to_string(log).unwrap_or_default();
             return Err(VmError::Supervisor(format!(
                 "{what} exited without a word: {}",
-                log.lines().last().unwrap_or("see its log").trim()
+                log.lines().last().unwrap_or("it was killed or crashed before it logged anything").trim()
             )));
         }
         Err(VmError::Boot(line))
