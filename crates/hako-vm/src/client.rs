@@ -1,10 +1,12 @@
 //! A connection to a VM's supervisor (`<state dir>/vm.sock`), speaking hako-proto: what CLI commands and the
-//! per-process shadows use to reach the agent.
+//! per-process shadows use to reach the agent. Also the two exchanges a supervisor (or a template maker) has
+//! with the agent on the VM's port itself before it relays anything: [`hello`] and [`call_port`].
 
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use hako_proto::{read_frame, write_frame, Frame, Message, Op, Reply};
+use hako_proto::{check_hello, read_frame, write_frame, Frame, Message, Op, Reply};
 
 use crate::VmError;
 
@@ -72,4 +74,64 @@ impl Client {
             }
         }
     }
+}
+
+/// Bounds reads on `port` by `deadline` (at least 1 ms from now).
+fn read_until(port: &UnixStream, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    port.set_read_timeout(Some(left)).ok();
+}
+
+/// Why the agent said no hello.
+#[derive(Debug)]
+pub enum NoHello {
+    /// Nothing came by the deadline (or reading the port failed): the VM did not boot in time.
+    Silent(String),
+    /// The port closed, or the agent said something else or speaks another version.
+    Wrong(String),
+}
+
+impl std::fmt::Display for NoHello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoHello::Silent(e) => write!(f, "no hello from the agent ({e})"),
+            NoHello::Wrong(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Waits until `deadline` for the agent's hello on the VM's port.
+pub fn hello(port: &mut UnixStream, deadline: Instant) -> Result<(), NoHello> {
+    read_until(port, deadline);
+    let r = match read_frame(port) {
+        Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| NoHello::Wrong(e.to_string())),
+        Ok(_) => Err(NoHello::Wrong("the guest closed the protocol port before its agent said hello".into())),
+        Err(e) => Err(NoHello::Silent(e.to_string())),
+    };
+    port.set_read_timeout(None).ok();
+    r
+}
+
+/// Sends `op` on the VM's port as request 0 and waits until `deadline` for its answer (skipping the agent's
+/// events).
+pub fn call_port(port: &mut UnixStream, op: Op, deadline: Instant) -> Result<(), String> {
+    let what = match &op {
+        Op::Seal => "seal",
+        Op::Restore { .. } => "restore",
+        _ => "request",
+    };
+    write_frame(port, &Frame::Msg(Message::Request { req: 0, op })).map_err(|e| format!("sending {what}: {e}"))?;
+    read_until(port, deadline);
+    let r = loop {
+        match read_frame(port) {
+            Ok(Some(Frame::Msg(Message::Response { req: 0, result }))) => {
+                break result.map(drop).map_err(|e| format!("the agent refused {what}: {e}"))
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => break Err(format!("the guest closed the protocol port before it answered {what}")),
+            Err(e) => break Err(format!("no answer to {what} ({e})")),
+        }
+    };
+    port.set_read_timeout(None).ok();
+    r
 }

@@ -169,6 +169,36 @@ impl VmConfig {
     }
 }
 
+/// Binds a socket for QEMU to connect to (its protocol port or its monitor), replacing a stale one.
+pub fn listen(path: &Path) -> Result<UnixListener, VmError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", path.display())))
+}
+
+/// Why QEMU did not connect to a socket of ours.
+#[derive(Debug)]
+pub enum NoConnection {
+    /// The deadline passed first; the text names the socket.
+    Late(String),
+    /// QEMU exited, or accepting failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for NoConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoConnection::Late(what) => write!(f, "QEMU did not connect {what} in time"),
+            NoConnection::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<NoConnection> for String {
+    fn from(e: NoConnection) -> String {
+        e.to_string()
+    }
+}
+
 /// A QEMU process and what tells why it failed.
 pub struct Launched {
     /// The process.
@@ -209,7 +239,12 @@ impl Launched {
     }
 
     /// Waits until `deadline` for QEMU to connect to `listener` (`what` names the socket in errors).
-    pub fn accept(&mut self, listener: &UnixListener, deadline: Instant, what: &str) -> Result<UnixStream, String> {
+    pub fn accept(
+        &mut self,
+        listener: &UnixListener,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<UnixStream, NoConnection> {
         listener.set_nonblocking(true).ok();
         loop {
             match listener.accept() {
@@ -218,13 +253,13 @@ impl Launched {
                     return Ok(s);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(format!("accepting QEMU's connection to {what}: {e}")),
+                Err(e) => return Err(NoConnection::Failed(format!("accepting QEMU's connection to {what}: {e}"))),
             }
             if let Ok(Some(_)) = self.child.try_wait() {
-                return Err("QEMU exited before the VM started".into());
+                return Err(NoConnection::Failed("QEMU exited before the VM started".into()));
             }
             if Instant::now() > deadline {
-                return Err(format!("QEMU did not connect {what} in time"));
+                return Err(NoConnection::Late(what.to_string()));
             }
             std::thread::sleep(Duration::from_millis(2));
         }

@@ -11,19 +11,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::os::fd::AsRawFd;
-
-use hako_proto::{check_hello, read_frame, write_frame, Event, Frame, Message, Op, Reply};
+use hako_proto::{read_frame, write_frame, Event, Frame, Message, Op, Reply};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::client::API_SOCKET;
-use crate::qemu::{Boot, Launched, VmConfig};
+use crate::client::{call_port, hello, NoHello, API_SOCKET};
+use crate::qemu::{listen, Boot, Launched, NoConnection, VmConfig};
 use crate::qmp::Qmp;
 use crate::VmError;
 
@@ -430,34 +429,26 @@ fn run(
     Ok(if clean { 0 } else { 1 })
 }
 
-/// Binds the socket QEMU connects the protocol port to.
-fn listen(path: &Path) -> Result<UnixListener, VmError> {
-    let _ = std::fs::remove_file(path);
-    UnixListener::bind(path).map_err(|e| VmError::Supervisor(format!("listening on {}: {e}", path.display())))
-}
-
 /// Boots the kernel and waits for the agent's hello.
 fn boot(vm: &VmConfig, dir: &Path, plan: &Plan, deadline: Instant) -> Result<(Launched, UnixStream), VmError> {
     let ctl = listen(&vm.ctl_socket)?;
     let mut qemu = Launched::spawn(vm, None)?;
     let _ = std::fs::write(dir.join(QEMU_PID), qemu.child.id().to_string());
     // QEMU connects the protocol port as soon as it starts; the agent speaks once the guest has booted.
+    let within = format!("the VM did not boot within {} ms", plan.boot_timeout_ms);
     let mut agent = qemu.accept(&ctl, deadline, "the protocol port").map_err(|e| {
-        qemu.fail(if e.contains("in time") {
-            format!("the VM did not boot within {} ms (QEMU did not connect the protocol port)", plan.boot_timeout_ms)
-        } else {
-            e
+        qemu.fail(match e {
+            NoConnection::Late(what) => format!("{within} (QEMU did not connect {what})"),
+            NoConnection::Failed(e) => e,
         })
     })?;
     let _ = std::fs::remove_file(&vm.ctl_socket);
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    agent.set_read_timeout(Some(left)).ok();
-    match read_frame(&mut agent) {
-        Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| qemu.fail(e))?,
-        Ok(_) => return Err(qemu.fail("the guest closed the protocol port before its agent said hello")),
-        Err(e) => return Err(qemu.fail(format!("the VM did not boot within {} ms ({e})", plan.boot_timeout_ms))),
-    }
-    agent.set_read_timeout(None).ok();
+    hello(&mut agent, deadline).map_err(|e| {
+        qemu.fail(match e {
+            NoHello::Silent(e) => format!("{within} ({e})"),
+            NoHello::Wrong(e) => e,
+        })
+    })?;
     Ok((qemu, agent))
 }
 
@@ -488,14 +479,9 @@ fn restore(
         qmp.execute("migrate-incoming", Some(json!({"uri": format!("fd:{}", state.as_raw_fd())}))).map_err(fail)?;
         qmp.poll("query-status", |v| Ok(v["status"] != "inmigrate")).map_err(fail)?;
         qmp.execute("cont", None).map_err(fail)?;
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        agent.set_read_timeout(Some(left)).ok();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        crate::template::call(
-            &mut agent,
-            Op::Restore { unix_secs: now.as_secs() as i64, nanos: now.subsec_nanos(), entropy },
-        )?;
-        agent.set_read_timeout(None).ok();
+        let op = Op::Restore { unix_secs: now.as_secs() as i64, nanos: now.subsec_nanos(), entropy };
+        call_port(&mut agent, op, deadline)?;
         Ok(agent)
     })();
     let _ = std::fs::remove_file(&mon_path);

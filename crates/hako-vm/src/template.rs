@@ -24,14 +24,14 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hako_proto::{check_hello, read_frame, write_frame, Frame, Message, Op};
+use hako_proto::Op;
 use serde_json::json;
 
-use crate::qemu::{Boot, Launched, ShareDir, VmConfig};
+use crate::client::{call_port, hello};
+use crate::qemu::{listen, Boot, Launched, ShareDir, VmConfig};
 use crate::qmp::Qmp;
 use crate::VmError;
 
@@ -108,6 +108,7 @@ fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The template in `dir` if it is complete and made for `description`.
 fn complete(dir: &Path, description: &str) -> Option<Template> {
     let t = Template { dir: dir.to_owned() };
     let found = fs::read_to_string(dir.join(DESCRIPTION)).ok()?;
@@ -134,9 +135,14 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
     let dir = root.join(&key);
     // A maker killed with its supervisor leaves its temporary directory: the next VM removes it.
     sweep_dead_makers(&root);
-    if let Some(t) = complete(&dir, &description) {
-        mark_used(&t);
-        return Ok((t, false));
+    let found = || {
+        complete(&dir, &description).map(|t| {
+            mark_used(&t);
+            (t, false)
+        })
+    };
+    if let Some(found) = found() {
+        return Ok(found);
     }
     fs::create_dir_all(&root).map_err(io_err(format_args!("creating {}", root.display())))?;
     // A template's RAM holds the state of a guest before it was reseeded: for root's eyes only.
@@ -149,9 +155,8 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
         return Err(io_err(format_args!("locking {}", lock_path.display()))(io::Error::last_os_error()));
     }
     // Another VM of the shape may have made it while we waited.
-    if let Some(t) = complete(&dir, &description) {
-        mark_used(&t);
-        return Ok((t, false));
+    if let Some(found) = found() {
+        return Ok(found);
     }
     sweep(&root, &description);
     let tmp = root.join(format!(".tmp-{key}-{}", std::process::id()));
@@ -236,7 +241,6 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
     // Taps of its own, in a namespace of its own: the template's network devices are never connected.
     let taps = crate::net::scratch_taps(vm.taps.len())?;
     t.taps = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
-    let listen = |p: &Path| UnixListener::bind(p).map_err(io_err(format_args!("listening on {}", p.display())));
     let ctl = listen(&t.ctl_socket)?;
     let mon = listen(&tmp.join("qmp.sock"))?;
     let mut qemu = Launched::spawn(&t, None)?;
@@ -244,14 +248,8 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
         let mut agent = qemu.accept(&ctl, deadline, "the protocol port")?;
         let mon = qemu.accept(&mon, deadline, "its monitor")?;
         let mut qmp = Qmp::new(mon, deadline).map_err(|e| e.to_string())?;
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        agent.set_read_timeout(Some(left)).ok();
-        match read_frame(&mut agent) {
-            Ok(Some(Frame::Msg(m))) => check_hello(&m).map_err(|e| e.to_string())?,
-            Ok(_) => return Err("the guest closed the protocol port before its agent said hello".into()),
-            Err(e) => return Err(format!("the template VM did not boot in time ({e})")),
-        }
-        call(&mut agent, Op::Seal)?;
+        hello(&mut agent, deadline).map_err(|e| e.to_string())?;
+        call_port(&mut agent, Op::Seal, deadline)?;
         qmp.ignore_shared_memory().map_err(|e| e.to_string())?;
         qmp.execute("stop", None).map_err(|e| e.to_string())?;
         let state = fs::File::create(tmp.join("state")).map_err(|e| format!("creating the state file: {e}"))?;
@@ -291,26 +289,6 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
     fs::write(&desc, description).map_err(io_err(format_args!("writing {}", desc.display())))?;
     fs::File::open(&desc).and_then(|f| f.sync_all()).map_err(io_err(format_args!("syncing {}", desc.display())))?;
     Ok(())
-}
-
-/// Sends `op` as request 0 and waits for its answer (skipping the agent's events).
-pub fn call(agent: &mut UnixStream, op: Op) -> Result<(), String> {
-    let what = match &op {
-        Op::Seal => "seal",
-        Op::Restore { .. } => "restore",
-        _ => "request",
-    };
-    write_frame(agent, &Frame::Msg(Message::Request { req: 0, op })).map_err(|e| format!("sending {what}: {e}"))?;
-    loop {
-        match read_frame(agent) {
-            Ok(Some(Frame::Msg(Message::Response { req: 0, result }))) => {
-                return result.map(drop).map_err(|e| format!("the agent refused {what}: {e}"))
-            }
-            Ok(Some(_)) => continue,
-            Ok(None) => return Err(format!("the guest closed the protocol port before it answered {what}")),
-            Err(e) => return Err(format!("no answer to {what} ({e})")),
-        }
-    }
 }
 
 /// Fresh random bytes for a restored VM's kernel.
