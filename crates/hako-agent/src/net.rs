@@ -8,35 +8,15 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use hako_proto::{NetIf, NetRoute};
+
+use crate::sys::{ifreq, set_link, socket};
 
 /// What failed, for the error of the Create that asked.
 fn err(what: impl std::fmt::Display, e: io::Error) -> String {
     format!("{what}: {e}")
-}
-
-fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket with constant arguments; the fd is owned below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
-    }
-    // SAFETY: ifreq is plain data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = *src as libc::c_char;
-    }
-    Ok(req)
 }
 
 fn ioctl<T>(fd: &OwnedFd, request: libc::c_ulong, arg: &mut T) -> io::Result<()> {
@@ -97,20 +77,6 @@ fn guest_interfaces() -> io::Result<Vec<(String, String)>> {
 fn pick(guest: &[(String, String)], i: usize) -> Option<&str> {
     let mac = hako_proto::device_mac(i);
     guest.iter().find(|(_, m)| *m == mac).or_else(|| guest.get(i)).map(|(n, _)| n.as_str())
-}
-
-fn set_flags(fd: &OwnedFd, name: &str, up: bool) -> io::Result<()> {
-    let mut req = ifreq(name)?;
-    ioctl(fd, libc::SIOCGIFFLAGS, &mut req)?;
-    // SAFETY: ifru_flags is the union member SIOCGIFFLAGS just wrote.
-    unsafe {
-        if up {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        } else {
-            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
-        }
-    }
-    ioctl(fd, libc::SIOCSIFFLAGS, &mut req)
 }
 
 fn add_v4_address(fd: &OwnedFd, label: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
@@ -265,7 +231,7 @@ pub(crate) fn configure(ifs: &[NetIf]) -> Result<(), String> {
     for (current, want) in order.iter().zip(ifs) {
         let name = want.name.as_str();
         let mac = parse_mac(&want.mac).ok_or_else(|| format!("{name}: bad MAC address {:?}", want.mac))?;
-        set_flags(&fd, current, false).map_err(|e| err(format!("taking {current} down"), e))?;
+        set_link(current, false).map_err(|e| err(format!("taking {current} down"), e))?;
         if current != name {
             let mut req = ifreq(current).map_err(|e| err(current, e))?;
             let new = ifreq(name).map_err(|e| err(name, e))?;
@@ -284,7 +250,7 @@ pub(crate) fn configure(ifs: &[NetIf]) -> Result<(), String> {
         let mut req = ifreq(name).map_err(|e| err(name, e))?;
         req.ifr_ifru.ifru_mtu = want.mtu as libc::c_int;
         ioctl(&fd, libc::SIOCSIFMTU, &mut req).map_err(|e| err(format!("setting the MTU of {name}"), e))?;
-        set_flags(&fd, name, true).map_err(|e| err(format!("bringing {name} up"), e))?;
+        set_link(name, true).map_err(|e| err(format!("bringing {name} up"), e))?;
         let mut v4 = 0;
         for a in &want.addresses {
             match parse_cidr(a) {

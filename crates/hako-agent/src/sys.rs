@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 {
@@ -36,31 +36,52 @@ pub(crate) fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// Brings a network interface up (`ip link set NAME up`).
-pub(crate) fn link_up(name: &str) -> io::Result<()> {
-    let cname = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    if cname.as_bytes_with_nul().len() > libc::IFNAMSIZ {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+/// A datagram socket of `family`, the handle the interface ioctls go through.
+pub(crate) fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket with constant arguments; the fd is owned below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd)?;
+    // SAFETY: a fresh fd nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An ifreq naming interface `name` (an error for a name Linux cannot have).
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not an interface name"));
+    let cname = CString::new(name).map_err(|_| bad())?;
+    if name.is_empty() || cname.as_bytes_with_nul().len() > libc::IFNAMSIZ || name.contains('/') {
+        return Err(bad());
     }
-    // SAFETY: socket with constant arguments; the fd is closed below.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    check(sock)?;
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(cname.as_bytes_with_nul()) {
         *dst = *src as libc::c_char;
     }
-    let result = (|| {
-        // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
-        check(unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) })?;
-        // SAFETY: ifru_flags is the union member SIOCGIFFLAGS just wrote.
-        unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-        // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
-        check(unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) })
-    })();
-    // SAFETY: closing the socket opened above.
-    unsafe { libc::close(sock) };
-    result
+    Ok(req)
+}
+
+/// Brings a network interface up or down (`ip link set NAME up|down`).
+pub(crate) fn set_link(name: &str, up: bool) -> io::Result<()> {
+    let sock = socket(libc::AF_INET)?;
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: ifru_flags is the union member SIOCGIFFLAGS just wrote.
+    unsafe {
+        let flags = &mut req.ifr_ifru.ifru_flags;
+        if up {
+            *flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        } else {
+            *flags &= !(libc::IFF_UP as libc::c_short);
+        }
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+}
+
+/// Brings a network interface up (`ip link set NAME up`).
+pub(crate) fn link_up(name: &str) -> io::Result<()> {
+    set_link(name, true)
 }
 
 /// Sets the window size of a pty (through its master).
