@@ -360,6 +360,14 @@ impl Isolation for ProcessIsolation {
                 return Ok(());
             }
         }
+        if !sys::process_alive(state.pid, state.pid_start_time) {
+            // A stopped init's pid may belong to another process by now: never signal it.
+            return if all {
+                Ok(())
+            } else {
+                Err(Box::new(BackendError::Io { id: state.id.clone(), what: "its init is not running".into() }))
+            };
+        }
         match sig {
             Some(s) => kill(Pid::from_raw(state.pid), s)?,
             // Real-time signals are not in nix's enum.

@@ -75,7 +75,8 @@ pub trait Isolation {
     /// Lets the created process run (the caller checked that the status is `created`).
     fn start(&self, dir: &Locked, state: &State) -> Result<(), BoxError>;
 
-    /// Sends `signal` to the init process, or with `all` to every process of the container.
+    /// Sends `signal` to the init process, or with `all` to every process of the container. With `all` the
+    /// container may be stopped: whatever of it still runs gets the signal, and nothing left is not an error.
     fn kill(&self, state: &State, signal: i32, all: bool) -> Result<(), BoxError>;
 
     /// Runs another process in the container; `config` is the config saved at create.

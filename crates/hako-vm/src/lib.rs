@@ -568,6 +568,11 @@ impl Isolation for VmIsolation {
     }
 
     fn kill(&self, state: &State, signal: i32, all: bool) -> Result<(), BoxError> {
+        let d = data(state);
+        if all && !alive(d.supervisor_pid, d.supervisor_start) {
+            // The VM is gone, and every process of the container with it.
+            return Ok(());
+        }
         Self::call(state, Op::Kill { id: state.id.clone(), exec_id: None, signal, all }).map(drop)
     }
 

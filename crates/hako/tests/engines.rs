@@ -20,11 +20,9 @@
 //!
 //! Needs root and the Debian packages podman, containerd, busybox-static, bsdutils (`script`).
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -32,6 +30,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Once, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "common/image.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod image;
+use image::{busybox_rootfs, digest, tar_rootfs, write_oci_archive, ImageSpec};
+#[path = "common/host.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host;
+use host::{cgroup_exists, detach_mounts_under, kill_shims_of, remove_cgroup_tree, wait_for};
 
 /// How long one engine command may take before the test fails.
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -204,20 +211,6 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, String
     }
 }
 
-/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Quotes `s` for `sh`.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -261,123 +254,17 @@ fn images() -> &'static Images {
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs);
         let rootfs_tar = dir.join("rootfs.tar");
-        run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&rootfs_tar).arg(".")).ok();
+        tar_rootfs(&rootfs, &rootfs_tar);
         let oci_archive = dir.join("oci.tar");
-        write_oci_archive(&rootfs_tar, &dir.join("oci"), &oci_archive);
+        let config = serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" });
+        write_oci_archive(&rootfs_tar, &dir.join("oci"), &oci_archive, &[ImageSpec { name: IMAGE, config }]);
         Images { rootfs_tar, oci_archive }
     })
-}
-
-/// A minimal root filesystem: Debian's static busybox with every applet linked in /bin.
-fn busybox_rootfs(dir: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.exists(), "{} is missing: apt-get install busybox-static", busybox.display());
-    for sub in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
-        fs::create_dir_all(dir.join(sub)).expect("create rootfs directory");
-    }
-    fs::copy(busybox, dir.join("bin/busybox")).expect("copy busybox");
-    let list = run(Command::new(busybox).arg("--list")).ok();
-    for applet in list.stdout.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
-        symlink("busybox", dir.join("bin").join(applet)).expect("link busybox applet");
-    }
-    fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("write passwd");
-    fs::write(dir.join("etc/group"), "root:x:0:\n").expect("write group");
-}
-
-/// The sha256 digest and size of a file, as `sha256:<hex>`.
-fn digest(path: &Path) -> (String, u64) {
-    let out = run(Command::new("sha256sum").arg(path)).ok();
-    let hex = out.stdout.split_whitespace().next().unwrap_or_default().to_string();
-    assert_eq!(hex.len(), 64, "sha256sum {}: {}", path.display(), out.stdout);
-    let size = fs::metadata(path).expect("stat blob").len();
-    (format!("sha256:{hex}"), size)
-}
-
-/// Moves `file` into the OCI layout's blob store under its digest.
-fn add_blob(layout: &Path, file: &Path) -> (String, u64) {
-    let (digest, size) = digest(file);
-    let hex = digest.trim_start_matches("sha256:");
-    fs::rename(file, layout.join("blobs/sha256").join(hex)).expect("store blob");
-    (digest, size)
-}
-
-/// Writes an OCI image layout for a one-layer image and archives it for `ctr images import`.
-fn write_oci_archive(rootfs_tar: &Path, layout: &Path, archive: &Path) {
-    fs::create_dir_all(layout.join("blobs/sha256")).expect("create OCI layout");
-    let layer_tmp = layout.join("layer.tar");
-    fs::copy(rootfs_tar, &layer_tmp).expect("copy layer");
-    let (layer, layer_size) = add_blob(layout, &layer_tmp);
-
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" },
-        "rootfs": { "type": "layers", "diff_ids": [layer] },
-    });
-    let config_tmp = layout.join("config.json");
-    fs::write(&config_tmp, config.to_string()).expect("write image config");
-    let (config, config_size) = add_blob(layout, &config_tmp);
-
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config, "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": layer, "size": layer_size,
-        }],
-    });
-    let manifest_tmp = layout.join("manifest.json");
-    fs::write(&manifest_tmp, manifest.to_string()).expect("write manifest");
-    let (manifest, manifest_size) = add_blob(layout, &manifest_tmp);
-
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest, "size": manifest_size,
-            "annotations": {
-                "io.containerd.image.name": IMAGE,
-                "org.opencontainers.image.ref.name": "latest",
-            },
-        }],
-    });
-    fs::write(layout.join("index.json"), index.to_string()).expect("write index");
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
-    run(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(archive).args(["oci-layout", "index.json", "blobs"]))
-        .ok();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Cgroup and freezer inspection
 // ---------------------------------------------------------------------------------------------
-
-/// The directories of every cgroup hierarchy mounted on this host (v1 controllers and v2).
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut seen = HashSet::new();
-    info.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let point = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(unescape_mountinfo(point)))
-        })
-        .filter(|p| seen.insert(p.clone()))
-        .collect()
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-}
-
-/// Whether a cgroup directory `rel` (relative to the hierarchy roots) exists in any hierarchy.
-fn cgroup_exists(rel: &str) -> bool {
-    cgroup_mounts().iter().any(|m| m.join(rel.trim_start_matches('/')).is_dir())
-}
 
 /// The cgroup path of `pid` in the v1 hierarchy that holds `controller`, if any.
 fn v1_cgroup_of(pid: u32, controller: &str) -> Option<String> {
@@ -1025,98 +912,14 @@ fn stop_containerd(d: &Containerd) {
 /// task could not be deleted, and removes their sockets from /run/containerd/s.
 fn kill_orphaned_shims(d: &Containerd) {
     let address = d.address.to_string_lossy().into_owned();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in procs.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-        if !args.first().is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
-            || flag("-address").as_deref() != Some(address.as_str())
-        {
-            continue;
+    for (ns, id) in kill_shims_of(&address) {
+        // containerd 1.6 names a shim's socket sha256("<address>/<namespace>/<id>").
+        let key = d.dir.join("shim-socket-key");
+        if fs::write(&key, format!("{address}/{ns}/{id}")).is_ok() {
+            let (hash, _) = digest(&key);
+            let hex = hash.trim_start_matches("sha256:");
+            let _ = fs::remove_file(Path::new("/run/containerd/s").join(hex));
         }
-        // SAFETY: kill has no memory-safety preconditions; the PID is a shim of our containerd.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        if let (Some(ns), Some(id)) = (flag("-namespace"), flag("-id")) {
-            // containerd 1.6 names a shim's socket sha256("<address>/<namespace>/<id>").
-            let key = d.dir.join("shim-socket-key");
-            if fs::write(&key, format!("{address}/{ns}/{id}")).is_ok() {
-                let (hash, _) = digest(&key);
-                let hex = hash.trim_start_matches("sha256:");
-                let _ = fs::remove_file(Path::new("/run/containerd/s").join(hex));
-            }
-        }
-    }
-}
-
-/// Removes the cgroup `rel` and everything below it in every hierarchy: thaws it, kills what
-/// still runs in it (conmon, a container a failed test left), then removes the directories
-/// deepest first, retrying while processes are leaving.
-fn remove_cgroup_tree(rel: &str) {
-    let rel = rel.trim_start_matches('/');
-    let mounts = cgroup_mounts();
-    for mount in &mounts {
-        for dir in dirs_depth_first(&mount.join(rel)) {
-            let _ = fs::write(dir.join("freezer.state"), "THAWED");
-            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|p| p.trim().parse::<libc::pid_t>().ok()) {
-                if pid != std::process::id() as libc::pid_t {
-                    // SAFETY: kill has no memory-safety preconditions; the process is in a
-                    // cgroup that only this suite's containers and conmons use.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-    }
-    for mount in &mounts {
-        let top = mount.join(rel);
-        wait_for(Duration::from_secs(3), || {
-            for dir in dirs_depth_first(&top) {
-                let _ = fs::remove_dir(dir);
-            }
-            !top.exists()
-        });
-    }
-}
-
-/// `dir` and every directory below it, children before their parents.
-fn dirs_depth_first(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                out.extend(dirs_depth_first(&entry.path()));
-            }
-        }
-    }
-    if dir.is_dir() {
-        out.push(dir.to_path_buf());
-    }
-    out
-}
-
-/// Lazily detaches every mount at or below `dir`, deepest first.
-fn detach_mounts_under(dir: &Path) {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(|p| PathBuf::from(unescape_mountinfo(p))))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for point in points {
-        let Ok(c_path) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
-        unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -124,6 +124,8 @@ fn vm_lifecycle_exec_ps_stats_pause_kill_delete() {
     rt.delete(id).expect_fail().expect_msg(&["--force"]);
     rt.kill(id, "TERM").expect_ok();
     rt.wait_status(id, "stopped", Duration::from_secs(30));
+    // What containerd's shim sends after every exit.
+    rt.cmd(&["kill", "--all", id, "9"]).expect_ok();
     rt.delete(id).expect_ok();
     assert_vm_gone(&rt, id);
 }
@@ -200,6 +202,7 @@ fn vm_faults_end_with_a_stopped_container_and_clean_delete() {
     // SAFETY: kill takes two integers.
     unsafe { libc::kill(qemu, libc::SIGKILL) };
     rt.wait_status(id, "stopped", Duration::from_secs(30));
+    rt.cmd(&["kill", "--all", id, "9"]).expect_ok();
     rt.delete(id).expect_ok();
     assert_vm_gone(&rt, id);
 

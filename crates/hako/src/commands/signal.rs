@@ -11,6 +11,13 @@ pub(crate) fn kill(ctx: &Ctx, a: &KillArgs) -> Result<()> {
     let (_locked, state) = ctx.locked(&a.id)?;
     let backend = ctx.backend(&state);
     let status = backend.status(&state);
+    if a.all && status == Status::Stopped {
+        // As runc (1.2 and later) does: containerd's shim sends `kill --all ID 9` after every exit and must not
+        // see an error, or the exit is never reported. What the container left running (when it shared a pid
+        // namespace) still gets the signal; the backend never signals the recorded pid of a stopped init.
+        tracing::debug!("container {}: stopped; kill --all signals only what is left in it", state.id);
+        return backend.kill(&state, sig, true).map_err(|e| anyhow::anyhow!(e));
+    }
     require(&state, status, &[Status::Created, Status::Running, Status::Paused], "send it a signal")?;
     backend.kill(&state, sig, a.all).map_err(|e| anyhow::anyhow!(e))
 }

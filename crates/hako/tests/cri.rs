@@ -1,0 +1,431 @@
+//! containerd's CRI plugin drives the runtime under test as Kubernetes does: a client on the CRI
+//! gRPC API does what the kubelet does (RunPodSandbox, CreateContainer, StartContainer,
+//! ContainerStatus, the container's log, ExecSync, StopContainer, StopPodSandbox,
+//! RemovePodSandbox), and containerd starts the runtime through its runc shim
+//! (`io.containerd.runc.v2` with `BinaryName`) as the `hako` handler.
+//!
+//! Everything runs in a scratch directory of this test process: containerd is started in private
+//! mount and network namespaces (tmpfs on /run and /var/lib, so the shims' sockets and libcni's
+//! cache never reach the host, and a bridge CNI network that exists only there), with its own
+//! config, local images imported from an OCI archive written here, and a private cgroup parent.
+//! The guard's drop removes the pods, stops containerd and its shims by PID and removes the cgroups.
+//!
+//! Needs root and the Debian packages containerd, containernetworking-plugins, iproute2,
+//! busybox-static (and protobuf-compiler to build the CRI client).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec as CriImage, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+#[path = "common/host.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host;
+#[path = "common/image.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod image;
+
+/// The sandbox (pause) image: a shell that leaves on SIGTERM and otherwise waits forever.
+const PAUSE: &str = "localhost/hako-cri-pause:1";
+/// The workload image: busybox.
+const BUSYBOX: &str = "localhost/hako-cri-busybox:1";
+/// How long one CRI call may take before the test fails (StopPodSandbox hung forever when the
+/// runtime refused containerd's `kill --all`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The runtime under test, as an absolute path (containerd needs one for `BinaryName`).
+fn runtime() -> PathBuf {
+    let path = match std::env::var_os("HAKO_TEST_RUNTIME") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_hako")),
+    };
+    fs::canonicalize(&path).unwrap_or_else(|e| panic!("runtime under test {}: {e}", path.display()))
+}
+
+/// A containerd with its CRI plugin, in private namespaces, and a CRI client connected to it.
+struct Cri {
+    dir: PathBuf,
+    containerd: Child,
+    client: RuntimeServiceClient<Channel>,
+    tokio: tokio::runtime::Runtime,
+    /// The cgroup under which every pod's cgroups live (`/<cgroup_root>/pod<uid>/<id>`).
+    cgroup_root: String,
+}
+
+impl Cri {
+    fn start() -> Cri {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "the CRI test starts containerd and containers: run it as root");
+        for tool in ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/lib/cni/bridge", "/usr/lib/cni/host-local"] {
+            assert!(
+                Path::new(tool).exists(),
+                "{tool} is missing: apt-get install containerd containernetworking-plugins"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("hako-cri-{}", std::process::id()));
+        if dir.exists() {
+            host::detach_mounts_under(&dir);
+            fs::remove_dir_all(&dir).expect("remove stale scratch directory");
+        }
+        for sub in ["net.d", "logs", "images"] {
+            fs::create_dir_all(dir.join(sub)).expect("create scratch directory");
+        }
+        let archive = Self::images(&dir.join("images"));
+        let cgroup_root = format!("hakocri-{}", std::process::id());
+        Self::write_config(&dir);
+        let log = fs::File::create(dir.join("containerd.log")).expect("create containerd log");
+        // The host's /var/lib/hako (VM assets) stays visible under the tmpfs on /var/lib.
+        let script = r#"
+            set -e
+            ip link set lo up
+            mkdir -p "$2/host-var-lib-hako"
+            if [ -d /var/lib/hako ]; then mount --bind /var/lib/hako "$2/host-var-lib-hako"; fi
+            mount -t tmpfs -o mode=755 tmpfs /run
+            mount -t tmpfs -o mode=755 tmpfs /var/lib
+            mkdir /var/lib/hako
+            mount --bind "$2/host-var-lib-hako" /var/lib/hako
+            exec containerd --config "$1""#;
+        let containerd = Command::new("unshare")
+            .args(["-m", "-n", "--propagation", "private", "sh", "-c", script, "sh"])
+            .arg(dir.join("config.toml"))
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd in private namespaces (unshare)");
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let sock = dir.join("containerd.sock");
+        let booted = host::wait_for(Duration::from_secs(20), || sock.exists());
+        let client = booted.then(|| tokio.block_on(connect(sock.clone()))).and_then(Result::ok);
+        let cri = match client {
+            Some(client) => Cri { dir, containerd, client, tokio, cgroup_root },
+            None => {
+                let mut containerd = containerd;
+                let _ = containerd.kill();
+                let _ = containerd.wait();
+                panic!(
+                    "containerd did not boot; its log:\n{}",
+                    fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+                );
+            }
+        };
+        let import = Command::new("ctr")
+            .arg("--address")
+            .arg(cri.dir.join("containerd.sock"))
+            .args(["--namespace", "k8s.io", "images", "import"])
+            .arg(&archive)
+            .output()
+            .expect("run ctr");
+        if !import.status.success() {
+            cri.fail(&format!("ctr images import: {}", String::from_utf8_lossy(&import.stderr)));
+        }
+        cri
+    }
+
+    /// Writes the pause and busybox images into one OCI archive.
+    fn images(dir: &Path) -> PathBuf {
+        let rootfs = dir.join("rootfs");
+        image::busybox_rootfs(&rootfs);
+        let tar = dir.join("rootfs.tar");
+        image::tar_rootfs(&rootfs, &tar);
+        let archive = dir.join("images.tar");
+        let pause = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
+        image::write_oci_archive(
+            &tar,
+            &dir.join("layout"),
+            &archive,
+            &[
+                image::ImageSpec {
+                    name: PAUSE,
+                    config: serde_json::json!({ "Env": ["PATH=/bin"], "Entrypoint": ["/bin/sh", "-c", pause] }),
+                },
+                image::ImageSpec {
+                    name: BUSYBOX,
+                    config: serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" }),
+                },
+            ],
+        );
+        archive
+    }
+
+    fn write_config(dir: &Path) {
+        let d = dir.display();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE}"
+  netns_mounts_under_state_dir = true
+  # this machine kind has no CAP_SYS_RESOURCE: the pause container's -998 cannot be set
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/net.d"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "hako"
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hako]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hako.options]
+        BinaryName = "{runtime}"
+        Root = "{d}/hako-root"
+"#,
+            runtime = runtime().display(),
+        );
+        fs::write(dir.join("config.toml"), config).expect("write containerd config");
+        let net = serde_json::json!({
+            "cniVersion": "1.0.0", "name": "hako-cri", "plugins": [{
+                "type": "bridge", "bridge": "cni-hako0", "isGateway": true, "ipMasq": false,
+                "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.88.0.0/24" }]],
+                          "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": format!("{d}/cni-ipam") },
+            }],
+        });
+        fs::write(dir.join("net.d/10-hako-cri.conflist"), net.to_string()).expect("write CNI config");
+    }
+
+    /// Panics with `what` and the end of containerd's log.
+    #[track_caller]
+    fn fail(&self, what: &str) -> ! {
+        let log = fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("{what}\ncontainerd's log ends with:\n{}", tail.join("\n"));
+    }
+
+    /// One CRI call, bounded by [`CALL_TIMEOUT`]; panics with containerd's log when it fails.
+    #[track_caller]
+    fn call<T, F>(&mut self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> T
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = f(self.client.clone());
+        match self.tokio.block_on(async { tokio::time::timeout(CALL_TIMEOUT, fut).await }) {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => self.fail(&format!("{what}: {}", status.message())),
+            Err(_) => self.fail(&format!("{what}: no answer in {CALL_TIMEOUT:?}")),
+        }
+    }
+
+    fn pod_config(&self, name: &str) -> PodSandboxConfig {
+        let uid = format!("{name}-uid-{}", std::process::id());
+        let log_directory = self.dir.join("logs").join(&uid);
+        fs::create_dir_all(&log_directory).expect("create pod log directory");
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.clone(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: log_directory.to_string_lossy().into_owned(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: format!("/{}/pod{uid}", self.cgroup_root),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run_pod(&mut self, config: &PodSandboxConfig, handler: &str) -> String {
+        let req = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.into() };
+        self.call("RunPodSandbox", |mut c| async move { c.run_pod_sandbox(req).await }).pod_sandbox_id
+    }
+
+    /// CreateContainer and StartContainer of `sh -c script` in the pod; returns the container id.
+    fn start_container(&mut self, pod: &str, pod_config: &PodSandboxConfig, name: &str, script: &str) -> String {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
+            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            log_path: format!("{name}.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        let id = self.call("CreateContainer", |mut c| async move { c.create_container(req).await }).container_id;
+        let req = StartContainerRequest { container_id: id.clone() };
+        self.call("StartContainer", |mut c| async move { c.start_container(req).await });
+        id
+    }
+
+    fn status(&mut self, id: &str) -> ContainerStatus {
+        let req = ContainerStatusRequest { container_id: id.into(), verbose: false };
+        let status = self.call("ContainerStatus", |mut c| async move { c.container_status(req).await }).status;
+        status.unwrap_or_else(|| self.fail(&format!("ContainerStatus of {id}: no status")))
+    }
+
+    /// Polls ContainerStatus until the container is reported exited.
+    #[track_caller]
+    fn wait_exited(&mut self, id: &str, timeout: Duration) -> ContainerStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let s = self.status(id);
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                self.fail(&format!(
+                    "container {id} was never reported exited (state {}, reason {:?})",
+                    s.state, s.reason
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops and removes every pod left (a failed test's), then stops containerd and its shims.
+    fn teardown(&mut self) {
+        let mut c = self.client.clone();
+        let pods = self.tokio.block_on(async move {
+            tokio::time::timeout(CALL_TIMEOUT, c.list_pod_sandbox(ListPodSandboxRequest { filter: None })).await
+        });
+        if let Ok(Ok(pods)) = pods {
+            for pod in pods.into_inner().items {
+                let mut c = self.client.clone();
+                let _ = self.tokio.block_on(async move {
+                    let stop_and_remove = async {
+                        let _ = c.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.id.clone() }).await;
+                        c.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.id }).await
+                    };
+                    tokio::time::timeout(Duration::from_secs(20), stop_and_remove).await
+                });
+            }
+        }
+        let pid = self.containerd.id() as libc::pid_t;
+        // SAFETY: kill takes two integers; `pid` is our unreaped child, so it cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let exited = host::wait_for(Duration::from_secs(5), || matches!(self.containerd.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = self.containerd.kill();
+            let _ = self.containerd.wait();
+        }
+        host::kill_shims_of(&self.dir.join("containerd.sock").to_string_lossy());
+        host::remove_cgroup_tree(&self.cgroup_root);
+        host::detach_mounts_under(&self.dir);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cri {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Pod network, own pid namespace, pod IPC: what the kubelet asks for by default.
+fn namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+async fn connect(sock: PathBuf) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let sock = sock.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(sock).await?)) }
+        }))
+        .await?;
+    Ok(RuntimeServiceClient::new(channel))
+}
+
+/// The pod's life as the kubelet drives it, on the `hako` handler: a container that exits is
+/// reported exited with its code and log (containerd's shim sends `kill --all ID 9` after every
+/// exit, which the runtime must accept on a stopped container), ExecSync, StopContainer of a
+/// container that ignores SIGTERM, StopPodSandbox and RemovePodSandbox, and nothing left behind.
+#[test]
+fn cri_pod_lifecycle_on_the_hako_handler() {
+    let mut cri = Cri::start();
+    let pod_config = cri.pod_config("lifecycle");
+    let pod = cri.run_pod(&pod_config, "hako");
+
+    let short = cri.start_container(&pod, &pod_config, "short", "echo hello-from-cri; echo to-stderr >&2; exit 3");
+    let s = cri.wait_exited(&short, Duration::from_secs(30));
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"), "{s:?}");
+    let log = fs::read_to_string(Path::new(&pod_config.log_directory).join("short.log")).unwrap_or_default();
+    assert!(log.contains(" stdout F hello-from-cri"), "container log: {log:?}");
+    assert!(log.contains(" stderr F to-stderr"), "container log: {log:?}");
+    let req = RemoveContainerRequest { container_id: short.clone() };
+    cri.call("RemoveContainer", |mut c| async move { c.remove_container(req).await });
+
+    let long = cri.start_container(&pod, &pod_config, "long", "exec sleep 3600");
+    let req = ExecSyncRequest {
+        container_id: long.clone(),
+        cmd: vec!["sh".into(), "-c".into(), r#"echo exec-out; tr '\0' ' ' < /proc/1/cmdline; echo; exit 7"#.into()],
+        timeout: 20,
+    };
+    let out = cri.call("ExecSync", |mut c| async move { c.exec_sync(req).await });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.exit_code, 7, "ExecSync: {stdout}");
+    assert!(stdout.contains("exec-out") && stdout.contains("sleep 3600"), "ExecSync stdout: {stdout:?}");
+    // pid 1 has no SIGTERM handler, so StopContainer ends with SIGKILL after its timeout.
+    let req = StopContainerRequest { container_id: long.clone(), timeout: 1 };
+    cri.call("StopContainer", |mut c| async move { c.stop_container(req).await });
+    let s = cri.wait_exited(&long, Duration::from_secs(30));
+    assert_eq!(s.exit_code, 137, "{s:?}");
+
+    let req = StopPodSandboxRequest { pod_sandbox_id: pod.clone() };
+    cri.call("StopPodSandbox", |mut c| async move { c.stop_pod_sandbox(req).await });
+    let req = RemovePodSandboxRequest { pod_sandbox_id: pod.clone() };
+    cri.call("RemovePodSandbox", |mut c| async move { c.remove_pod_sandbox(req).await });
+    let pods =
+        cri.call(
+            "ListPodSandbox",
+            |mut c| async move { c.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await },
+        );
+    assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
+
+    let log = fs::read_to_string(cri.dir.join("containerd.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("level=error")) {
+        assert!(!line.contains("TaskExit") && !line.contains("failed to stop"), "containerd logged: {line}");
+    }
+    // The runtime's state of every container is gone, and so are their cgroups.
+    let root = cri.dir.join("hako-root/k8s.io");
+    let left: Vec<String> = fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime state left in {}: {left:?}", root.display());
+    let pod_cgroup = format!("{}/pod{}", cri.cgroup_root, pod_config.metadata.as_ref().map_or("", |m| m.uid.as_str()));
+    for id in [&pod, &short, &long] {
+        assert!(!host::cgroup_exists(&format!("{pod_cgroup}/{id}")), "cgroup of {id} left behind");
+    }
+}
