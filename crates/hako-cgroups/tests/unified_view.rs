@@ -2,7 +2,7 @@
 //! only the cgroup2 line of /proc/self/mountinfo sees a unified host whose hierarchy holds just the
 //! controllers the hybrid v2 mount has (hugetlb here). That covers cgroup.freeze, cgroup.kill, v2
 //! cgroup.procs, the eBPF device program, v2 hugetlb and the errors for missing controllers. On a pure
-//! v2 host the other test files already run these paths, so this file only runs on hybrid hosts.
+//! v2 host the same tests run on the host's own (unified) view; a v1-only host cannot run them.
 
 mod common;
 
@@ -12,16 +12,25 @@ use common::{rd, root, unique, Guard};
 use hako_cgroups::{Cgroup, CgroupError, Layout, Version};
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxResourcesBuilder};
 
-/// A unified-only view of this hybrid host, or `None` on other hosts.
+/// A unified-only view of this host: the v2 mount alone on a hybrid host, the host itself on a
+/// pure v2 host; `None` (after [`common::skip`]) on a host without cgroup2.
 fn unified_view(path: &str) -> Option<Cgroup> {
-    if !root() || Cgroup::layout().ok()? != Layout::Hybrid {
-        eprintln!("skipped: needs root on a hybrid host");
+    if !root() {
         return None;
     }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let v2: String = mi.lines().filter(|l| l.contains(" - cgroup2 ")).map(|l| format!("{l}\n")).collect();
-    let me = std::fs::read_to_string("/proc/self/cgroup").expect("self");
-    let cg = Cgroup::resolve_with(&v2, &me, Some(Path::new(path)), "x").expect("resolve");
+    let cg = match Cgroup::layout().expect("cgroup layout") {
+        Layout::Unified => Cgroup::resolve(Some(Path::new(path)), "x").expect("resolve"),
+        Layout::Hybrid => {
+            let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+            let v2: String = mi.lines().filter(|l| l.contains(" - cgroup2 ")).map(|l| format!("{l}\n")).collect();
+            let me = std::fs::read_to_string("/proc/self/cgroup").expect("self");
+            Cgroup::resolve_with(&v2, &me, Some(Path::new(path)), "x").expect("resolve")
+        }
+        other => {
+            common::skip(&format!("needs cgroup2, and this host's layout is {other:?}"));
+            return None;
+        }
+    };
     assert_eq!(cg.host_layout(), Layout::Unified);
     assert_eq!(cg.hierarchies().len(), 1);
     assert_eq!(cg.hierarchies()[0].version, Version::V2);
@@ -107,6 +116,14 @@ fn controllers_missing_from_cgroup2_are_clear_errors() {
         .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().expect("m"))
         .build()
         .expect("r");
+    let h = &g.cg.hierarchies()[0];
+    let offered = std::fs::read_to_string(h.mount_point.join("cgroup.controllers")).unwrap_or_default();
+    if offered.split_whitespace().any(|c| c == "memory") {
+        // A pure v2 host with the memory controller: the limit applies.
+        g.cg.apply(&r).expect("memory limit where cgroup2 offers the controller");
+        assert_eq!(rd(&h.dir, "memory.max"), (64u64 << 20).to_string());
+        return;
+    }
     let err = g.cg.apply(&r).expect_err("no memory controller in this view");
     assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
     let msg = err.to_string();

@@ -70,7 +70,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// Runs the command; returns the process exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
     if cli.systemd_cgroup {
-        bail!("--systemd-cgroup: this host has no systemd and hako manages cgroups through cgroupfs only; drop the flag (and set SystemdCgroup = false in containerd's runtime options)");
+        bail!("--systemd-cgroup: hako has no systemd cgroup driver and manages cgroups through cgroupfs only; drop the flag (and set SystemdCgroup = false in containerd's runtime options, cgroup_manager = \"cgroupfs\" in podman's)");
     }
     match cli.command {
         Command::Spec(a) => spec::spec(&a).map(|_| 0),

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod host;
+#[allow(unused_imports)]
+pub use host::skip;
+
 /// How long one runtime command may take before the harness kills it and fails the test.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
