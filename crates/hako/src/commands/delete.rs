@@ -1,14 +1,19 @@
 //! `delete`: stop what still runs (with --force), release every resource, run poststop hooks, remove the state.
 
 use anyhow::{bail, Result};
-use hako_runtime::state::Status;
+use hako_runtime::state::{StateError, Status};
 use hako_runtime::ContainerId;
 
 use super::Ctx;
 
 pub(crate) fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
     let cid = ContainerId::parse(id)?;
-    let locked = ctx.store.lock(&cid)?;
+    let locked = match ctx.store.lock(&cid) {
+        Ok(l) => l,
+        // As runc: forcing the deletion of what is not there succeeds (containerd relies on it).
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let Some(state) = locked.load()? else {
         // create died before it wrote any state: there is nothing but the directory.
         locked.remove()?;
