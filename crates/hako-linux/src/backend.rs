@@ -178,7 +178,8 @@ impl spawn::Hooks for CreateHooks<'_> {
     }
 
     fn on_create_runtime(&mut self, _pid: i32) -> Result<String, String> {
-        let json = self.state.oci_json(Status::Creating).to_string();
+        // As crun: the hooks of create see the container as `created` (runc 1.1 says `creating`).
+        let json = self.state.oci_json(Status::Created).to_string();
         if let Some(h) = self.spec.hooks() {
             for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
                 if let Some(list) = list {

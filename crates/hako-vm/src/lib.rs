@@ -530,7 +530,8 @@ impl Isolation for VmIsolation {
             state.pid = pid;
             state.pid_start_time = start;
             dir.save(&state)?;
-            let json = state.oci_json(Status::Creating).to_string();
+            // As crun: the hooks of create see the container as `created` (runc 1.1 says `creating`).
+            let json = state.oci_json(Status::Created).to_string();
             if let Some(h) = spec.hooks() {
                 for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
                     if let Some(list) = list {
