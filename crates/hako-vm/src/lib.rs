@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use hako_proto::{Op, Reply};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
-use hako_runtime::state::{Locked, State, Status};
+use hako_runtime::state::{create_private, write_private, Locked, State, Status};
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -341,7 +341,7 @@ impl VmIsolation {
             _ => "shadow-init.json".into(),
         };
         let opfile = dir.join(&name);
-        std::fs::write(&opfile, serde_json::to_vec(op).map_err(|e| VmError::Supervisor(e.to_string()))?)
+        write_private(&opfile, &serde_json::to_vec(op).map_err(|e| VmError::Supervisor(e.to_string()))?)
             .map_err(|e| VmError::Supervisor(format!("writing {}: {e}", opfile.display())))?;
         let ready = Ready::new()?;
         let mut cmd = Command::new(hako_exe());
@@ -482,19 +482,21 @@ impl Isolation for VmIsolation {
                 netns: netns.clone(),
                 nics: nics.clone(),
             };
-            std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
+            write_private(&dir.dir().join(supervisor::PLAN), &serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
+            // One open file description for both streams, so their writes never overwrite each other.
+            let log_file = create_private(&log)?;
             let ready = Ready::new().map_err(boxed)?;
             let mut cmd = Command::new(hako_exe());
             cmd.arg("vm-supervisor").arg(dir.dir());
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(std::fs::File::create(&log)?))
-                .stderr(Stdio::from(std::fs::File::create(&log)?.try_clone()?));
+            cmd.stdin(Stdio::null()).stdout(Stdio::from(log_file.try_clone()?)).stderr(Stdio::from(log_file));
             ready.pass(&mut cmd);
-            // SAFETY: setsid is async-signal-safe; the supervisor must not get the caller's terminal signals.
+            // SAFETY: setsid and umask are async-signal-safe; the supervisor must not get the caller's terminal
+            // signals, and what it and QEMU create in the state directory (sockets, logs, pid file) is private.
             unsafe {
                 cmd.pre_exec(|| {
                     libc::setsid();
+                    libc::umask(0o077);
                     Ok(())
                 });
             }
