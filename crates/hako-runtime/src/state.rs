@@ -63,6 +63,19 @@ pub enum StateError {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// The backend's part of state.json is not what that backend writes (edited, or written by another version).
+    #[error(
+        "container {id}: state.json holds {isolation} isolation data that cannot be read ({source}); hako cannot \
+         tell which resources it names"
+    )]
+    Backend {
+        /// The container.
+        id: String,
+        /// The backend that tried to read it.
+        isolation: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
 }
 
 /// Status as runtime-spec defines it.
@@ -155,6 +168,16 @@ impl State {
             hooks: spec.hooks().clone(),
             backend,
         }
+    }
+
+    /// The backend's own data, as that backend wrote it; an error (never a default) when it does not parse, so
+    /// that no backend acts on an empty cgroup path or state directory.
+    pub fn backend<T: serde::de::DeserializeOwned>(&self) -> Result<T, StateError> {
+        T::deserialize(&self.backend).map_err(|source| StateError::Backend {
+            id: self.id.clone(),
+            isolation: self.isolation.clone(),
+            source,
+        })
     }
 
     /// The runtime-spec state document (`hako state`, hook stdin) with `status` as given.
@@ -477,6 +500,24 @@ mod tests {
         assert!(!waiter.is_finished(), "second lock must wait for the first");
         locked.remove().unwrap();
         assert!(matches!(waiter.join().unwrap(), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn backend_data_is_typed_and_never_defaulted() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        struct Data {
+            dir: PathBuf,
+        }
+        let mut s = sample("c3");
+        s.backend = serde_json::json!({"dir": "/run/hako/c3"});
+        assert_eq!(s.backend::<Data>().unwrap(), Data { dir: "/run/hako/c3".into() });
+        for bad in [serde_json::Value::Null, serde_json::json!("garbage"), serde_json::json!({"dir": 5})] {
+            s.backend = bad.clone();
+            let e = s.backend::<Data>().unwrap_err();
+            assert!(matches!(e, StateError::Backend { .. }), "{bad}: {e}");
+            let e = e.to_string();
+            assert!(e.contains("c3") && e.contains("process isolation data") && e.contains("state.json"), "{e}");
+        }
     }
 
     #[test]
