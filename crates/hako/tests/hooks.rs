@@ -242,3 +242,37 @@ fn create_hooks_get_the_state_crun_passes() {
     }
     assert_eq!(seen[0].1, [("prestart", "created".to_string()), ("createRuntime", "created".to_string())]);
 }
+
+/// A hook that writes far more than a pipe holds to stderr and fails makes create fail with the
+/// end of what it wrote (the harness kills a create that hangs), leaving nothing behind.
+#[test]
+fn a_hook_flooding_stderr_fails_create_with_its_tail() {
+    let script = "head -c 1048576 /dev/zero | tr '\\0' x >&2; echo the-reason >&2; exit 1";
+    let (b, rt, _) = assert_create_fails_cleanly(json!({"createRuntime": [sh_hook(script)]}), "hookflood");
+    let out = rt.create(&b).expect_fail();
+    out.expect_msg(&["createRuntime", "exit status 1", "the-reason"]);
+    assert!(out.stderr.len() < 20_000, "the whole stderr was quoted: {} bytes", out.stderr.len());
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+/// With a state bigger than a pipe holds (large annotations), a hook that never reads its stdin
+/// runs, and one that hangs without reading it is still killed at its timeout.
+#[test]
+fn a_hook_that_never_reads_a_big_state_still_works() {
+    let big = "a".repeat(128 << 10);
+    let b0 = Bundle::with_tag("hookbig").with_out_dir().set("/annotations", json!({"org.test.big": big}));
+    let d = b0.out_dir().display().to_string();
+    let b = b0.set("/hooks/createRuntime", json!([sh_hook(&format!("echo ran > {d}/ran"))])).args(&["true"]);
+    let rt = Runtime::new();
+    rt.create(&b).expect_ok();
+    assert_eq!(fs::read_to_string(b.out_dir().join("ran")).expect("hook ran"), "ran\n");
+    rt.delete_force(b.id()).expect_ok();
+
+    let hang = json!([{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 60"], "timeout": 1}]);
+    let b = Bundle::with_tag("hookbighang")
+        .set("/annotations", json!({"org.test.big": "b".repeat(128 << 10)}))
+        .set("/hooks/prestart", hang)
+        .args(&["true"]);
+    rt.create(&b).expect_fail().expect_msg(&["prestart", "timeout of 1 s"]);
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
