@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use hako_cgroups::{Cgroup, Version};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
+use hako_runtime::procfs::Owned;
 use hako_runtime::state::{Locked, State, Status};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +34,7 @@ pub(crate) enum BackendError {
 }
 
 /// What the process backend keeps in state.json.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Data {
     cgroup: Option<Cgroup>,
     namespaces: Vec<String>,
@@ -44,8 +43,10 @@ struct Data {
     state_dir: PathBuf,
 }
 
-fn data(state: &State) -> Data {
-    serde_json::from_value(state.backend.clone()).unwrap_or_default()
+/// The backend's data in `state`; an error, never a default (an empty cgroup would skip the kill, an empty
+/// state directory would be the current directory).
+fn data(state: &State) -> Result<Data, BoxError> {
+    Ok(state.backend::<Data>()?)
 }
 
 /// Process isolation.
@@ -178,7 +179,8 @@ impl spawn::Hooks for CreateHooks<'_> {
     }
 
     fn on_create_runtime(&mut self, _pid: i32) -> Result<String, String> {
-        let json = self.state.oci_json(Status::Creating).to_string();
+        // As crun: the hooks of create see the container as `created` (runc 1.1 says `creating`).
+        let json = self.state.oci_json(Status::Created).to_string();
         if let Some(h) = self.spec.hooks() {
             for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
                 if let Some(list) = list {
@@ -191,8 +193,8 @@ impl spawn::Hooks for CreateHooks<'_> {
 }
 
 impl ProcessIsolation {
-    fn cgroup(state: &State) -> Option<Cgroup> {
-        data(state).cgroup
+    fn cgroup(state: &State) -> Result<Option<Cgroup>, BoxError> {
+        Ok(data(state)?.cgroup)
     }
 
     fn wait_gone(state: &State, timeout: Duration) -> bool {
@@ -296,10 +298,14 @@ impl Isolation for ProcessIsolation {
         if state.status == Status::Creating {
             return Status::Creating;
         }
-        if Self::cgroup(state).is_some_and(|c| c.is_frozen().unwrap_or(false)) {
+        let Ok(d) = data(state) else {
+            // Neither its cgroup nor its fifo can be found: the process runs, as last recorded.
+            return state.status;
+        };
+        if d.cgroup.is_some_and(|c| c.is_frozen().unwrap_or(false)) {
             return Status::Paused;
         }
-        let fifo = state_dir_of(state).join(FIFO);
+        let fifo = d.state_dir.join(FIFO);
         if fifo.exists() {
             Status::Created
         } else {
@@ -353,36 +359,30 @@ impl Isolation for ProcessIsolation {
     }
 
     fn kill(&self, state: &State, signal: i32, all: bool) -> Result<(), BoxError> {
-        let sig = Signal::try_from(signal).ok();
         if all {
-            if let Some(cg) = Self::cgroup(state) {
+            if let Some(cg) = Self::cgroup(state)? {
                 cg.kill_all(signal)?;
                 return Ok(());
             }
         }
-        if !sys::process_alive(state.pid, state.pid_start_time) {
-            // A stopped init's pid may belong to another process by now: never signal it.
+        // Only the process recorded at create, proven by its start time and held by a pidfd: never a reused pid.
+        let Some(init) = Owned::find(state.pid, state.pid_start_time) else {
+            // With --all a stopped container is not an error: nothing of it is left to signal.
             return if all {
                 Ok(())
             } else {
-                Err(Box::new(BackendError::Io { id: state.id.clone(), what: "its init is not running".into() }))
+                Err(Box::new(BackendError::Io {
+                    id: state.id.clone(),
+                    what: format!("its process {} is no longer running", state.pid),
+                }))
             };
-        }
-        match sig {
-            Some(s) => kill(Pid::from_raw(state.pid), s)?,
-            // Real-time signals are not in nix's enum.
-            None => {
-                // SAFETY: kill takes two integers.
-                if unsafe { libc::kill(state.pid, signal) } != 0 {
-                    return Err(Box::new(std::io::Error::last_os_error()));
-                }
-            }
-        }
+        };
+        init.signal(signal)?;
         Ok(())
     }
 
     fn exec(&self, state: &State, config: &Spec, opts: &ExecOptions) -> Result<Spawned, BoxError> {
-        let d = data(state);
+        let d = data(state)?;
         let mut spec = config.clone();
         if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() && !opts.foreground {
             return Err(Box::new(BackendError::Config(
@@ -396,7 +396,7 @@ impl Isolation for ProcessIsolation {
             spec,
             rootfs: state.rootfs.clone(),
             bundle: state.bundle.clone(),
-            state_dir: state_dir_of(state),
+            state_dir: d.state_dir.clone(),
             ns: NsPlan::join_all_of(state.pid, &d.namespaces),
             no_pivot: false,
             no_new_keyring: true,
@@ -424,39 +424,51 @@ impl Isolation for ProcessIsolation {
     }
 
     fn pause(&self, state: &State) -> Result<(), BoxError> {
-        let cg = Self::cgroup(state)
+        let cg = Self::cgroup(state)?
             .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to freeze", state.id)))?;
         Ok(cg.freeze()?)
     }
 
     fn resume(&self, state: &State) -> Result<(), BoxError> {
-        let cg = Self::cgroup(state)
+        let cg = Self::cgroup(state)?
             .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup to thaw", state.id)))?;
         Ok(cg.thaw()?)
     }
 
     fn pids(&self, state: &State) -> Result<Vec<i32>, BoxError> {
-        match Self::cgroup(state) {
+        match Self::cgroup(state)? {
             Some(cg) => Ok(cg.pids()?),
             None => Ok(vec![state.pid]),
         }
     }
 
     fn stats(&self, state: &State) -> Result<serde_json::Value, BoxError> {
-        let cg =
-            Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        let cg = Self::cgroup(state)?
+            .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
         Ok(serde_json::to_value(cg.stats()?)?)
     }
 
     fn update(&self, state: &State, resources: &LinuxResources) -> Result<(), BoxError> {
-        let cg =
-            Self::cgroup(state).ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
+        let cg = Self::cgroup(state)?
+            .ok_or_else(|| BackendError::Config(format!("container {} has no cgroup", state.id)))?;
         Ok(cg.apply(resources)?)
     }
 
     fn cleanup(&self, state: &State) -> Result<(), BoxError> {
-        let d = data(state);
-        let alive = sys::process_alive(state.pid, state.pid_start_time);
+        let init = Owned::find(state.pid, state.pid_start_time);
+        let d = match data(state) {
+            Ok(d) => d,
+            Err(e) => {
+                // What is safe without the data: the init process, proven by its start time (with its own pid
+                // namespace, that is every process). Its cgroup is unknown and stays.
+                if let Some(init) = init {
+                    let _ = init.signal(libc::SIGKILL);
+                    Self::wait_gone(state, Duration::from_secs(10));
+                }
+                return Err(e);
+            }
+        };
+        let alive = init.is_some();
         // When the init of the container's own pid namespace is gone, the kernel has killed every process
         // in it already; otherwise kill everything in the cgroup (freezing for that is costly, so only when
         // the cgroup is not empty).
@@ -467,8 +479,8 @@ impl Isolation for ProcessIsolation {
                 let _ = cg.thaw();
             }
         }
-        if alive {
-            let _ = kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+        if let Some(init) = init {
+            let _ = init.signal(libc::SIGKILL);
             if !Self::wait_gone(state, Duration::from_secs(10)) {
                 return Err(Box::new(BackendError::Io {
                     id: state.id.clone(),
@@ -481,8 +493,4 @@ impl Isolation for ProcessIsolation {
         }
         Ok(())
     }
-}
-
-fn state_dir_of(state: &State) -> PathBuf {
-    data(state).state_dir
 }

@@ -5,12 +5,17 @@
 //! the exclusive `flock` of `<root>/<id>` while it works, so concurrent commands on one container serialise and
 //! commands on different containers never wait for each other. A directory whose lock was taken after it was
 //! removed (link count 0) counts as gone.
+//!
+//! Modes, whatever the caller's umask (as runc): the root is 0700 when hako creates it, a container's directory
+//! 0711 (the container's init, already running as the container's user, opens `exec.fifo` in it by name, which
+//! needs search permission; the bits give no listing and no access to the files), and every file hako writes
+//! there 0600 ([`write_private`]): state.json and the saved config.json hold the process's environment.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +60,19 @@ pub enum StateError {
         id: String,
         /// The file.
         path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// The backend's part of state.json is not what that backend writes (edited, or written by another version).
+    #[error(
+        "container {id}: state.json holds {isolation} isolation data that cannot be read ({source}); hako cannot \
+         tell which resources it names"
+    )]
+    Backend {
+        /// The container.
+        id: String,
+        /// The backend that tried to read it.
+        isolation: String,
         /// The parser's error.
         source: serde_json::Error,
     },
@@ -152,6 +170,16 @@ impl State {
         }
     }
 
+    /// The backend's own data, as that backend wrote it; an error (never a default) when it does not parse, so
+    /// that no backend acts on an empty cgroup path or state directory.
+    pub fn backend<T: serde::de::DeserializeOwned>(&self) -> Result<T, StateError> {
+        T::deserialize(&self.backend).map_err(|source| StateError::Backend {
+            id: self.id.clone(),
+            isolation: self.isolation.clone(),
+            source,
+        })
+    }
+
     /// The runtime-spec state document (`hako state`, hook stdin) with `status` as given.
     pub fn oci_json(&self, status: Status) -> serde_json::Value {
         serde_json::json!({
@@ -175,13 +203,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating with mode 0711 if needed) the root directory.
+    /// Opens (creating with mode 0700 if needed, as runc) the root directory.
     pub fn open(root: &Path) -> Result<Store, StateError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(root)
-            .map_err(|source| StateError::Root { path: root.to_owned(), source })?;
+        let err = |source| StateError::Root { path: root.to_owned(), source };
+        if !root.is_dir() {
+            fs::DirBuilder::new().recursive(true).mode(ROOT_MODE).create(root).map_err(err)?;
+            // The mode given to mkdir is masked by the umask; this one is not.
+            fs::set_permissions(root, fs::Permissions::from_mode(ROOT_MODE)).map_err(err)?;
+        }
         let root = fs::canonicalize(root).map_err(|source| StateError::Root { path: root.to_owned(), source })?;
         Ok(Store { root })
     }
@@ -199,12 +228,20 @@ impl Store {
     /// Makes the directory of a new container and locks it; fails if the id is taken.
     pub fn create(&self, id: &ContainerId) -> Result<Locked, StateError> {
         let dir = self.dir(id);
-        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(StateError::Exists(id.to_string())),
             Err(source) => return Err(StateError::Root { path: dir, source }),
         }
-        self.lock(id)
+        let locked = self.lock(id)?;
+        // Exactly 0711 whatever the umask: a umask of 077 must not keep a non-root init from its exec.fifo.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|source| StateError::Io {
+            id: id.to_string(),
+            what: "chmod",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(locked)
     }
 
     /// Locks the directory of an existing container, waiting for whoever holds it.
@@ -287,27 +324,31 @@ impl Locked {
         self.load()?.ok_or_else(|| StateError::NotFound(self.id.to_string()))
     }
 
-    /// Replaces state.json atomically (write to a temporary file, fsync-free rename: the root is on tmpfs).
+    /// Replaces state.json atomically: a private temporary file, written and synced, renamed over it, and the
+    /// directory synced (a crash leaves the old state or the new one, never an empty file; --root may be on disk).
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let path = self.dir.join("state.json");
-        let tmp = self.dir.join(".state.json.tmp");
         let io = |what, source| StateError::Io { id: self.id.to_string(), what, path: path.clone(), source };
         let data = serde_json::to_vec(state).map_err(|e| io("serialise", e.into()))?;
-        let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
-        f.write_all(&data).map_err(|e| io("write", e))?;
-        fs::rename(&tmp, &path).map_err(|e| io("write", e))
+        self.replace(&path, &data).map_err(|e| io("write", e))
     }
 
     /// Keeps a copy of the config as it was at create (later edits of the bundle's config.json have no effect).
     pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
         let path = self.dir.join("config.json");
-        let data = serde_json::to_vec(spec).map_err(|e| StateError::Io {
-            id: self.id.to_string(),
-            what: "serialise",
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        fs::write(&path, data).map_err(|source| StateError::Io { id: self.id.to_string(), what: "write", path, source })
+        let io = |what, source| StateError::Io { id: self.id.to_string(), what, path: path.clone(), source };
+        let data = serde_json::to_vec(spec).map_err(|e| io("serialise", e.into()))?;
+        self.replace(&path, &data).map_err(|e| io("write", e))
+    }
+
+    /// Writes `data` to a private temporary file beside `path`, syncs it, renames it over `path` and syncs the
+    /// directory.
+    fn replace(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        write_private(&tmp, data)?;
+        fs::rename(&tmp, path)?;
+        self._lock.sync_all()
     }
 
     /// The config saved at create.
@@ -332,6 +373,34 @@ impl Locked {
             }
         }
     }
+}
+
+/// Mode of the root directory when hako creates it.
+const ROOT_MODE: u32 = 0o700;
+/// Mode of a container's directory.
+const DIR_MODE: u32 = 0o711;
+/// Mode of every file hako writes in the state tree.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates (or truncates) `path` as a file only its owner can read, whatever the umask, for writing.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    // A file left by an older hako keeps its mode through O_TRUNC; an unusual umask may clear owner bits.
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
+}
+
+/// Writes `data` to `path` as a private file ([`create_private`]) and syncs it.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = create_private(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 fn read_state(id: &ContainerId, dir: &Path) -> Result<State, StateError> {
@@ -431,6 +500,24 @@ mod tests {
         assert!(!waiter.is_finished(), "second lock must wait for the first");
         locked.remove().unwrap();
         assert!(matches!(waiter.join().unwrap(), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn backend_data_is_typed_and_never_defaulted() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        struct Data {
+            dir: PathBuf,
+        }
+        let mut s = sample("c3");
+        s.backend = serde_json::json!({"dir": "/run/hako/c3"});
+        assert_eq!(s.backend::<Data>().unwrap(), Data { dir: "/run/hako/c3".into() });
+        for bad in [serde_json::Value::Null, serde_json::json!("garbage"), serde_json::json!({"dir": 5})] {
+            s.backend = bad.clone();
+            let e = s.backend::<Data>().unwrap_err();
+            assert!(matches!(e, StateError::Backend { .. }), "{bad}: {e}");
+            let e = e.to_string();
+            assert!(e.contains("c3") && e.contains("process isolation data") && e.contains("state.json"), "{e}");
+        }
     }
 
     #[test]

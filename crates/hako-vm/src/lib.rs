@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use hako_proto::{Op, Reply};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
-use hako_runtime::state::{Locked, State, Status};
+use hako_runtime::procfs::Owned;
+use hako_runtime::state::{create_private, write_private, Locked, State, Status};
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +118,10 @@ struct Data {
     memory_mib: u64,
 }
 
-fn data(state: &State) -> Data {
-    serde_json::from_value(state.backend.clone()).unwrap_or_default()
+/// The backend's data in `state`; an error, never a default (an empty state directory would be the current
+/// directory, and cleanup removes files there).
+fn data(state: &State) -> Result<Data, BoxError> {
+    Ok(state.backend::<Data>()?)
 }
 
 /// VM isolation.
@@ -341,7 +344,7 @@ impl VmIsolation {
             _ => "shadow-init.json".into(),
         };
         let opfile = dir.join(&name);
-        std::fs::write(&opfile, serde_json::to_vec(op).map_err(|e| VmError::Supervisor(e.to_string()))?)
+        write_private(&opfile, &serde_json::to_vec(op).map_err(|e| VmError::Supervisor(e.to_string()))?)
             .map_err(|e| VmError::Supervisor(format!("writing {}: {e}", opfile.display())))?;
         let ready = Ready::new()?;
         let mut cmd = Command::new(hako_exe());
@@ -390,7 +393,7 @@ impl VmIsolation {
     }
 
     fn call(state: &State, op: Op) -> Result<Reply, BoxError> {
-        let d = data(state);
+        let d = data(state)?;
         let mut c = Client::connect(&d.state_dir).map_err(boxed)?;
         c.call(op).map_err(boxed)
     }
@@ -482,24 +485,26 @@ impl Isolation for VmIsolation {
                 netns: netns.clone(),
                 nics: nics.clone(),
             };
-            std::fs::write(dir.dir().join(supervisor::PLAN), serde_json::to_vec(&plan)?)?;
+            write_private(&dir.dir().join(supervisor::PLAN), &serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
+            // One open file description for both streams, so their writes never overwrite each other.
+            let log_file = create_private(&log)?;
             let ready = Ready::new().map_err(boxed)?;
             let mut cmd = Command::new(hako_exe());
             cmd.arg("vm-supervisor").arg(dir.dir());
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(std::fs::File::create(&log)?))
-                .stderr(Stdio::from(std::fs::File::create(&log)?.try_clone()?));
+            cmd.stdin(Stdio::null()).stdout(Stdio::from(log_file.try_clone()?)).stderr(Stdio::from(log_file));
             ready.pass(&mut cmd);
-            // SAFETY: setsid is async-signal-safe; the supervisor must not get the caller's terminal signals.
+            // SAFETY: setsid and umask are async-signal-safe; the supervisor must not get the caller's terminal
+            // signals, and what it and QEMU create in the state directory (sockets, logs, pid file) is private.
             unsafe {
                 cmd.pre_exec(|| {
                     libc::setsid();
+                    libc::umask(0o077);
                     Ok(())
                 });
             }
             let sup = cmd.spawn()?;
-            let mut d = data(&state);
+            let mut d = data(&state)?;
             d.supervisor_pid = sup.id() as i32;
             d.supervisor_start = proc_start(d.supervisor_pid);
             state.backend = serde_json::to_value(&d)?;
@@ -530,7 +535,8 @@ impl Isolation for VmIsolation {
             state.pid = pid;
             state.pid_start_time = start;
             dir.save(&state)?;
-            let json = state.oci_json(Status::Creating).to_string();
+            // As crun: the hooks of create see the container as `created` (runc 1.1 says `creating`).
+            let json = state.oci_json(Status::Created).to_string();
             if let Some(h) = spec.hooks() {
                 for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
                     if let Some(list) = list {
@@ -592,7 +598,7 @@ impl Isolation for VmIsolation {
             process: serde_json::to_value(&opts.process)?,
             stdio: shadow::stdio(terminal),
         };
-        let (pid, _) = Self::spawn_shadow(&data(state).state_dir, &op, stdio).map_err(boxed)?;
+        let (pid, _) = Self::spawn_shadow(&data(state)?.state_dir, &op, stdio).map_err(boxed)?;
         Ok(Spawned { pid, console })
     }
 
@@ -623,8 +629,22 @@ impl Isolation for VmIsolation {
     }
 
     fn cleanup(&self, state: &State) -> Result<(), BoxError> {
-        let d = data(state);
-        if alive(d.supervisor_pid, d.supervisor_start) {
+        // Only processes proven to be this container's are signalled: the shadow and the supervisor by the start
+        // times recorded at create, QEMU by being the live supervisor's child (its pid file holds no start time).
+        let shadow = || Owned::find(state.pid, state.pid_start_time);
+        let d = match data(state) {
+            Ok(d) => d,
+            Err(e) => {
+                // Without the data neither the supervisor nor the state directory is known: stop the shadow,
+                // touch no file, and say so.
+                if let Some(s) = shadow() {
+                    let _ = s.signal(libc::SIGKILL);
+                }
+                return Err(e);
+            }
+        };
+        let supervisor = || Owned::find(d.supervisor_pid, d.supervisor_start);
+        if supervisor().is_some() {
             // The agent kills the container; the supervisor then powers the VM off and exits.
             if let Ok(mut c) = Client::connect(&d.state_dir) {
                 if let Ok(s) = c.try_clone_stream() {
@@ -633,31 +653,26 @@ impl Isolation for VmIsolation {
                 let _ = c.call(Op::Delete { id: state.id.clone() });
             }
             let until = Instant::now() + Duration::from_secs(10);
-            while alive(d.supervisor_pid, d.supervisor_start) && Instant::now() < until {
+            while supervisor().is_some() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        let kill = |pid: i32| {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        };
-        if alive(d.supervisor_pid, d.supervisor_start) {
-            kill(d.supervisor_pid);
-        }
-        if let Some(qemu) = std::fs::read_to_string(d.state_dir.join(supervisor::QEMU_PID))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            if alive(qemu, 0) {
-                kill(qemu);
+        if let Some(sup) = supervisor() {
+            // QEMU is proven (and held) before its parent dies; it also dies with it (PR_SET_PDEATHSIG).
+            let qemu = std::fs::read_to_string(d.state_dir.join(supervisor::QEMU_PID))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .and_then(|pid| Owned::find_child(&sup, pid));
+            let _ = sup.signal(libc::SIGKILL);
+            if let Some(q) = qemu {
+                let _ = q.signal(libc::SIGKILL);
             }
         }
-        if alive(state.pid, state.pid_start_time) {
-            kill(state.pid);
+        if let Some(s) = shadow() {
+            let _ = s.signal(libc::SIGKILL);
         }
         let until = Instant::now() + Duration::from_secs(5);
-        while (alive(d.supervisor_pid, d.supervisor_start) || alive(state.pid, state.pid_start_time))
-            && Instant::now() < until
-        {
+        while (supervisor().is_some() || shadow().is_some()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
         for f in supervisor::files(&d.state_dir) {

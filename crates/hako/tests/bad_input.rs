@@ -175,6 +175,24 @@ fn unknown_container() {
     }
 }
 
+/// `delete --force` of an id that does not exist succeeds silently, as runc's does (containerd
+/// relies on it); plain `delete` of it still fails. runc is asked too, when it is installed.
+#[test]
+fn force_delete_of_a_missing_id_succeeds_as_runc_does() {
+    let mut runtimes = vec![Runtime::new()];
+    if std::path::Path::new("/usr/sbin/runc").exists() {
+        runtimes.push(Runtime::with_binary("/usr/sbin/runc"));
+    }
+    for rt in &runtimes {
+        let id = unique_id("nope");
+        let out = rt.cmd(&["delete", "--force", &id]);
+        assert!(out.ok(), "{}: delete --force of a missing id: {out}", rt.bin().display());
+        assert!(!out.all().contains("does not exist"), "{}: {out}", rt.bin().display());
+        assert!(root_is_empty(rt), "{}: delete --force created state", rt.bin().display());
+        rt.cmd(&["delete", &id]).expect_fail().expect_msg(&["does not exist"]);
+    }
+}
+
 #[test]
 fn start_of_a_running_container_names_its_status() {
     let b = Bundle::with_tag("startrunning").args(&["sleep", "1000"]);

@@ -188,3 +188,91 @@ fn failing_poststop_hook_is_only_a_warning() {
     rt.delete(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
+
+/// crun, through a wrapper that hides the cgroup v2 mount of a hybrid host in a private mount
+/// namespace (crun 1.8 refuses hybrid hosts; docs in /work/shared/reference/oci-runtimes.md).
+fn crun_wrapper(dir: &Path) -> Option<std::path::PathBuf> {
+    if !Path::new("/usr/bin/crun").exists() {
+        return None;
+    }
+    let w = dir.join("crun");
+    fs::write(
+        &w,
+        "#!/bin/sh\nexec unshare -m --propagation private sh -c \
+         'umount /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun \"$@\"' crun \"$@\"\n",
+    )
+    .expect("write crun wrapper");
+    fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod crun wrapper");
+    Some(w)
+}
+
+/// prestart and createRuntime hooks get the state crun gives them: status `created` and the
+/// container's pid (runc 1.1 says `creating`; hako follows crun). Compared with crun itself when
+/// it is installed.
+#[test]
+fn create_hooks_get_the_state_crun_passes() {
+    let wrapper_dir = tempfile::tempdir().expect("tempdir");
+    let mut runtimes = vec![Runtime::new()];
+    if let Some(crun) = crun_wrapper(wrapper_dir.path()) {
+        runtimes.push(Runtime::with_binary(crun));
+    }
+    let mut seen = Vec::new();
+    for rt in &runtimes {
+        let b0 = Bundle::with_tag("hookstate").with_out_dir();
+        let out = b0.out_dir();
+        let b = b0
+            .set(
+                "/hooks",
+                json!({"prestart": [host_hook(&out, "prestart")], "createRuntime": [host_hook(&out, "createRuntime")]}),
+            )
+            .args(&["sleep", "1000"]);
+        rt.create(&b).expect_ok();
+        let pid = rt.pid(b.id()) as i64;
+        let mut got = Vec::new();
+        for kind in ["prestart", "createRuntime"] {
+            let st = state_of(&out, kind);
+            assert_eq!(st["pid"].as_i64(), Some(pid), "{}: {kind}: {st}", rt.bin().display());
+            got.push((kind, st["status"].as_str().unwrap_or_default().to_string()));
+        }
+        rt.delete_force(b.id()).expect_ok();
+        seen.push((rt.bin().display().to_string(), got));
+    }
+    for (_, got) in &seen {
+        assert_eq!(got, &seen[0].1, "hook states differ: {seen:?}");
+    }
+    assert_eq!(seen[0].1, [("prestart", "created".to_string()), ("createRuntime", "created".to_string())]);
+}
+
+/// A hook that writes far more than a pipe holds to stderr and fails makes create fail with the
+/// end of what it wrote (the harness kills a create that hangs), leaving nothing behind.
+#[test]
+fn a_hook_flooding_stderr_fails_create_with_its_tail() {
+    let script = "head -c 1048576 /dev/zero | tr '\\0' x >&2; echo the-reason >&2; exit 1";
+    let (b, rt, _) = assert_create_fails_cleanly(json!({"createRuntime": [sh_hook(script)]}), "hookflood");
+    let out = rt.create(&b).expect_fail();
+    out.expect_msg(&["createRuntime", "exit status 1", "the-reason"]);
+    assert!(out.stderr.len() < 20_000, "the whole stderr was quoted: {} bytes", out.stderr.len());
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+/// With a state bigger than a pipe holds (large annotations), a hook that never reads its stdin
+/// runs, and one that hangs without reading it is still killed at its timeout.
+#[test]
+fn a_hook_that_never_reads_a_big_state_still_works() {
+    let big = "a".repeat(128 << 10);
+    let b0 = Bundle::with_tag("hookbig").with_out_dir().set("/annotations", json!({"org.test.big": big}));
+    let d = b0.out_dir().display().to_string();
+    let b = b0.set("/hooks/createRuntime", json!([sh_hook(&format!("echo ran > {d}/ran"))])).args(&["true"]);
+    let rt = Runtime::new();
+    rt.create(&b).expect_ok();
+    assert_eq!(fs::read_to_string(b.out_dir().join("ran")).expect("hook ran"), "ran\n");
+    rt.delete_force(b.id()).expect_ok();
+
+    let hang = json!([{"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 60"], "timeout": 1}]);
+    let b = Bundle::with_tag("hookbighang")
+        .set("/annotations", json!({"org.test.big": "b".repeat(128 << 10)}))
+        .set("/hooks/prestart", hang)
+        .args(&["true"]);
+    rt.create(&b).expect_fail().expect_msg(&["prestart", "timeout of 1 s"]);
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
