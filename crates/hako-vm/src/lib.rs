@@ -574,7 +574,7 @@ impl Isolation for VmIsolation {
     }
 
     fn kill(&self, state: &State, signal: i32, all: bool) -> Result<(), BoxError> {
-        let d = data(state);
+        let d = data(state)?;
         if all && !alive(d.supervisor_pid, d.supervisor_start) {
             // The VM is gone, and every process of the container with it.
             return Ok(());
