@@ -24,6 +24,15 @@ pub(crate) enum BackendError {
     /// The config asks for something process isolation cannot do.
     #[error("{0}")]
     Config(String),
+    /// The OOM killer killed init while create set the container up.
+    #[error(
+        "the container init was killed by the OOM killer: the memory limit of {limit} is too small to start \
+         the container; raise linux.resources.memory.limit"
+    )]
+    OutOfMemory {
+        /// The limit, in words.
+        limit: String,
+    },
     /// Waiting for a process failed.
     #[error("container {id}: {what}")]
     Io {
@@ -278,6 +287,22 @@ impl Isolation for ProcessIsolation {
                 Ok((state, spawned))
             }
             Err(e) => {
+                // A tiny memory limit shows up as init dying silently (SIGKILL, a reset channel): name the limit.
+                let e = match cgroup.oom_kill_count() {
+                    Ok(n) if n > 0 => {
+                        let limit = linux
+                            .and_then(|l| l.resources().as_ref())
+                            .and_then(|r| r.memory().as_ref())
+                            .and_then(|m| m.limit())
+                            .filter(|l| *l > 0)
+                            .map_or_else(
+                                || "the container's cgroup".to_string(),
+                                |l| format!("{l} bytes (linux.resources.memory.limit)"),
+                            );
+                        Box::new(BackendError::OutOfMemory { limit })
+                    }
+                    _ => e,
+                };
                 if let Err(c) = self.cleanup(&state) {
                     tracing::warn!("cleanup after failed create of {}: {c}", state.id);
                 }
