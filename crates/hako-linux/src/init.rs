@@ -183,7 +183,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
                 cgroups: &cfg.cgroups,
                 new_cgroupns: cfg.ns.creates("cgroup"),
                 bind_devices: cfg.ns.has("user"),
-                mount_label: linux.and_then(|l| l.mount_label().clone()),
+                mount_label: crate::lsm::effective_mount_label(linux.and_then(|l| l.mount_label().as_deref())),
             };
             rootfs::prepare(spec, &plan)?;
         }

@@ -401,3 +401,46 @@ fn mount_destination_through_a_dangling_symlink_names_the_link_and_its_target() 
     out.expect_msg(&["/lnk/sub", "/lnk", "/no-such-dir"]);
     assert!(!b.rootfs().join("no-such-dir").exists(), "nothing is created through the link");
 }
+
+// Issue 9 item 14: SELinux labels on a host without SELinux.
+
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        || fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(" - selinuxfs "))
+}
+
+#[test]
+fn mount_label_without_selinux_is_ignored_with_a_debug_line() {
+    let label = "system_u:object_r:container_file_t:s0:c1,c2";
+    let b =
+        Bundle::with_tag("mountlabel").set("/linux/mountLabel", json!(label)).sh("grep ' /dev ' /proc/self/mountinfo");
+    let rt = Runtime::new().with_global(&["--debug"]);
+    let out = rt.run(&b);
+    if selinux_enabled() {
+        // The label is applied to the mounts the runtime makes (the /dev tmpfs among them).
+        let out = out.expect_ok();
+        assert!(out.stdout.contains("context="), "{out}");
+    } else {
+        // As crun does: the label is ignored, and (hako) a debug line says so.
+        let out = out.expect_ok();
+        assert!(!out.stdout.contains("context="), "{out}");
+        if testing_hako() {
+            out.expect_msg(&["linux.mountLabel", label, "SELinux is not enabled"]);
+        }
+    }
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+#[test]
+fn process_label_without_selinux_is_refused() {
+    if selinux_enabled() {
+        eprintln!("SELinux is enabled here: a process label is applied, nothing to refuse");
+        return;
+    }
+    let label = "system_u:system_r:container_t:s0:c1,c2";
+    let b =
+        Bundle::with_tag("proclabel").set("/process/selinuxLabel", json!(label)).set("/linux/mountLabel", json!(label));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["process.selinuxLabel", label, "SELinux is not enabled"]);
+}
