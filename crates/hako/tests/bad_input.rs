@@ -400,6 +400,7 @@ fn mount_destination_through_a_dangling_symlink_names_the_link_and_its_target() 
     let out = create_fails_cleanly(&rt, &b);
     out.expect_msg(&["/lnk/sub", "/lnk", "/no-such-dir"]);
     assert!(!b.rootfs().join("no-such-dir").exists(), "nothing is created through the link");
+    assert!(!std::path::Path::new("/no-such-dir").exists(), "nothing is created on the host");
 }
 
 // Issue 9 item 14: SELinux labels on a host without SELinux.

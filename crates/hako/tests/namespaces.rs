@@ -303,7 +303,12 @@ fn bundle_without_mount_ns(tag: &str) -> Bundle {
 #[test]
 fn no_mount_namespace_runs_chrooted_in_the_host_namespace_and_leaves_no_mounts() {
     // As crun does: the container shares the host's mount namespace and is chrooted into the rootfs.
-    // (Without /proc in the rootfs the process cannot look at itself: we look from the host.)
+    // (Without /proc in the rootfs the process cannot look at itself: we look from the host.) runc 1.1
+    // cannot run this config at all: it closes fds through /proc/self/fd, which this rootfs lacks.
+    if !testing_hako() && runtime().ends_with("runc") {
+        eprintln!("runc needs /proc in the rootfs to run a container without a mount namespace");
+        return;
+    }
     let targets = || -> Vec<String> { host_mounts().into_iter().map(|m| m.target).collect() };
     let before = targets();
     let b = bundle_without_mount_ns("nomntns").sh("ls /; sleep 1000");
