@@ -435,7 +435,12 @@ fn mount_label_without_selinux_is_ignored_with_a_debug_line() {
 #[test]
 fn process_label_without_selinux_is_refused() {
     if selinux_enabled() {
-        eprintln!("SELinux is enabled here: a process label is applied, nothing to refuse");
+        // With SELinux a label is applied; one the policy does not know is refused, naming it.
+        let label = "hako_e2e_u:hako_e2e_r:hako_e2e_no_such_t:s0";
+        let b = Bundle::with_tag("proclabel").set("/process/selinuxLabel", json!(label));
+        let rt = Runtime::new();
+        let out = create_fails_cleanly(&rt, &b);
+        out.expect_msg(&[label]);
         return;
     }
     let label = "system_u:system_r:container_t:s0:c1,c2";
