@@ -23,6 +23,15 @@ pub(crate) enum BackendError {
     /// The config asks for something process isolation cannot do.
     #[error("{0}")]
     Config(String),
+    /// The OOM killer killed init while create set the container up.
+    #[error(
+        "the container init was killed by the OOM killer: the memory limit of {limit} is too small to start \
+         the container; raise linux.resources.memory.limit"
+    )]
+    OutOfMemory {
+        /// The limit, in words.
+        limit: String,
+    },
     /// Waiting for a process failed.
     #[error("container {id}: {what}")]
     Io {
@@ -124,10 +133,25 @@ fn host_ids(spec: &Spec) -> (u32, u32) {
 /// Checks a config for what process isolation needs, before anything is created.
 fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxError> {
     let bad = |s: String| -> BoxError { Box::new(BackendError::Config(s)) };
-    if !ns.has("mount") {
-        return Err(bad("linux.namespaces has no mount namespace: add {\"type\": \"mount\"} (hako does not run containers in the host's mount namespace)".into()));
-    }
     let linux = spec.linux().as_ref();
+    if !ns.has("mount") {
+        // The container shares the host's mount namespace and is chrooted into its rootfs. Whatever needs a
+        // mount would be mounted in the host's mount table and outlive the container: refuse it.
+        let needs_mount = [
+            ("mounts", spec.mounts().as_ref().is_some_and(|m| !m.is_empty())),
+            ("linux.maskedPaths", linux.and_then(|l| l.masked_paths().as_ref()).is_some_and(|p| !p.is_empty())),
+            ("linux.readonlyPaths", linux.and_then(|l| l.readonly_paths().as_ref()).is_some_and(|p| !p.is_empty())),
+            ("root.readonly", spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false)),
+            ("linux.devices", linux.and_then(|l| l.devices().as_ref()).is_some_and(|d| !d.is_empty())),
+        ];
+        if let Some((field, _)) = needs_mount.iter().find(|(_, set)| *set) {
+            return Err(bad(format!(
+                "{field} needs a mount namespace, and linux.namespaces has none (the container would share the \
+                 host's, and the mounts would stay in the host's mount table): add {{\"type\": \"mount\"}} to \
+                 linux.namespaces or remove {field}"
+            )));
+        }
+    }
     if ns.creates("user") {
         let l =
             linux.ok_or_else(|| bad("a new user namespace needs linux.uidMappings and linux.gidMappings".into()))?;
@@ -280,6 +304,22 @@ impl Isolation for ProcessIsolation {
                 Ok((state, spawned))
             }
             Err(e) => {
+                // A tiny memory limit shows up as init dying silently (SIGKILL, a reset channel): name the limit.
+                let e = match cgroup.oom_kill_count() {
+                    Ok(n) if n > 0 => {
+                        let limit = linux
+                            .and_then(|l| l.resources().as_ref())
+                            .and_then(|r| r.memory().as_ref())
+                            .and_then(|m| m.limit())
+                            .filter(|l| *l > 0)
+                            .map_or_else(
+                                || "the container's cgroup".to_string(),
+                                |l| format!("{l} bytes (linux.resources.memory.limit)"),
+                            );
+                        Box::new(BackendError::OutOfMemory { limit })
+                    }
+                    _ => e,
+                };
                 if let Err(c) = self.cleanup(&state) {
                     tracing::warn!("cleanup after failed create of {}: {c}", state.id);
                 }

@@ -49,6 +49,19 @@ pub enum ChannelError {
     /// A packet was not a message.
     #[error("setup channel: bad message: {0}")]
     Decode(#[from] serde_json::Error),
+    /// A message is larger than the channel carries (a config with huge args, env or hooks).
+    #[error(
+        "setup channel: the {what} is {size} bytes, more than the {limit} bytes the channel to the container's \
+         init carries: make config.json smaller (process.args, process.env, hooks, annotations)"
+    )]
+    TooLarge {
+        /// What was sent.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The largest message the channel takes.
+        limit: usize,
+    },
     /// A message came that the protocol does not allow here.
     #[error("setup channel: expected {expected}, got {got}")]
     Unexpected {
@@ -71,6 +84,11 @@ impl Channel {
     /// A connected pair (parent end, child end), both close-on-exec.
     pub fn pair() -> Result<(Channel, Channel), ChannelError> {
         let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        // A packet must fit the sender's buffer (about 208 KiB by default, net.core.wmem_max): let root send
+        // up to MAX_PACKET, so that a config of a few hundred KiB (long env, many hooks) still goes through.
+        for fd in [&a, &b] {
+            let _ = socket::setsockopt(fd, socket::sockopt::SndBufForce, &MAX_PACKET);
+        }
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -87,11 +105,25 @@ impl Channel {
     /// Sends a message, with `fds` attached.
     pub fn send_with_fds(&self, msg: &Message, fds: &[RawFd]) -> Result<(), ChannelError> {
         let data = serde_json::to_vec(msg)?;
+        let too_large = |limit| {
+            let what = if matches!(msg, Message::Config(_)) { "config" } else { "message" };
+            ChannelError::TooLarge { what: what.into(), size: data.len(), limit }
+        };
+        if data.len() > MAX_PACKET {
+            return Err(too_large(MAX_PACKET));
+        }
         let iov = [IoSlice::new(&data)];
         let cmsgs = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsgs };
-        socket::sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
-        Ok(())
+        match socket::sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => Ok(()),
+            Err(nix::Error::EMSGSIZE) => {
+                // The kernel takes a packet of up to the send buffer less a little bookkeeping.
+                let buf = socket::getsockopt(&self.fd, socket::sockopt::SndBuf).unwrap_or(0);
+                Err(too_large(buf.saturating_sub(32).min(MAX_PACKET)))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends a message.
@@ -160,5 +192,31 @@ pub fn describe(m: &Message) -> String {
     match m {
         Message::Error(e) => format!("error: {e}"),
         other => format!("{other:?}").chars().take(60).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_go_through_or_name_the_size_and_limit() {
+        let (a, b) = Channel::pair().expect("pair");
+        // A few hundred KiB: more than a default socket buffer, which root may raise.
+        let big = "x".repeat(600 << 10);
+        match a.send(&Message::Error(big.clone())) {
+            Ok(()) => match b.recv().expect("recv") {
+                Message::Error(s) => assert_eq!(s.len(), big.len()),
+                other => panic!("got {}", describe(&other)),
+            },
+            Err(e) => {
+                assert!(!nix::unistd::geteuid().is_root(), "root can raise the buffer: {e}");
+                assert!(matches!(e, ChannelError::TooLarge { .. }), "{e}");
+            }
+        }
+        let e = a.send(&Message::Error("x".repeat(MAX_PACKET))).expect_err("larger than MAX_PACKET");
+        let text = e.to_string();
+        assert!(text.contains(&format!("more than the {MAX_PACKET} bytes")), "{text}");
+        assert!(text.contains("the message is 4194") && text.contains("config.json"), "{text}");
     }
 }

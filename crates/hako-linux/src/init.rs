@@ -172,18 +172,24 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     if !cfg.exec || proc_.terminal().unwrap_or(false) {
         nix::unistd::setsid().map_err(|e| sys_err("setsid")(e.into()))?;
     }
+    // A container without a mount namespace lives in the host's, chrooted into its rootfs: exec goes there too.
+    if cfg.exec && !cfg.ns.has("mount") {
+        chroot_into(&cfg.rootfs)?;
+    }
 
     // 3. The root filesystem (create only).
     let mut hook_state = String::new();
     if !cfg.exec {
-        if cfg.ns.creates("mount") {
+        // A mount namespace joined by path gets the rootfs and mounts too, as crun does; without one nothing is
+        // mounted (it would land in the host's mount table): create refused the fields that need mounts.
+        if cfg.ns.has("mount") {
             let plan = rootfs::Plan {
                 rootfs: &cfg.rootfs,
                 bundle: &cfg.bundle,
                 cgroups: &cfg.cgroups,
                 new_cgroupns: cfg.ns.creates("cgroup"),
                 bind_devices: cfg.ns.has("user"),
-                mount_label: linux.and_then(|l| l.mount_label().clone()),
+                mount_label: crate::lsm::effective_mount_label(linux.and_then(|l| l.mount_label().as_deref())),
             };
             rootfs::prepare(spec, &plan)?;
         }
@@ -195,15 +201,17 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
             hako_runtime::hooks::run("createContainer", hooks, &hook_state)?;
         }
-        if cfg.ns.creates("mount") {
+        if cfg.ns.has("mount") {
             rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
+        } else {
+            chroot_into(&cfg.rootfs)?;
         }
         process::set_names(spec.hostname().as_deref(), spec.domainname().as_deref())?;
         // sysctls go through /proc/sys, which readonlyPaths usually makes read-only: set them first.
         if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
             process::set_sysctls(sysctl)?;
         }
-        if cfg.ns.creates("mount") {
+        if cfg.ns.has("mount") {
             rootfs::finish(spec)?;
         }
         if !cfg.no_new_keyring {
@@ -214,7 +222,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     // 4. The process.
     if proc_.terminal().unwrap_or(false) {
         let (master, slave) = tty::open_pty()?;
-        if !cfg.exec {
+        if !cfg.exec && cfg.ns.has("mount") {
             rootfs::bind_console(&slave)?;
         }
         let size = proc_.console_size().as_ref().map(|b| (b.height() as u32, b.width() as u32));
@@ -300,6 +308,12 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         let _ = nix::unistd::write(f.as_fd(), err.to_string().as_bytes());
     }
     Err(err)
+}
+
+/// Without a mount namespace: chroot into the rootfs, as crun does (pivot_root would move the host's root).
+fn chroot_into(rootfs: &std::path::Path) -> Result<(), InitError> {
+    nix::unistd::chroot(rootfs).map_err(|e| sys_err(format!("chroot into {}", rootfs.display()))(e.into()))?;
+    nix::unistd::chdir("/").map_err(|e| sys_err("chdir to / after chroot")(e.into()))
 }
 
 /// Undoes what the hako process set for itself and execve would pass on: ignored SIGPIPE, blocked signals.

@@ -10,9 +10,11 @@
 //!   mqueue, cgroup; not proc, sysfs or bind mounts, as runc does).
 //!
 //! Unlike runc, which silently ignores an AppArmor profile on a host without AppArmor, hako
-//! refuses a label for an LSM the host does not run, with an error naming the field ([`check`],
-//! called early at `create`). The profile `unconfined` is accepted everywhere: it asks for no
-//! confinement, which a host without AppArmor already gives.
+//! refuses a process label for an LSM the host does not run, with an error naming the field
+//! ([`check`], called early at `create`). The profile `unconfined` is accepted everywhere: it asks
+//! for no confinement, which a host without AppArmor already gives. `linux.mountLabel` on a host
+//! without SELinux is ignored with a debug line, as crun does ([`effective_mount_label`]): it only
+//! labels files, which such a host does not label at all, so it grants and withholds nothing.
 
 use std::io::Write;
 use std::path::Path;
@@ -125,17 +127,31 @@ pub fn check(
         }
     }
     let selinux = selinux_enabled();
-    let selinux_fields =
-        [(selinux_label, "label", "process.selinuxLabel"), (mount_label, "mount label", "linux.mountLabel")];
-    for (label, kind, field) in selinux_fields {
-        match requested(label) {
-            Some(label) if !selinux => {
-                return Err(LsmError::NotEnabled { lsm: "SELinux", kind, label: label.to_string(), field });
-            }
-            _ => {}
-        }
+    if let Some(label) = requested(selinux_label).filter(|_| !selinux) {
+        return Err(LsmError::NotEnabled {
+            lsm: "SELinux",
+            kind: "label",
+            label: label.to_string(),
+            field: "process.selinuxLabel",
+        });
     }
+    effective_mount_label_with(mount_label, selinux);
     Ok(())
+}
+
+/// The `linux.mountLabel` to apply: the requested one on a host with SELinux; `None` (with a debug
+/// line naming the label) on a host without, as crun does.
+pub fn effective_mount_label(label: Option<&str>) -> Option<String> {
+    effective_mount_label_with(label, selinux_enabled())
+}
+
+fn effective_mount_label_with(label: Option<&str>, selinux: bool) -> Option<String> {
+    let label = requested(label)?;
+    if !selinux {
+        tracing::debug!("linux.mountLabel {label} ignored: SELinux is not enabled on this host");
+        return None;
+    }
+    Some(label.to_string())
 }
 
 /// The mount option that gives a mount the SELinux `linux.mountLabel`:
@@ -274,10 +290,19 @@ mod tests {
                 e.contains(label) && e.contains("process.selinuxLabel") && e.contains("SELinux is not enabled"),
                 "{e}"
             );
-            let e = check(None, None, Some(label)).expect_err("no SELinux").to_string();
-            assert!(e.contains("linux.mountLabel"), "{e}");
+            check(None, None, Some(label)).expect("a mount label is ignored without SELinux, as crun does");
+            assert_eq!(effective_mount_label(Some(label)), None);
             set_keycreate_label(Some(label)).expect("no-op without SELinux");
         }
+    }
+
+    #[test]
+    fn mount_label_applies_only_with_selinux() {
+        let label = "system_u:object_r:container_file_t:s0:c1,c2";
+        assert_eq!(effective_mount_label_with(Some(label), true).as_deref(), Some(label));
+        assert_eq!(effective_mount_label_with(Some(label), false), None);
+        assert_eq!(effective_mount_label_with(Some(""), true), None);
+        assert_eq!(effective_mount_label_with(None, true), None);
     }
 
     #[test]

@@ -54,6 +54,32 @@ pub enum RootfsError {
         /// The target inside the container.
         target: PathBuf,
     },
+    /// The bind source is a symbolic link whose target does not exist.
+    #[error(
+        "bind mount source {source_path} for {target} is a symbolic link to {link_target}, which does not \
+         exist: create {link_target} or fix mounts in config.json"
+    )]
+    BindSourceDangling {
+        /// The source on the host (the link).
+        source_path: PathBuf,
+        /// What the link points to.
+        link_target: PathBuf,
+        /// The target inside the container.
+        target: PathBuf,
+    },
+    /// A mount destination goes through a symbolic link in the rootfs whose target does not exist.
+    #[error(
+        "mount destination {path}: {link} in the rootfs is a symbolic link to {link_target}, which does not \
+         exist in the rootfs: create it in the rootfs, or remove the link, or fix mounts in config.json"
+    )]
+    DanglingLink {
+        /// The destination inside the container.
+        path: PathBuf,
+        /// The link, inside the container.
+        link: PathBuf,
+        /// What it points to.
+        link_target: PathBuf,
+    },
     /// Creating a device node failed.
     #[error("device {path}: {source}")]
     Device {
@@ -264,8 +290,12 @@ fn mount_one(root: &File, m: &Mount, plan: &Plan<'_>) -> Result<(), RootfsError>
             .as_ref()
             .ok_or_else(|| RootfsError::Options { target: dest.clone(), what: "bind mount without source".into() })?;
         let src = if src.is_absolute() { src.clone() } else { plan.bundle.join(src) };
-        let meta = std::fs::metadata(&src)
-            .map_err(|_| RootfsError::BindSource { source_path: src.clone(), target: dest.clone() })?;
+        let meta = std::fs::metadata(&src).map_err(|_| match std::fs::read_link(&src) {
+            Ok(link_target) => {
+                RootfsError::BindSourceDangling { source_path: src.clone(), link_target, target: dest.clone() }
+            }
+            Err(_) => RootfsError::BindSource { source_path: src.clone(), target: dest.clone() },
+        })?;
         let target = if meta.is_dir() { mkdir_in_root(root, dest)? } else { mkfile_in_root(root, dest)? };
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         mount(Some(&src), &fd_path(&target), None::<&str>, flags, None::<&str>)
@@ -542,7 +572,19 @@ fn mkdir_in_root(root: &File, path: &Path) -> Result<OwnedFd, RootfsError> {
     for c in relative(path).components() {
         let parent = open_in(root, &done, libc::O_PATH | libc::O_DIRECTORY)?;
         match mkdirat(Some(parent.as_raw_fd()), c.as_os_str(), Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Ok(()) => {}
+            Err(nix::Error::EEXIST) => {
+                // A symbolic link whose target is missing: name both, not just the link.
+                if let Ok(link_target) = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), c.as_os_str()) {
+                    if open_in(root, &done.join(c), libc::O_PATH).is_err() {
+                        return Err(RootfsError::DanglingLink {
+                            path: path.to_owned(),
+                            link: done.join(c),
+                            link_target: link_target.into(),
+                        });
+                    }
+                }
+            }
             Err(e) => return Err(RootfsError::Path { path: done.join(c), source: errno(e) }),
         }
         done.push(c);

@@ -214,12 +214,17 @@ pub fn spawn(req: Request<'_>, hooks: &mut dyn Hooks) -> Result<Spawned, SpawnEr
         },
         None => None,
     };
+    // The read-only bind needs a private mount namespace of init's own, which it must not have when the
+    // container shares the host's (no mount namespace: init must stay in ours) or joins one by a path (a
+    // namespace file bind-mounted in our namespace cannot be entered from a copy of it: EINVAL).
+    let bind = config.ns.creates("mount") || (exec_mode && config.ns.has("mount"));
     let stage1_pid = match cloned {
         Some(pid) => pid,
-        None => match start_init(child_fd, true, req.stdio) {
+        None => match start_init(child_fd, bind, req.stdio) {
             Ok(c) => c.id() as i32,
             // No CAP_SYS_ADMIN for a private mount namespace (or a deleted binary): pay for the sealed copy.
-            Err(_) => start_init(child_fd, false, req.stdio).map_err(SpawnError::Start)?.id() as i32,
+            Err(_) if bind => start_init(child_fd, false, req.stdio).map_err(SpawnError::Start)?.id() as i32,
+            Err(e) => return Err(SpawnError::Start(e)),
         },
     };
     drop(child);

@@ -99,6 +99,7 @@ impl Bundle {
             if !p.cwd().is_absolute() {
                 return Err(invalid(&format!("process.cwd {:?} is not absolute", p.cwd())));
             }
+            check_exec_strings(p).map_err(|what| invalid(&what))?;
         }
         if let Some(mounts) = spec.mounts() {
             for m in mounts {
@@ -109,6 +110,28 @@ impl Bundle {
         }
         Ok(Bundle { path, spec, rootfs })
     }
+}
+
+/// The longest argument or environment string Linux's execve takes (MAX_ARG_STRLEN: 32 pages of 4 KiB).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Checks that every string of `process.args` and `process.env` fits in execve, naming the first one that
+/// does not, its size and the limit (a longer one can never run: execve fails with E2BIG).
+pub fn check_exec_strings(p: &oci_spec::runtime::Process) -> Result<(), String> {
+    let lists = [("process.args", p.args().as_deref()), ("process.env", p.env().as_deref())];
+    for (field, list) in lists {
+        for (i, s) in list.unwrap_or_default().iter().enumerate() {
+            // execve counts the terminating NUL.
+            if s.len() + 1 > MAX_ARG_STRLEN {
+                return Err(format!(
+                    "{field}[{i}] is {} bytes, more than the {MAX_ARG_STRLEN} bytes Linux allows for one argument \
+                     or environment string (MAX_ARG_STRLEN): pass the data in a file instead",
+                    s.len()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// runtime-spec: a capability the runtime cannot map MUST be logged as a warning and SHOULD NOT fail the
@@ -199,6 +222,16 @@ mod tests {
         let b = Bundle::load(d.path()).unwrap();
         let caps = b.spec.process().as_ref().unwrap().capabilities().as_ref().unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn exec_strings_longer_than_max_arg_strlen_are_named() {
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_args(Some(vec!["echo".into(), "a".repeat(MAX_ARG_STRLEN - 1)]));
+        check_exec_strings(&p).expect("the longest string execve takes");
+        p.set_env(Some(vec!["PATH=/bin".into(), "A=".to_string() + &"a".repeat(MAX_ARG_STRLEN)]));
+        let e = check_exec_strings(&p).expect_err("too long");
+        assert!(e.starts_with("process.env[1] is 131074 bytes") && e.contains("131072"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,19 @@ use nix::unistd::Pid;
 
 use hako_runtime::signal::FORWARDED;
 
+/// In the foreground, a process with a terminal gets hako's own terminal relayed to it: refuse at once, before
+/// anything is created, when stdin is not one (a script, a pipe, /dev/null), as runc does. Without this the
+/// process would wait on a terminal nobody types into.
+pub(crate) fn require_terminal_stdin(what: &str, fix: &str) -> Result<()> {
+    if nix::unistd::isatty(0).unwrap_or(false) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{what}, but stdin is not a terminal, so there is none to relay to the process: run hako from a \
+         terminal, pass --console-socket, or {fix}"
+    )
+}
+
 /// Makes hako the reaper of orphaned descendants, so the container process becomes our child.
 pub(crate) fn become_subreaper() -> Result<()> {
     // SAFETY: prctl with integer arguments.

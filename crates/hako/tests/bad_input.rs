@@ -342,3 +342,130 @@ impl GoneExt for Runtime {
         assert!(wait_until(T, || !self.state(id).ok()), "{id} still exists after delete --force");
     }
 }
+
+// Issue 9 item 18: messages that name the object that is wrong, and the limit.
+
+#[test]
+fn id_longer_than_a_file_name_is_refused_by_the_id_check() {
+    // The id names the state directory <root>/<id>: one file name, at most 255 bytes (NAME_MAX).
+    let b = Bundle::with_tag("longid");
+    let rt = Runtime::new();
+    let id = format!("long-{}", "x".repeat(300));
+    let out = rt.create_id(&id, &b, &[]).expect_fail();
+    assert_no_leftovers(rt.root(), &id, &b.cgroup_rel());
+    assert!(root_is_empty(&rt), "a refused id left files in --root");
+    out.expect_msg(&["invalid container id", "255"]);
+    assert!(!out.stderr.contains("File name too long"), "the id check must catch it first: {out}");
+    // 255 bytes is still a valid id.
+    let id = "y".repeat(255);
+    rt.create_id(&id, &b, &[]).expect_ok();
+    rt.delete_force(&id).expect_ok();
+    assert_no_leftovers(rt.root(), &id, &b.cgroup_rel());
+}
+
+#[test]
+fn ten_megabyte_argument_names_the_argument_and_the_limit() {
+    let big = "a".repeat(10 << 20);
+    let b = Bundle::with_tag("bigarg").set("/process/args", json!(["echo", big]));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    assert!(root_is_empty(&rt), "a failed create left files in --root");
+    out.expect_msg(&["process.args[1]", "10485760 bytes", "131072"]);
+    assert!(!out.stderr.contains("EMSGSIZE"), "{out}");
+}
+
+#[test]
+fn config_of_a_few_hundred_kilobytes_runs() {
+    // 300 environment variables of 1 KiB each: far below what execve takes (2 MiB), but more than
+    // a socket's default send buffer, which used to fail with `setup channel: EMSGSIZE`.
+    let env: Vec<String> = (0..300).map(|i| format!("V{i}={}", "v".repeat(1024))).collect();
+    let b = Bundle::with_tag("bigenv").set("/process/env", json!(env)).sh("echo ${#V299}");
+    let rt = Runtime::new();
+    let out = rt.run(&b).expect_ok();
+    assert_eq!(out.stdout.trim(), "1024", "{out}");
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+#[test]
+fn tiny_memory_limit_names_the_limit() {
+    // 64 KiB cannot hold the container's init: the kernel's OOM killer kills it during create.
+    let b = Bundle::with_tag("tinymem").set("/linux/resources/memory", json!({"limit": 65536}));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["OOM killer", "memory limit", "65536 bytes", "linux.resources.memory.limit"]);
+    for wrong in ["ECONNRESET", "SIGKILL"] {
+        assert!(!out.stderr.contains(wrong), "the message must name the limit, not {wrong}: {out}");
+    }
+}
+
+#[test]
+fn bind_source_through_a_dangling_symlink_names_the_link_and_its_target() {
+    let b = Bundle::with_tag("danglingsrc");
+    let link = b.path().join("dangling-source");
+    let target = b.path().join("no-such-target");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let b = b.mount("/mnt/x", "bind", &link.to_string_lossy(), &["rbind"]);
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&[&link.to_string_lossy(), &target.to_string_lossy(), "/mnt/x"]);
+}
+
+#[test]
+fn mount_destination_through_a_dangling_symlink_names_the_link_and_its_target() {
+    let b = Bundle::with_tag("danglingdst");
+    std::os::unix::fs::symlink("/no-such-dir", b.rootfs().join("lnk")).expect("symlink");
+    let b = b.mount("/lnk/sub", "tmpfs", "tmpfs", &[]);
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["/lnk/sub", "/lnk", "/no-such-dir"]);
+    assert!(!b.rootfs().join("no-such-dir").exists(), "nothing is created through the link");
+    assert!(!std::path::Path::new("/no-such-dir").exists(), "nothing is created on the host");
+}
+
+// Issue 9 item 14: SELinux labels on a host without SELinux.
+
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        || fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(" - selinuxfs "))
+}
+
+#[test]
+fn mount_label_without_selinux_is_ignored_with_a_debug_line() {
+    let label = "system_u:object_r:container_file_t:s0:c1,c2";
+    let b =
+        Bundle::with_tag("mountlabel").set("/linux/mountLabel", json!(label)).sh("grep ' /dev ' /proc/self/mountinfo");
+    let rt = Runtime::new().with_global(&["--debug"]);
+    let out = rt.run(&b);
+    if selinux_enabled() {
+        // The label is applied to the mounts the runtime makes (the /dev tmpfs among them).
+        let out = out.expect_ok();
+        assert!(out.stdout.contains("context="), "{out}");
+    } else {
+        // As crun does: the label is ignored, and (hako) a debug line says so.
+        let out = out.expect_ok();
+        assert!(!out.stdout.contains("context="), "{out}");
+        if testing_hako() {
+            out.expect_msg(&["linux.mountLabel", label, "SELinux is not enabled"]);
+        }
+    }
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+#[test]
+fn process_label_without_selinux_is_refused() {
+    if selinux_enabled() {
+        // With SELinux a label is applied; one the policy does not know is refused, naming it.
+        let label = "hako_e2e_u:hako_e2e_r:hako_e2e_no_such_t:s0";
+        let b = Bundle::with_tag("proclabel").set("/process/selinuxLabel", json!(label));
+        let rt = Runtime::new();
+        let out = create_fails_cleanly(&rt, &b);
+        out.expect_msg(&[label]);
+        return;
+    }
+    let label = "system_u:system_r:container_t:s0:c1,c2";
+    let b =
+        Bundle::with_tag("proclabel").set("/process/selinuxLabel", json!(label)).set("/linux/mountLabel", json!(label));
+    let rt = Runtime::new();
+    let out = create_fails_cleanly(&rt, &b);
+    out.expect_msg(&["process.selinuxLabel", label, "SELinux is not enabled"]);
+}

@@ -219,3 +219,153 @@ fn joins_namespaces_of_another_container_by_path() {
     rt.delete_force(a.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
+
+/// A mount namespace made by `unshare --mount=FILE` and kept by its bind-mounted file; unmounted on drop.
+struct PersistentMountNs {
+    dir: tempfile::TempDir,
+}
+
+impl PersistentMountNs {
+    fn new() -> PersistentMountNs {
+        let dir = tempfile::Builder::new().prefix("hako-e2e-mntns-").tempdir().expect("tempdir");
+        let d = dir.path().to_string_lossy().into_owned();
+        // A namespace file can only be bind-mounted on a private mount.
+        let script = format!(
+            "mount --bind {d} {d} && mount --make-private {d} && touch {d}/mnt && unshare --mount={d}/mnt true"
+        );
+        let st = std::process::Command::new("sh").arg("-c").arg(&script).status().expect("sh");
+        assert!(st.success(), "could not make a persistent mount namespace with unshare(1)");
+        PersistentMountNs { dir }
+    }
+
+    fn file(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// `mnt:[INODE]`, as /proc/PID/ns/mnt of a process in it reads.
+    fn link(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        format!("mnt:[{}]", fs::metadata(self.file()).expect("stat ns file").ino())
+    }
+}
+
+impl Drop for PersistentMountNs {
+    fn drop(&mut self) {
+        let d = self.dir.path().to_string_lossy().into_owned();
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("umount {d}/mnt; umount {d}")).status();
+    }
+}
+
+#[test]
+fn joined_mount_namespace_still_gets_the_rootfs_and_mounts() {
+    // What crun does: the rootfs, the config's mounts and pivot_root happen in the joined namespace.
+    let ns = PersistentMountNs::new();
+    let b = Bundle::with_tag("joinmnt")
+        .with(|c| {
+            for n in c["linux"]["namespaces"].as_array_mut().expect("namespaces") {
+                if n["type"] == "mount" {
+                    n["path"] = json!(ns.file());
+                }
+            }
+        })
+        .with_out_dir()
+        .sh("readlink /proc/self/ns/mnt; cat /proc/self/mountinfo; ls /; echo hi > /out/x");
+    let rt = Runtime::new();
+    let out = rt.run(&b).expect_ok();
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next().map(str::to_string), Some(ns.link()), "not in the joined namespace: {out}");
+    let inside = parse_mountinfo(&out.stdout);
+    let root = inside.iter().find(|m| m.target == "/").expect("a / mount inside");
+    assert!(root.root.ends_with("/rootfs"), "the container root is not the bundle rootfs: {out}");
+    assert!(inside.iter().any(|m| m.target == "/proc" && m.fstype == "proc"), "{out}");
+    assert!(inside.iter().any(|m| m.target == "/dev" && m.fstype == "tmpfs"), "{out}");
+    assert!(out.stdout.lines().any(|l| l == "busybox" || l == "bin"), "{out}");
+    assert_eq!(b.read_out("x").trim(), "hi");
+    // Nothing leaked into the host's own namespace.
+    let canon = fs::canonicalize(b.rootfs()).expect("canonical rootfs");
+    let leaked: Vec<_> =
+        host_mounts().into_iter().filter(|m| std::path::Path::new(&m.target).starts_with(&canon)).collect();
+    assert!(leaked.is_empty(), "container mounts visible on the host: {leaked:?}");
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+/// The default config without a mount namespace and without what needs one (mounts, masked and
+/// read-only paths, a read-only root): what crun and hako both run.
+fn bundle_without_mount_ns(tag: &str) -> Bundle {
+    Bundle::with_tag(tag)
+        .without_namespace("mount")
+        .set("/mounts", json!([]))
+        .set("/linux/maskedPaths", json!([]))
+        .set("/linux/readonlyPaths", json!([]))
+        .writable()
+}
+
+#[test]
+fn no_mount_namespace_runs_chrooted_in_the_host_namespace_and_leaves_no_mounts() {
+    // As crun does: the container shares the host's mount namespace and is chrooted into the rootfs.
+    // (Without /proc in the rootfs the process cannot look at itself: we look from the host.) runc 1.1
+    // cannot run this config at all: it closes fds through /proc/self/fd, which this rootfs lacks.
+    if !testing_hako() && runtime().ends_with("runc") {
+        eprintln!("runc needs /proc in the rootfs to run a container without a mount namespace");
+        return;
+    }
+    let targets = || -> Vec<String> { host_mounts().into_iter().map(|m| m.target).collect() };
+    let before = targets();
+    let b = bundle_without_mount_ns("nomntns").sh("ls /; sleep 1000");
+    let rt = Runtime::new();
+    let created = rt.create_start(&b);
+    let text = created.wait_stdout("tmp", T);
+    let listed: Vec<&str> = text.lines().collect();
+    assert!(listed.contains(&"bin") && listed.contains(&"etc") && !listed.contains(&"usr"), "{text}");
+    let canon = fs::canonicalize(b.rootfs()).expect("canonical rootfs");
+    let pid = rt.pid(b.id());
+    let seen = |pid: i32| {
+        let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("ns link").to_string_lossy().into_owned();
+        (ns, fs::read_link(format!("/proc/{pid}/root")).expect("root link"))
+    };
+    assert_eq!(seen(pid), (host_ns("mnt"), canon.clone()), "the container process");
+    // exec gets the same view.
+    let pidfile = b.path().join("exec.pid");
+    rt.cmd(&["exec", "--detach", "--pid-file", &pidfile.to_string_lossy(), b.id(), "sleep", "1000"]).expect_ok();
+    let epid: i32 = fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+    assert_eq!(seen(epid), (host_ns("mnt"), canon), "the exec process");
+    let e = rt.exec_sh(b.id(), "ls /");
+    assert!(e.lines().any(|l| l == "bin") && !e.lines().any(|l| l == "usr"), "{e}");
+    assert_eq!(before, targets(), "the host's mount table changed while the container ran");
+    rt.delete_force(b.id()).expect_ok();
+    assert_eq!(before, targets(), "the host's mount table changed");
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+#[test]
+fn no_mount_namespace_refuses_what_would_mount_on_the_host() {
+    // Mounts made without a mount namespace would land in the host's mount table and outlive the
+    // container (crun 1.8 leaves them there). runc refuses masked and read-only paths; hako refuses
+    // every field that needs a mount, naming it.
+    if !testing_hako() {
+        eprintln!("hako's policy: runc and crun mount on the host instead");
+        return;
+    }
+    let before: Vec<String> = host_mounts().into_iter().map(|m| m.target).collect();
+    type Edit = fn(Bundle) -> Bundle;
+    let cases: [(&str, Edit, &str); 5] = [
+        ("mounts", |b| b.mount("/mnt", "tmpfs", "tmpfs", &[]), "mounts"),
+        ("masked", |b| b.set("/linux/maskedPaths", json!(["/proc/kcore"])), "linux.maskedPaths"),
+        ("rdonly", |b| b.set("/linux/readonlyPaths", json!(["/proc/sys"])), "linux.readonlyPaths"),
+        ("roroot", |b| b.set("/root/readonly", json!(true)), "root.readonly"),
+        (
+            "devices",
+            |b| b.set("/linux/devices", json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])),
+            "linux.devices",
+        ),
+    ];
+    for (tag, edit, field) in cases {
+        let b = edit(bundle_without_mount_ns(&format!("nomnt{tag}")));
+        let rt = Runtime::new();
+        let out = rt.create(&b).expect_fail();
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        out.expect_msg(&[field, "mount namespace"]);
+    }
+    let after: Vec<String> = host_mounts().into_iter().map(|m| m.target).collect();
+    assert_eq!(before, after, "the host's mount table changed");
+}

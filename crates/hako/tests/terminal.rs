@@ -79,3 +79,27 @@ fn exec_detach_tty_uses_the_console_socket() {
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
+
+#[test]
+fn run_with_terminal_and_stdin_not_a_tty_fails_at_once() {
+    // `hako spec`'s default (terminal: true, a shell) run from a script: stdin is /dev/null. runc
+    // fails at once; so must hako, naming the cause, instead of a shell that waits forever.
+    let b = Bundle::with_tag("ttynotty").set("/process/terminal", json!(true)).args(&["sh"]);
+    let rt = Runtime::new();
+    rt.track(b.id());
+    let bundle = b.path().to_string_lossy().into_owned();
+    let out = run_captured(rt.command(&["run", "--bundle", &bundle, b.id()]), None, T).expect_fail();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    if testing_hako() {
+        out.expect_msg(&["process.terminal", "stdin is not a terminal", "--console-socket"]);
+    }
+    // The same for exec --tty in the foreground.
+    let b = Bundle::with_tag("ttynotty2").args(&["sleep", "1000"]);
+    rt.create_start(&b);
+    let out = run_captured(rt.command(&["exec", "--tty", b.id(), "sh"]), None, T).expect_fail();
+    if testing_hako() {
+        out.expect_msg(&["stdin is not a terminal"]);
+    }
+    rt.delete_force(b.id()).expect_ok();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}

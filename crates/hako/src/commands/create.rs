@@ -32,6 +32,10 @@ fn create_inner(
 ) -> Result<(hako_runtime::state::Locked, State, hako_runtime::isolation::Spawned)> {
     let id = ContainerId::parse(id)?;
     let bundle = Bundle::load(&f.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if foreground && terminal && f.console_socket.is_none() {
+        console::require_terminal_stdin("process.terminal is true", "set process.terminal to false")?;
+    }
     let mode = super::isolation::choose(&bundle.spec)?;
     let dir = ctx.store.create(&id)?;
     let backend = super::isolation::backend(mode);

@@ -91,6 +91,12 @@ pub(crate) fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
     require(&state, backend.status(&state), &[Status::Created, Status::Running], "exec in it")?;
     let config = locked.load_config()?;
     let process = build_process(a, config.process().clone())?;
+    if foreground && process.terminal().unwrap_or(false) && a.console_socket.is_none() {
+        match &a.process {
+            Some(_) => console::require_terminal_stdin("process.terminal is true", "set it to false")?,
+            None => console::require_terminal_stdin("exec --tty asks for a terminal", "leave out --tty")?,
+        }
+    }
     let opts = ExecOptions {
         process,
         console_socket: a.console_socket.clone(),
