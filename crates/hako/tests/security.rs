@@ -41,6 +41,153 @@ fn sysctls_are_set_in_the_container_namespaces_only() {
     assert_eq!(fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("read"), host_shm);
 }
 
+/// Puts the host's value of a sysctl back if a runtime under test changed it.
+struct RestoreSysctl(&'static str, String);
+
+impl Drop for RestoreSysctl {
+    fn drop(&mut self) {
+        if fs::read_to_string(self.0).ok().as_deref() != Some(self.1.as_str()) {
+            let _ = fs::write(self.0, &self.1);
+        }
+    }
+}
+
+#[test]
+fn sysctls_that_would_reach_the_host_are_refused() {
+    const BURST: &str = "/proc/sys/kernel/printk_ratelimit_burst";
+    let host = fs::read_to_string(BURST).expect("host printk_ratelimit_burst");
+    let _restore = RestoreSysctl(BURST, host.clone());
+    let other = if host.trim() == "17" { "18" } else { "17" };
+    let host_oom = fs::read_to_string("/proc/self/oom_score_adj").expect("oom_score_adj");
+    let cases = [
+        // Not namespaced: it would be the host's value.
+        (
+            Bundle::with_tag("sysctlhost").set("/linux/sysctl", json!({"kernel.printk_ratelimit_burst": other})),
+            "kernel.printk_ratelimit_burst",
+        ),
+        // Keys that are paths, not sysctl names.
+        (Bundle::with_tag("sysctldots").writable().set("/linux/sysctl", json!({"../../x": "1"})), "../../x"),
+        (
+            Bundle::with_tag("sysctlproc").set("/linux/sysctl", json!({".proc.self.oom_score_adj": "500"})),
+            ".proc.self.oom_score_adj",
+        ),
+        (
+            Bundle::with_tag("sysctlnetdots").set("/linux/sysctl", json!({"net/../../self/oom_score_adj": "500"})),
+            "net/../../self/oom_score_adj",
+        ),
+        // Namespaced keys without the namespace of their own.
+        (
+            Bundle::with_tag("sysctlnetns")
+                .without_namespace("network")
+                .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"})),
+            "net.ipv4.ip_forward",
+        ),
+        (
+            Bundle::with_tag("sysctlipcns")
+                .without_namespace("ipc")
+                .set("/linux/sysctl", json!({"kernel.shm_rmid_forced": "1"})),
+            "kernel.shm_rmid_forced",
+        ),
+        (Bundle::with_tag("sysctlhostname").set("/linux/sysctl", json!({"kernel.hostname": "x"})), "kernel.hostname"),
+    ];
+    let rt = Runtime::new();
+    for (b, key) in &cases {
+        let out = rt.run(b);
+        assert!(!out.ok(), "linux.sysctl {key} was accepted: {out}");
+        if testing_hako() {
+            out.expect_msg(&["linux.sysctl", key]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert!(!b.rootfs().join("x").exists(), "{key}: a file was written into the rootfs");
+    }
+    assert_eq!(fs::read_to_string(BURST).expect("read"), host, "the host's kernel.printk_ratelimit_burst changed");
+    assert_eq!(fs::read_to_string("/proc/self/oom_score_adj").expect("read"), host_oom);
+}
+
+#[test]
+fn namespaced_sysctls_in_both_spellings_are_set() {
+    // The slash form is what sysctl(8) takes for names whose parts hold a dot (VLAN interfaces); runc 1.1 refuses
+    // it, hako (like crun) accepts it.
+    if !testing_hako() {
+        return;
+    }
+    let b = Bundle::with_tag("sysctlslash")
+        .set("/linux/sysctl", json!({"net/ipv4/ip_forward": "1", "kernel.domainname": "example.org"}))
+        .sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/domainname");
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&b).expect_ok().stdout, "1\nexample.org\n");
+}
+
+#[test]
+fn ids_the_kernel_cannot_apply_are_refused_at_create() {
+    let cases = [
+        (
+            "uid",
+            Bundle::with_tag("uidmax").sh("id -u; id -g; id -G").set("/process/user/uid", json!(4294967295u32)),
+            "process.user.uid",
+        ),
+        (
+            "gid",
+            Bundle::with_tag("gidmax").sh("id -u; id -g; id -G").set("/process/user/gid", json!(4294967295u32)),
+            "process.user.gid",
+        ),
+        (
+            "additionalGids",
+            Bundle::with_tag("agidmax")
+                .sh("id -u; id -g; id -G")
+                .set("/process/user/additionalGids", json!([10, 4294967295u32])),
+            "process.user.additionalGids",
+        ),
+        (
+            "unmapped uid",
+            Bundle::with_tag("uidunmapped")
+                .sh("id -u; id -g; id -G")
+                .namespace("user")
+                .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 1000}]))
+                .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]))
+                .set("/process/user/uid", json!(5000)),
+            "process.user.uid",
+        ),
+        (
+            "unmapped additional gid",
+            Bundle::with_tag("gidunmapped")
+                .sh("id -u; id -g; id -G")
+                .namespace("user")
+                .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+                .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 1000}]))
+                .set("/process/user/additionalGids", json!([70000])),
+            "process.user.additionalGids",
+        ),
+    ];
+    let rt = Runtime::new();
+    for (what, b, field) in &cases {
+        let out = rt.run(b);
+        assert!(!out.ok(), "{what}: the process ran: {out}");
+        if testing_hako() {
+            out.expect_msg(&[field]);
+        }
+        assert!(!out.stdout.lines().any(|l| l == "0"), "{what}: the process ran as root: {out}");
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    }
+}
+
+#[test]
+fn exec_with_uid_minus_one_is_refused() {
+    let b = Bundle::with_tag("execuidmax").sh("sleep 1000");
+    let rt = Runtime::new();
+    rt.create_start(&b).expect_ok();
+    let process = json!({"user": {"uid": 4294967295u32, "gid": 0}, "args": ["id", "-u"], "cwd": "/",
+                         "env": ["PATH=/bin"]});
+    let pj = b.path().join("process-uidmax.json");
+    fs::write(&pj, process.to_string()).expect("write process.json");
+    let out = rt.cmd(&["exec", "--process", pj.to_str().expect("utf-8"), b.id()]);
+    assert!(!out.ok() && !out.stdout.contains('0'), "exec as uid 4294967295 ran: {out}");
+    if testing_hako() {
+        out.expect_msg(&["process.user.uid", "4294967295"]);
+    }
+    rt.delete_force(b.id()).expect_ok();
+}
+
 #[test]
 fn rlimits_are_applied() {
     let b = Bundle::with_tag("rlimit")
