@@ -219,6 +219,10 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         }
         let size = proc_.console_size().as_ref().map(|b| (b.height() as u32, b.width() as u32));
         tty::become_console(&slave, size)?;
+        if slave.as_raw_fd() <= 2 {
+            // It is one of our stdio fds now: keep it open.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(slave);
+        }
         ch.send_with_fds(&Message::ConsoleFd, &[master.as_raw_fd()])?;
         drop(master);
     }

@@ -553,3 +553,111 @@ fn symlinked_mount_destination_stays_in_the_rootfs() {
     );
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
+
+// ---------------------------------------------------------------------------------------------
+// readonlyPaths, maskedPaths, /dev/null and /dev/console after pivot_root (runc's CVE-2025-31133
+// and CVE-2025-52565): links planted in the rootfs are never followed out of place.
+// ---------------------------------------------------------------------------------------------
+
+/// A bundle whose /dev is the image's own directory (no tmpfs on /dev), so the image decides what /dev/null and
+/// /dev/console are.
+fn image_dev_bundle(tag: &str) -> Bundle {
+    Bundle::with_tag(tag).with(|c| {
+        c["mounts"].as_array_mut().expect("mounts").retain(|m| m["destination"] != "/dev");
+    })
+}
+
+#[test]
+fn masked_paths_use_only_the_real_dev_null() {
+    let host_file = tempfile::NamedTempFile::new().expect("host file");
+    fs::write(host_file.path(), "host\n").expect("write host file");
+    for (what, plant) in [("a symlink to a procfs file", 0), ("a regular file", 1), ("another character device", 2)] {
+        let b = image_dev_bundle("maskdevnull")
+            .set("/linux/maskedPaths", json!(["/masked", "/hostlink"]))
+            .sh("cat /masked; echo end");
+        let null = b.rootfs().join("dev/null");
+        match plant {
+            0 => std::os::unix::fs::symlink("/proc/sys/kernel/ostype", &null).expect("symlink /dev/null"),
+            1 => fs::write(&null, "planted\n").expect("plant /dev/null"),
+            _ => nix::sys::stat::mknod(
+                &null,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(1, 5),
+            )
+            .expect("mknod /dev/null as 1:5"),
+        }
+        fs::write(b.rootfs().join("masked"), "secret\n").expect("write masked file");
+        // A masked path that is a link to a path of the host.
+        std::os::unix::fs::symlink(host_file.path(), b.rootfs().join("hostlink")).expect("symlink hostlink");
+        let rt = Runtime::new();
+        let out = rt.run(&b);
+        if out.ok() {
+            assert_eq!(out.stdout, "end\n", "/dev/null as {what}: the masked file shows something: {out}");
+        } else if testing_hako() {
+            out.expect_msg(&["/dev/null", "1:3"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert_eq!(fs::read_to_string(host_file.path()).expect("read host file"), "host\n");
+        assert!(host_mounts().iter().all(|m| Path::new(&m.target) != host_file.path()), "a mount landed on the host");
+    }
+    // The real device (a tmpfs /dev, where hako makes it) masks as before.
+    let b = Bundle::with_tag("maskreal").set("/linux/maskedPaths", json!(["/masked"])).sh("cat /masked; echo end");
+    fs::write(b.rootfs().join("masked"), "secret\n").expect("write masked file");
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&b).expect_ok().stdout, "end\n");
+}
+
+#[test]
+fn readonly_and_masked_paths_do_not_follow_magic_links() {
+    // /proc/1/root is init's root: a magic link that a path-based mount follows to wherever it points.
+    for (field, tag) in [("readonlyPaths", "rolink"), ("maskedPaths", "masklink")] {
+        let b = Bundle::with_tag(tag)
+            .writable()
+            .set(&format!("/linux/{field}"), json!(["/link"]))
+            .sh("touch /etc/probe && echo etc-writable; ls /etc | grep -c passwd");
+        std::os::unix::fs::symlink("/proc/1/root/etc", b.rootfs().join("link")).expect("symlink /link");
+        let rt = Runtime::new();
+        let out = rt.run(&b);
+        if out.ok() {
+            assert_eq!(out.stdout, "etc-writable\n1\n", "{field}: a mount followed /link onto /etc: {out}");
+        } else if testing_hako() {
+            out.expect_msg(&["/link"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    }
+}
+
+#[test]
+fn console_is_never_bound_through_a_planted_symlink() {
+    for (tag, link, target_exists) in
+        [("consolelink", "/etc/console-target", true), ("consoledangling", "/etc/console-new", false)]
+    {
+        let b = image_dev_bundle(tag)
+            .set("/process/terminal", json!(true))
+            .set("/linux/maskedPaths", json!([]))
+            .args(&["sh"]);
+        std::os::unix::fs::symlink("pts/ptmx", b.rootfs().join("dev/ptmx")).expect("symlink /dev/ptmx");
+        std::os::unix::fs::symlink(link, b.rootfs().join("dev/console")).expect("symlink /dev/console");
+        let on_host = b.rootfs().join(link.trim_start_matches('/'));
+        if target_exists {
+            fs::write(&on_host, "file\n").expect("write console target");
+        }
+        let rt = Runtime::new();
+        let sock = ConsoleSocket::new();
+        let out = rt.create_id(b.id(), &b, &["--console-socket", &sock.path_str()]);
+        if out.ok() {
+            let pid = rt.pid(b.id());
+            let mounts = parse_mountinfo(&fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo"));
+            assert!(mounts.iter().all(|m| m.target != link), "the terminal was bound over {link}: {mounts:?}");
+            rt.delete_force(b.id()).expect_ok();
+        } else if testing_hako() {
+            out.expect_msg(&["/dev/console", "symbolic link"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert_eq!(on_host.exists(), target_exists, "{link} was created through the /dev/console link");
+        if target_exists {
+            assert_eq!(fs::read_to_string(&on_host).expect("read"), "file\n");
+        }
+    }
+}
