@@ -632,8 +632,20 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// `path` relative to the root, `..` resolved lexically and never above the root (what runc's `filepath.Clean`
+/// does to a destination before it resolves it in the rootfs): `/a/../b` is `b`, `/../x` is `x`.
 fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 fn open_in(root: &File, path: &Path, flags: i32) -> Result<OwnedFd, RootfsError> {
@@ -684,4 +696,18 @@ fn mkfile_in_root(root: &File, path: &Path) -> Result<OwnedFd, RootfsError> {
     .map_err(|e| RootfsError::Path { path: path.to_owned(), source: errno(e) })?;
     let _ = nix::unistd::close(fd);
     open_in(root, path, libc::O_PATH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_resolves_dot_dot_inside_the_root() {
+        assert_eq!(relative(Path::new("/a/../b")), PathBuf::from("b"));
+        assert_eq!(relative(Path::new("/a/b/../../c/./d")), PathBuf::from("c/d"));
+        assert_eq!(relative(Path::new("/../../../x")), PathBuf::from("x"));
+        assert_eq!(relative(Path::new("/..")), PathBuf::new());
+        assert_eq!(relative(Path::new("dev/pts")), PathBuf::from("dev/pts"));
+    }
 }
