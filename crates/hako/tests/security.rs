@@ -89,6 +89,17 @@ fn sysctls_that_would_reach_the_host_are_refused() {
             "kernel.shm_rmid_forced",
         ),
         (Bundle::with_tag("sysctlhostname").set("/linux/sysctl", json!({"kernel.hostname": "x"})), "kernel.hostname"),
+        // A network namespace joined by path that is the host's own (this test's).
+        (
+            Bundle::with_tag("sysctlhostnetns")
+                .without_namespace("network")
+                .push(
+                    "/linux/namespaces",
+                    json!({"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}),
+                )
+                .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"})),
+            "net.ipv4.ip_forward",
+        ),
     ];
     let rt = Runtime::new();
     for (b, key) in &cases {
@@ -116,6 +127,31 @@ fn namespaced_sysctls_in_both_spellings_are_set() {
         .sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/domainname");
     let rt = Runtime::new();
     assert_eq!(rt.run(&b).expect_ok().stdout, "1\nexample.org\n");
+}
+
+#[test]
+fn net_sysctl_in_a_joined_private_network_namespace_is_set() {
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "1000"])
+        .spawn()
+        .expect("start a process in a new network namespace (unshare)");
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    // unshare execs sleep once the namespace exists.
+    let deadline = std::time::Instant::now() + T;
+    while fs::read_link(&ns).ok() == fs::read_link("/proc/self/ns/net").ok() {
+        assert!(std::time::Instant::now() < deadline, "unshare did not make a network namespace");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let b = Bundle::with_tag("sysctljoinednet")
+        .without_namespace("network")
+        .push("/linux/namespaces", json!({"type": "network", "path": ns}))
+        .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}))
+        .args(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    let rt = Runtime::new();
+    let out = rt.run(&b);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.expect_ok().stdout, "1\n");
 }
 
 #[test]
