@@ -492,9 +492,14 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     }
     let root = File::open("/").map_err(|source| RootfsError::Path { path: "/".into(), source })?;
     // A target that is not there needs no protection.
+    const LOOP: &str = "the path runs through a /proc magic link or a symlink loop, which hako does not follow: \
+                        name the real path in readonlyPaths or maskedPaths";
     let existing = |path: &Path| match open_in(&root, path, libc::O_PATH) {
         Ok(fd) => Ok(Some(fd)),
         Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ELOOP) => {
+            Err(RootfsError::Options { target: path.to_owned(), what: LOOP.into() })
+        }
         Err(e) => Err(e),
     };
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
@@ -552,7 +557,10 @@ fn open_dev_null(root: &File, masking: &Path) -> Result<OwnedFd, RootfsError> {
     let refuse = |found: String| RootfsError::DevNull { target: masking.to_owned(), found };
     let fd = match open_in(root, Path::new("/dev/null"), libc::O_PATH) {
         Ok(fd) => fd,
-        Err(RootfsError::Path { source, .. }) => return Err(refuse(format!("missing ({source})"))),
+        Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(refuse("missing".into()))
+        }
+        Err(RootfsError::Path { source, .. }) => return Err(refuse(format!("unusable ({source})"))),
         Err(e) => return Err(e),
     };
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| refuse(errno(e).to_string()))?;
