@@ -213,7 +213,10 @@ fn parent_gone(pidfd: RawFd, parent: i32) -> bool {
     if pidfd >= 0 {
         let mut p = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
         // SAFETY: poll reads and writes one valid pollfd; a zero timeout never blocks.
-        return unsafe { libc::poll(&mut p, 1, 0) } != 0;
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r >= 0 {
+            return r > 0;
+        }
     }
     // SAFETY: getppid has no arguments and cannot fail.
     let ppid = unsafe { libc::getppid() };
