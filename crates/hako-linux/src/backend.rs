@@ -182,11 +182,49 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
             p.selinux_label().as_deref(),
             linux.and_then(|l| l.mount_label().as_deref()),
         )?;
+        // The maps of the user namespace the process will run in: the config's for a new one, hako's own when
+        // there is none, unknown for one joined by path (init checks it there).
+        let maps = |spec_maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, file: &str| {
+            if ns.creates("user") {
+                Some(crate::process::spec_id_ranges(spec_maps.map(Vec::as_slice).unwrap_or_default()))
+            } else if ns.has("user") {
+                None
+            } else {
+                std::fs::read_to_string(format!("/proc/self/{file}")).ok().map(|t| crate::process::parse_id_map(&t))
+            }
+        };
+        crate::process::check_ids(
+            p.user(),
+            maps(linux.and_then(|l| l.uid_mappings().as_ref()), "uid_map").as_deref(),
+            maps(linux.and_then(|l| l.gid_mappings().as_ref()), "gid_map").as_deref(),
+        )?;
     }
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::validate(s)?;
     }
+    let private = |kind: &str| private_namespace(ns, kind);
+    let mut keys: Vec<&String> =
+        linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten().map(|(k, _)| k).collect();
+    keys.sort();
+    for key in keys {
+        crate::process::check_sysctl(key, &private)?;
+    }
     Ok(())
+}
+
+/// Whether the container has a `kind` namespace of its own: a new one, or one joined by a path that is not the
+/// namespace hako itself runs in (what runc checks before it lets a `net.*` sysctl through).
+fn private_namespace(ns: &NsPlan, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if ns.creates(kind) {
+        return true;
+    }
+    let Some((_, path)) = ns.join.iter().find(|(k, _)| k == kind) else { return false };
+    let own = format!("/proc/self/ns/{}", crate::namespaces::proc_name(kind));
+    match (std::fs::metadata(path), std::fs::metadata(own)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 struct CreateHooks<'a> {

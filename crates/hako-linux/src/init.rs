@@ -6,8 +6,10 @@
 //! 2. fork once more when a pid or time namespace must apply (the child becomes the container process);
 //! 3. create: build the rootfs, let the parent run prestart/createRuntime hooks, run createContainer hooks,
 //!    pivot_root, readonly/masked paths, hostname, sysctl, keyring;
-//! 4. terminal, rlimits and scheduling, cwd, user and groups, capabilities, no_new_privs, seccomp, LSM label;
-//! 5. report Ready; create then waits on the exec fifo for `start` and runs startContainer hooks; execve.
+//! 4. terminal, rlimits and scheduling, cwd, user and groups, capabilities, no_new_privs, seccomp (before the
+//!    capability drop without no_new_privs), LSM label;
+//! 5. report Ready; create then waits on the exec fifo for `start` and runs startContainer hooks; seccomp with
+//!    no_new_privs; execve.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -227,6 +229,10 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         }
         let size = proc_.console_size().as_ref().map(|b| (b.height() as u32, b.width() as u32));
         tty::become_console(&slave, size)?;
+        if slave.as_raw_fd() <= 2 {
+            // It is one of our stdio fds now: keep it open.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(slave);
+        }
         ch.send_with_fds(&Message::ConsoleFd, &[master.as_raw_fd()])?;
         drop(master);
     }
@@ -267,9 +273,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(sys_err("noNewPrivileges")(std::io::Error::last_os_error()));
         }
-        if let Some(ctx) = &seccomp {
-            crate::seccomp::load(ctx)?;
-        }
     }
     sys::cloexec_from(3 + cfg.preserve_fds).map_err(sys_err("closing inherited file descriptors"))?;
     ch.send(&Message::Ready)?;
@@ -300,6 +303,11 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
             }
         }
         restore_signals();
+        // With no_new_privs the filter needs no privilege, so it goes on last, just before execve (as runc does):
+        // the profile then only has to allow execve, not what init does before it.
+        if let (Some(ctx), true) = (&seccomp, nnp) {
+            crate::seccomp::load(ctx)?;
+        }
         let e = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
         Err(sys_err(format!("exec {:?}", args[0]))(e.into()))
     })();

@@ -2,7 +2,7 @@
 //! into the cgroup, feed it its [`InitConfig`], and answer its requests (id maps, hooks, the pty master) until
 //! it reports Ready or fails. On failure nothing this module started is left running.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -170,18 +170,25 @@ fn clone_init(
     let argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let mut stack = vec![0u8; 64 * 1024];
+    let me = std::process::id() as i32;
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new close-on-exec fd or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, me, 0) } as i32;
+    // SAFETY: a non-negative return is a new fd that nothing else owns; it closes when this function returns.
+    let _pidfd_guard = (pidfd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) });
     let child = move || -> isize {
         // SAFETY: in the cloned child, before execve: only system calls on data prepared before the clone.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // If hako died before the line above, no signal will come: check that it is still there.
+            if parent_gone(pidfd, me) {
+                libc::_exit(126);
+            }
             if !bind_read_only(&exe_c) {
                 libc::_exit(126);
             }
             if let Some(fds) = stdio {
-                for (target, fd) in fds.iter().enumerate() {
-                    if libc::dup2(*fd, target as i32) < 0 {
-                        libc::_exit(126);
-                    }
+                if !install_stdio(fds) {
+                    libc::_exit(126);
                 }
             }
             if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
@@ -196,6 +203,48 @@ fn clone_init(
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(std::io::Error::from)?;
     Ok(pid.as_raw())
+}
+
+/// After `PR_SET_PDEATHSIG`: whether the parent died before it was set (then no signal will ever come). With a
+/// pidfd of the parent, whether that process has exited; without one, whether `getppid` still names it (in a
+/// new pid namespace `getppid` is 0 whoever the parent is, so that case can only be told by the pidfd). Only
+/// poll and getppid: safe between clone and execve.
+fn parent_gone(pidfd: RawFd, parent: i32) -> bool {
+    if pidfd >= 0 {
+        let mut p = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll reads and writes one valid pollfd; a zero timeout never blocks.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r >= 0 {
+            return r > 0;
+        }
+    }
+    // SAFETY: getppid has no arguments and cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    ppid != parent && ppid != 0
+}
+
+/// Makes `fds` (stdin, stdout, stderr) this process's fds 0, 1 and 2. Each source is first duplicated above 2,
+/// so that a source that is itself 0, 1 or 2 is not overwritten by an earlier dup2 (`[1, 0, 2]` swaps stdin and
+/// stdout); the results are not close-on-exec. Only fcntl, dup2 and close: safe between clone and execve.
+fn install_stdio(fds: [RawFd; 3]) -> bool {
+    let mut high = [-1; 3];
+    for (h, fd) in high.iter_mut().zip(fds) {
+        // SAFETY: F_DUPFD_CLOEXEC on a caller-provided fd returns a new fd or -1.
+        *h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if *h < 0 {
+            return false;
+        }
+    }
+    for (target, h) in high.into_iter().enumerate() {
+        // SAFETY: dup2 and close on fds this process owns.
+        unsafe {
+            if libc::dup2(h, target as RawFd) < 0 {
+                return false;
+            }
+            libc::close(h);
+        }
+    }
+    true
 }
 
 /// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
@@ -322,4 +371,74 @@ fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), Spa
     let path = format!("/proc/{pid}/{file}");
     let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
     std::fs::write(&path, text).map_err(|source| SpawnError::IdMap { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(fd: RawFd) -> u64 {
+        // SAFETY: fstat fills one stat struct for an fd of this process.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return 0;
+            }
+            st.st_ino
+        }
+    }
+
+    #[test]
+    fn install_stdio_handles_sources_among_0_to_2() {
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        let inos: Vec<u64> = files.iter().map(|f| f.metadata().unwrap().ino()).collect();
+        let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: the child only makes async-signal-safe calls (dup2, fcntl, close, fstat, _exit).
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: as above.
+                unsafe {
+                    for (target, fd) in raw.iter().enumerate() {
+                        libc::dup2(*fd, target as RawFd);
+                    }
+                    // stdin <- old stdout, stdout <- old stdin, stderr <- old stderr.
+                    let ok = install_stdio([1, 0, 2])
+                        && ino(0) == inos[1]
+                        && ino(1) == inos[0]
+                        && ino(2) == inos[2]
+                        && (0..3).all(|fd| libc::fcntl(fd, libc::F_GETFD) == 0);
+                    libc::_exit(if ok { 0 } else { 1 });
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0), "fds 0-2 are not what was asked");
+            }
+        }
+    }
+
+    #[test]
+    fn parent_gone_tells_a_live_parent_from_a_dead_one() {
+        // SAFETY: pidfd_open of our own pid.
+        let me = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id() as i32, 0) } as RawFd;
+        assert!(me >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        assert!(!parent_gone(me, std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // SAFETY: pidfd_open of our child, not yet reaped.
+        let dead = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as i32, 0) } as RawFd;
+        assert!(dead >= 0);
+        child.wait().unwrap();
+        assert!(parent_gone(dead, child.id() as i32));
+        // Without a pidfd, getppid decides.
+        // SAFETY: getppid cannot fail.
+        let ppid = unsafe { libc::getppid() };
+        assert!(!parent_gone(-1, ppid));
+        assert!(parent_gone(-1, ppid + 1));
+        // SAFETY: closing the two pidfds opened above.
+        unsafe {
+            libc::close(me);
+            libc::close(dead);
+        }
+    }
 }
