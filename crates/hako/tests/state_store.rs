@@ -208,3 +208,22 @@ fn unreadable_backend_data_is_reported_and_touches_nothing_else() {
     rt.delete_force(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
 }
+
+/// A state.json that does not parse at all: `delete --force` says so, signals nothing and removes
+/// the directory (its own error message tells the user to run exactly that); plain `delete` keeps it.
+#[test]
+fn corrupt_state_json_is_removed_by_delete_force() {
+    let rt = Runtime::new();
+    let id = unique_id("corrupt");
+    rt.track(&id);
+    let dir = rt.root().join(&id);
+    fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("state.json"), "{\"pid\": 1, not json").expect("write");
+    rt.delete(&id).expect_fail().expect_msg(&[&id, "corrupt state file", "delete --force"]);
+    assert!(dir.exists(), "plain delete removed the state");
+    let out = rt.delete_force(&id);
+    assert!(!out.ok(), "{out}");
+    out.expect_msg(&[&id, "corrupt state file", "state directory was removed"]);
+    assert!(!dir.exists(), "{out}");
+    rt.delete_force(&id).expect_ok();
+}
