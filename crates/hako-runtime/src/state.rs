@@ -488,6 +488,25 @@ mod tests {
     }
 
     #[test]
+    fn saved_files_are_private_even_over_a_stale_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        assert_eq!(fs::metadata(store.root()).unwrap().permissions().mode() & 0o7777, 0o700);
+        let id = ContainerId::parse("c4").unwrap();
+        let locked = store.create(&id).unwrap();
+        assert_eq!(fs::metadata(locked.dir()).unwrap().permissions().mode() & 0o7777, 0o711);
+        let stale = locked.dir().join(".state.json.tmp");
+        fs::write(&stale, "old").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o666)).unwrap();
+        locked.save(&sample("c4")).unwrap();
+        let meta = fs::metadata(locked.dir().join("state.json")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert!(!stale.exists(), "the temporary file was renamed over state.json");
+        assert_eq!(locked.load_existing().unwrap().id, "c4");
+    }
+
+    #[test]
     fn lock_serialises_and_sees_removal() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
