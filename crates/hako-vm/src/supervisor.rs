@@ -308,10 +308,32 @@ fn report(ready: &mut Option<std::fs::File>, msg: &str) {
     *ready = None;
 }
 
-/// Entry point of `hako vm-supervisor DIR`; `ready_fd` receives "ok" once the agent said hello.
-pub fn main(dir: &Path, ready_fd: Option<i32>, config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>) -> i32 {
-    // SAFETY: the fd was passed to us by `create` for this purpose only.
-    let mut ready = ready_fd.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+/// Entry point of `hako vm-supervisor DIR`; `ready_fd` receives "ok" once the agent said hello; `commit_fd`
+/// gives one byte once `create` saved the container, or end of file if `create` died before: then the
+/// supervisor exits at once, and QEMU dies with it (its parent-death signal).
+pub fn main(
+    dir: &Path,
+    ready_fd: Option<i32>,
+    commit_fd: Option<i32>,
+    config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>,
+) -> i32 {
+    let mut ready = ready_fd.map(crate::take_passed_fd);
+    if let Some(fd) = commit_fd {
+        let mut commit = crate::take_passed_fd(fd);
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            let read = loop {
+                match std::io::Read::read(&mut commit, &mut byte) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            if !matches!(read, Ok(1)) {
+                eprintln!("supervisor: the create that started this VM died before it finished: stopping the VM");
+                std::process::exit(1);
+            }
+        });
+    }
     match run(dir, &mut ready, config) {
         Ok(code) => code,
         Err(e) => {
