@@ -226,7 +226,7 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
     }
     let root_ro = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     let mut shares =
-        vec![ShareDir { tag: "rootfs".into(), host: bundle.rootfs.clone(), readonly: root_ro, file: None }];
+        vec![ShareDir { tag: "rootfs".into(), host: bundle.rootfs.clone(), readonly: root_ro, files: Vec::new() }];
     let mut config = serde_json::to_value(spec).map_err(|e| VmError::Config(e.to_string()))?;
     config["root"]["path"] = serde_json::json!(format!("{GUEST_SHARES}/rootfs"));
     if let Some(obj) = config.as_object_mut() {
@@ -257,20 +257,27 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
             // The last of ro/rw wins, as in mount(8).
             let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
             let file = (!meta.is_dir()).then(|| src.clone());
+            // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all).
+            let parent = |f: &Path| f.parent().map(Path::to_path_buf);
             let same = |s: &&mut ShareDir| match &file {
-                Some(_) => s.file == file,
-                None => s.file.is_none() && s.host == src,
+                Some(f) => s.files.first().and_then(|g| parent(g)) == parent(f),
+                None => s.files.is_empty() && s.host == src,
             };
             let tag = match shares.iter_mut().find(same) {
                 Some(s) => {
                     // One share, several views: read-only only if all of them are.
                     s.readonly &= readonly;
+                    if let Some(f) = &file {
+                        if !s.files.contains(f) {
+                            s.files.push(f.clone());
+                        }
+                    }
                     s.tag.clone()
                 }
                 None => {
                     let tag = format!("m{}", shares.len());
                     let host = if file.is_some() { files.join(&tag) } else { src.clone() };
-                    shares.push(ShareDir { tag: tag.clone(), host, readonly, file: file.clone() });
+                    shares.push(ShareDir { tag: tag.clone(), host, readonly, files: file.iter().cloned().collect() });
                     tag
                 }
             };
@@ -289,13 +296,12 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
 pub const FILE_SHARES: &str = "files";
 
 /// Makes the private directory of each file share (`files/<tag>/`, 0700, in a 0700 `files`) holding an
-/// empty placeholder named like the file, on which QEMU binds the file in its own mount namespace
-/// ([`qemu::Launched::spawn`]): the guest sees that one file and none of its siblings.
+/// empty placeholder named like each shared file, on which QEMU binds the file in its own mount namespace
+/// ([`qemu::Launched::spawn`]): the guest sees those files and none of their siblings.
 pub fn prepare_file_shares(files: &Path, shares: &[ShareDir]) -> Result<(), VmError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let fail = |p: &Path, e: std::io::Error| VmError::Setup(format!("preparing the file share {}: {e}", p.display()));
-    for s in shares {
-        let (Some(file), Some(name)) = (&s.file, s.file.as_ref().and_then(|f| f.file_name())) else { continue };
+    for s in shares.iter().filter(|s| !s.files.is_empty()) {
         for d in [files, s.host.as_path()] {
             match std::fs::DirBuilder::new().mode(0o700).create(d) {
                 Ok(()) => {}
@@ -303,14 +309,18 @@ pub fn prepare_file_shares(files: &Path, shares: &[ShareDir]) -> Result<(), VmEr
                 Err(e) => return Err(fail(d, e)),
             }
         }
-        let target = s.host.join(name);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&target)
-            .map_err(|e| fail(file, e))?;
+        for file in &s.files {
+            let Some(name) = file.file_name() else {
+                return Err(VmError::Config(format!("bind mount source {} names no file", file.display())));
+            };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(s.host.join(name))
+                .map_err(|e| fail(file, e))?;
+        }
     }
     Ok(())
 }
@@ -1018,9 +1028,10 @@ mod tests {
         let (d, b) = bundle(config(serde_json::json!({"mounts": [
             {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
             {"destination": "/etc/hosts", "type": "bind", "source": d_hosts(), "options": ["bind"]},
-            {"destination": "/proc", "type": "proc", "source": "proc"}
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/etc/hosts2", "type": "bind", "source": "hosts", "options": ["bind", "ro"]},
+            {"destination": "/etc/config", "type": "bind", "source": "config.json", "options": ["bind", "ro"]}
         ]})));
-        let _ = d;
         let GuestView { config: guest, shares, netns } = to_guest(&b.spec, &b, Path::new("/files")).unwrap();
         assert!(netns.is_none());
         assert_eq!(guest["root"]["path"], "/run/hako/shares/rootfs");
@@ -1033,8 +1044,13 @@ mod tests {
         assert!(guest.get("hooks").is_none());
         // The file is shared alone, from a private directory, never with its siblings in /tmp.
         assert_eq!(shares[2].host, Path::new("/files/m2"));
-        assert_eq!(shares[2].file.as_deref(), Some(std::env::temp_dir().join(&name).as_path()));
-        assert!(shares[1].file.is_none() && shares[1].host == d.path().join("data"));
+        assert_eq!(shares[2].files, [std::env::temp_dir().join(&name)]);
+        assert!(shares[1].files.is_empty() && shares[1].host == d.path().join("data"));
+        // Files of one directory share one private directory (and one of microvm's 8 device slots).
+        assert_eq!(shares.len(), 4);
+        assert_eq!(shares[3].files, [d.path().join("hosts"), d.path().join("config.json")]);
+        assert!(shares[3].readonly && !shares[2].readonly);
+        assert_eq!(guest["mounts"][4]["source"], "/run/hako/shares/m3/config.json");
     }
 
     #[test]

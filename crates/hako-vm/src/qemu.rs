@@ -24,10 +24,11 @@ pub struct ShareDir {
     pub host: PathBuf,
     /// Read-only for the guest: QEMU refuses every write (`readonly=on`), whatever the guest kernel does.
     pub readonly: bool,
-    /// A host file shared without its siblings: `host` is then a private, empty directory holding a
-    /// placeholder `host/<file name>`, on which QEMU's own mount namespace binds this file.
+    /// Host files (of one directory) shared without their siblings: `host` is then a private directory
+    /// holding an empty placeholder `host/<file name>` for each, on which QEMU's own mount namespace binds
+    /// the file.
     #[serde(default)]
-    pub file: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
 }
 
 /// The capabilities QEMU keeps (its bounding set; everything else is dropped before exec): what 9p's
@@ -173,7 +174,7 @@ impl VmConfig {
         for (i, s) in self.shares.iter().enumerate() {
             let ro = if s.readonly { ",readonly=on" } else { "" };
             // A shared file lives on another device than its private directory: keep inode numbers apart.
-            let devs = if s.file.is_some() { ",multidevs=remap" } else { "" };
+            let devs = if !s.files.is_empty() { ",multidevs=remap" } else { "" };
             cmd.args([
                 "-fsdev",
                 &format!("local,id=fs{i},path={},security_model=passthrough{ro}{devs}", opt_path(&s.host)),
@@ -215,19 +216,20 @@ fn file_binds(shares: &[ShareDir]) -> Result<Vec<(std::ffi::CString, std::ffi::C
     };
     let mut out = Vec::new();
     for s in shares {
-        let Some(file) = &s.file else { continue };
-        let Some(name) = file.file_name() else {
-            return Err(VmError::Config(format!("bind mount source {} names no file", file.display())));
-        };
-        let target = s.host.join(name);
-        for p in [file, &target] {
-            match std::fs::metadata(p) {
-                Ok(m) if !m.is_dir() => {}
-                Ok(_) => return Err(VmError::Setup(format!("sharing {}: it is a directory now", p.display()))),
-                Err(e) => return Err(VmError::Setup(format!("sharing {}: {e}", p.display()))),
+        for file in &s.files {
+            let Some(name) = file.file_name() else {
+                return Err(VmError::Config(format!("bind mount source {} names no file", file.display())));
+            };
+            let target = s.host.join(name);
+            for p in [file, &target] {
+                match std::fs::metadata(p) {
+                    Ok(m) if !m.is_dir() => {}
+                    Ok(_) => return Err(VmError::Setup(format!("sharing {}: it is a directory now", p.display()))),
+                    Err(e) => return Err(VmError::Setup(format!("sharing {}: {e}", p.display()))),
+                }
             }
+            out.push((c(file)?, c(&target)?));
         }
-        out.push((c(file)?, c(&target)?));
     }
     Ok(out)
 }
@@ -314,7 +316,7 @@ pub struct Launched {
 
 impl Launched {
     /// Starts QEMU for `vm`, dying with its parent; its taps and `keep_fd` stay open across the exec. QEMU
-    /// gets a mount namespace of its own where it shares a single file ([`ShareDir::file`]) and keeps only
+    /// gets a mount namespace of its own where it shares single files ([`ShareDir::files`]) and keeps only
     /// the capabilities in [`QEMU_CAPS`].
     pub fn spawn(vm: &VmConfig, keep_fd: Option<RawFd>) -> Result<Launched, VmError> {
         let keep: Vec<RawFd> = vm.taps.iter().copied().chain(keep_fd).collect();
@@ -545,7 +547,7 @@ mod tests {
     #[test]
     fn each_tap_is_a_virtio_net_device_after_the_shares() {
         let mut c = config("tcg", None);
-        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false, file: None });
+        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false, files: Vec::new() });
         c.taps = vec![7, 9];
         let a = args(&c).join(" ");
         assert!(
@@ -560,9 +562,14 @@ mod tests {
     #[test]
     fn qemu_runs_sandboxed_and_read_only_shares_are_read_only_to_qemu() {
         let mut c = config("tcg", None);
-        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: true, file: None });
-        c.shares.push(ShareDir { tag: "m1".into(), host: "/d".into(), readonly: false, file: None });
-        c.shares.push(ShareDir { tag: "m2".into(), host: "/f/m2".into(), readonly: true, file: Some("/etc/h".into()) });
+        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: true, files: Vec::new() });
+        c.shares.push(ShareDir { tag: "m1".into(), host: "/d".into(), readonly: false, files: Vec::new() });
+        c.shares.push(ShareDir {
+            tag: "m2".into(),
+            host: "/f/m2".into(),
+            readonly: true,
+            files: vec!["/etc/h".into()],
+        });
         let a = args(&c).join(" ");
         assert!(a.contains(&format!("-sandbox {SANDBOX}")), "{a}");
         assert!(a.contains("local,id=fs0,path=/r,security_model=passthrough,readonly=on -device"), "{a}");

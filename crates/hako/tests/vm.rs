@@ -666,8 +666,8 @@ fn vm_read_only_shares_are_read_only_to_the_guest_kernel() {
     assert_vm_gone(&rt, b.id());
 }
 
-/// docs/vm-isolation.md, "The VM boundary": a bind-mounted file is shared alone (QEMU exports a private
-/// directory where its own mount namespace binds that one file), QEMU runs under its seccomp sandbox with
+/// docs/vm-isolation.md, "The VM boundary": a bind-mounted file is shared without its siblings (QEMU exports
+/// a private directory where its own mount namespace binds the bind-mounted files of that directory), QEMU runs under its seccomp sandbox with
 /// only the capabilities 9p needs, and delete leaves nothing.
 #[test]
 fn vm_a_file_is_shared_without_its_siblings_and_qemu_is_confined() {
@@ -681,8 +681,13 @@ fn vm_a_file_is_shared_without_its_siblings_and_qemu_is_confined() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("visible"), "shared\n").unwrap();
     std::fs::write(dir.join("sibling"), "private\n").unwrap();
+    std::fs::write(dir.join("also"), "also shared\n").unwrap();
     let src = dir.join("visible").to_string_lossy().into_owned();
-    let b = b.mount("/etc/visible", "bind", &src, &["bind", "ro"]).args(&["sleep", "1000"]);
+    let also = dir.join("also").to_string_lossy().into_owned();
+    let b = b
+        .mount("/etc/visible", "bind", &src, &["bind", "ro"])
+        .mount("/etc/also", "bind", &also, &["bind", "ro"])
+        .args(&["sleep", "1000"]);
     let id = b.id();
     rt.create(&b).expect_ok();
     let qemu = qemu_pid(&rt, id);
@@ -691,17 +696,18 @@ fn vm_a_file_is_shared_without_its_siblings_and_qemu_is_confined() {
     // What QEMU can reach of the share: the file, in QEMU's own mount namespace, and nothing beside it.
     let share = rt.root().join(id).join("files/m1");
     let seen = format!("/proc/{qemu}/root{}", share.display());
-    let names: Vec<String> = std::fs::read_dir(&seen)
+    let mut names: Vec<String> = std::fs::read_dir(&seen)
         .unwrap_or_else(|e| panic!("{seen}: {e}; QEMU: {cmdline}"))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["visible"], "{cmdline}");
+    names.sort();
+    assert_eq!(names, ["also", "visible"], "{cmdline}");
     assert_eq!(std::fs::read_to_string(format!("{seen}/visible")).unwrap(), "shared\n");
     let meta = std::fs::metadata(rt.root().join(id).join("files")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700);
     rt.start(id).expect_ok();
-    let out = rt.exec(id, &["cat", "/etc/visible"]).expect_ok();
-    assert_eq!(out.stdout, "shared\n");
+    let out = rt.exec(id, &["cat", "/etc/visible", "/etc/also"]).expect_ok();
+    assert_eq!(out.stdout, "shared\nalso shared\n");
     // QEMU's confinement: seccomp filter mode, and CAP_CHOWN..CAP_FSETID only.
     let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
     assert!(status.contains("\nSeccomp:\t2\n"), "QEMU runs without its seccomp sandbox:\n{status}");
