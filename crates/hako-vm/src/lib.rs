@@ -257,10 +257,11 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
             // The last of ro/rw wins, as in mount(8).
             let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
             let file = (!meta.is_dir()).then(|| src.clone());
-            // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all).
+            // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all),
+            // one for the read-only ones and one for the others.
             let parent = |f: &Path| f.parent().map(Path::to_path_buf);
             let same = |s: &&mut ShareDir| match &file {
-                Some(f) => s.files.first().and_then(|g| parent(g)) == parent(f),
+                Some(f) => s.readonly == readonly && s.files.first().and_then(|g| parent(g)) == parent(f),
                 None => s.files.is_empty() && s.host == src,
             };
             let tag = match shares.iter_mut().find(same) {
@@ -1030,7 +1031,8 @@ mod tests {
             {"destination": "/etc/hosts", "type": "bind", "source": d_hosts(), "options": ["bind"]},
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/etc/hosts2", "type": "bind", "source": "hosts", "options": ["bind", "ro"]},
-            {"destination": "/etc/config", "type": "bind", "source": "config.json", "options": ["bind", "ro"]}
+            {"destination": "/etc/config", "type": "bind", "source": "config.json", "options": ["bind", "ro"]},
+            {"destination": "/etc/rw", "type": "bind", "source": "config.json", "options": ["bind", "rw"]}
         ]})));
         let GuestView { config: guest, shares, netns } = to_guest(&b.spec, &b, Path::new("/files")).unwrap();
         assert!(netns.is_none());
@@ -1047,10 +1049,14 @@ mod tests {
         assert_eq!(shares[2].files, [std::env::temp_dir().join(&name)]);
         assert!(shares[1].files.is_empty() && shares[1].host == d.path().join("data"));
         // Files of one directory share one private directory (and one of microvm's 8 device slots).
-        assert_eq!(shares.len(), 4);
+        // A read-write view of a file does not make its read-only neighbours writable.
+        assert_eq!(shares.len(), 5);
         assert_eq!(shares[3].files, [d.path().join("hosts"), d.path().join("config.json")]);
         assert!(shares[3].readonly && !shares[2].readonly);
         assert_eq!(guest["mounts"][4]["source"], "/run/hako/shares/m3/config.json");
+        assert_eq!(shares[4].files, [d.path().join("config.json")]);
+        assert!(!shares[4].readonly);
+        assert_eq!(guest["mounts"][5]["source"], "/run/hako/shares/m4/config.json");
     }
 
     #[test]
