@@ -373,7 +373,11 @@ mod tests {
 
         proptest! {
             #![proptest_config(Config {
-                cases: 256, rng_seed: RngSeed::Fixed(0x6861_6b6f), failure_persistence: None, ..Config::default()
+                // 256 cases (PROPTEST_CASES overrides), a fixed seed, no failure files.
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+                rng_seed: RngSeed::Fixed(0x6861_6b6f),
+                failure_persistence: None,
+                ..Config::default()
             })]
 
             /// However the host's bytes are split into reads, the same frames come out.

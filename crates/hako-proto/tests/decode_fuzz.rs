@@ -73,8 +73,10 @@ fn budget(n: usize) -> usize {
     64 * n + (64 << 10)
 }
 
+/// 256 cases per property (`PROPTEST_CASES` overrides), a fixed seed, no failure files.
 fn config() -> Config {
-    Config { cases: 256, rng_seed: RngSeed::Fixed(0x6861_6b6f), failure_persistence: None, ..Config::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    Config { cases, rng_seed: RngSeed::Fixed(0x6861_6b6f), failure_persistence: None, ..Config::default() }
 }
 
 fn text() -> impl Strategy<Value = String> {

@@ -23,8 +23,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use serde_json::{json, Value};
 
+/// 256 cases per property (`PROPTEST_CASES` overrides), a fixed seed, no failure files.
 fn config() -> Config {
-    Config { cases: 256, rng_seed: RngSeed::Fixed(0x6861_6b6f), failure_persistence: None, ..Config::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    Config { cases, rng_seed: RngSeed::Fixed(0x6861_6b6f), failure_persistence: None, ..Config::default() }
 }
 
 /// A bundle directory with a rootfs and a file to bind, made once per test binary.
