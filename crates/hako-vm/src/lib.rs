@@ -150,20 +150,24 @@ pub fn sizing(spec: &Spec) -> (u32, u64) {
     if let Some(cpu) = res.and_then(|r| r.cpu().as_ref()) {
         if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {
             if q > 0 && p > 0 {
-                cpus = cpus.max(((q as u64).div_ceil(p)) as u32);
+                cpus = cpus.max(u32::try_from((q as u64).div_ceil(p)).unwrap_or(u32::MAX));
             }
         }
         if let Some(set) = cpu.cpus() {
+            // Saturating: a range such as 0-4294967295 is clamped to the host's CPUs below, not an overflow.
             let n: u32 = set
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|r| match r.split_once('-') {
-                    Some((a, b)) => {
-                        b.trim().parse::<u32>().unwrap_or(0).saturating_sub(a.trim().parse().unwrap_or(0)) + 1
-                    }
+                    Some((a, b)) => b
+                        .trim()
+                        .parse::<u32>()
+                        .unwrap_or(0)
+                        .saturating_sub(a.trim().parse().unwrap_or(0))
+                        .saturating_add(1),
                     None => 1,
                 })
-                .sum();
+                .fold(0, u32::saturating_add);
             cpus = cpus.max(n);
         }
     }
@@ -528,7 +532,37 @@ pub(crate) fn take_passed_fd(fd: i32) -> std::fs::File {
     unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
 }
 
+/// What [`VmIsolation::check`] found a config to ask for.
+#[derive(Debug)]
+pub struct Checked {
+    /// The bundle as the VM sees it.
+    pub guest: GuestView,
+    /// The VM's vCPUs.
+    pub cpus: u32,
+    /// The VM's RAM in MiB.
+    pub memory_mib: u64,
+    /// The TCG translation cache, if the config sets one.
+    pub tcg_cache_mib: Option<u64>,
+    /// Whether the VM may start from a template.
+    pub template: bool,
+}
+
 impl VmIsolation {
+    /// Everything VM isolation checks in a bundle before it creates anything (state, supervisor, VM): what
+    /// cannot cross the VM boundary ([`to_guest`]), the VM's size and the VM annotations. Reads the host (bind
+    /// mount sources) but changes nothing; `create` starts with it.
+    pub fn check(bundle: &Bundle, files: &Path, opts: &CreateOptions) -> Result<Checked, VmError> {
+        let spec = &bundle.spec;
+        if opts.preserve_fds > 0 {
+            return Err(VmError::Config(
+                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
+            ));
+        }
+        let guest = to_guest(spec, bundle, files)?;
+        let (cpus, memory_mib) = sizing(spec);
+        Ok(Checked { guest, cpus, memory_mib, tcg_cache_mib: tcg_cache_mib(spec)?, template: use_template(spec)? })
+    }
+
     /// Starts a shadow for `op` with the given stdio; returns its pid and the guest pid.
     fn spawn_shadow(dir: &Path, op: &Op, stdio: ShadowStdio) -> Result<(i32, u64), VmError> {
         let name = match op {
@@ -637,13 +671,9 @@ impl Isolation for VmIsolation {
 
     fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
         let spec = &bundle.spec;
-        if opts.preserve_fds > 0 {
-            return Err(boxed(VmError::Config(
-                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
-            )));
-        }
         let files = dir.dir().join(FILE_SHARES);
-        let GuestView { config: guest, shares, netns } = to_guest(spec, bundle, &files).map_err(boxed)?;
+        let Checked { guest: GuestView { config: guest, shares, netns }, cpus, memory_mib, tcg_cache_mib, template } =
+            VmIsolation::check(bundle, &files, opts).map_err(boxed)?;
         let nics = match &netns {
             Some(p) => net::inspect(p).map_err(boxed)?,
             None => Vec::new(),
@@ -651,9 +681,6 @@ impl Isolation for VmIsolation {
         let assets = assets::Assets::locate().map_err(boxed)?;
         let accel =
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
-        let (cpus, memory_mib) = sizing(spec);
-        let tcg_cache_mib = tcg_cache_mib(spec).map_err(boxed)?;
-        let template = use_template(spec).map_err(boxed)?;
         let mut state = State::creating(
             dir.id(),
             bundle,
