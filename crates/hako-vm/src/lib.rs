@@ -295,12 +295,11 @@ impl Ready {
     fn pass(&self, cmd: &mut Command) {
         let fd = self.write.as_raw_fd();
         cmd.env("HAKO_READY_FD", fd.to_string());
-        // SAFETY: fcntl on an fd inherited from the parent, in the child before exec.
+        // SAFETY: fcntl (a nix wrapper that does not allocate) on an fd inherited from the parent, in the child
+        // before exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
                 Ok(())
             });
         }
@@ -498,8 +497,8 @@ impl Isolation for VmIsolation {
             // signals, and what it and QEMU create in the state directory (sockets, logs, pid file) is private.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::setsid();
-                    libc::umask(0o077);
+                    let _ = nix::unistd::setsid();
+                    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
                     Ok(())
                 });
             }

@@ -4,7 +4,7 @@
 //! the kernel ([`Boot::Cold`]) or starts from a template ([`Boot::Template`] makes one, [`Boot::Restore`]
 //! starts from it; see [`crate::template`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -216,18 +216,16 @@ impl Launched {
         // and QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte
         // then holds 2 MiB. Under KVM huge pages speed the guest up, so they stay.
         let no_thp = vm.accel.name == "tcg";
-        // SAFETY: prctl and fcntl are async-signal-safe; QEMU must not outlive its parent. PR_SET_THP_DISABLE
-        // is kept across execve.
+        // SAFETY: prctl and fcntl (nix wrappers that do not allocate) are async-signal-safe; QEMU must not
+        // outlive its parent. PR_SET_THP_DISABLE is kept across execve.
         unsafe {
             cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
                 if no_thp {
-                    libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                    let _ = nix::sys::prctl::set_thp_disable(true);
                 }
                 for fd in &keep {
-                    if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
                 }
                 Ok(())
             });
@@ -311,13 +309,7 @@ pub fn tail_of(console: &Path, n: usize) -> String {
 /// bytes advised. Needs Linux 5.10 and CAP_SYS_NICE; callers treat an error as "nothing reclaimed".
 pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> {
     let wanted: Vec<PathBuf> = images.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the fd was just returned to us and nothing else owns it.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let pidfd = hako_runtime::procfs::pidfd_open(pid)?;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut ranges: Vec<libc::iovec> = Vec::new();
     for line in maps.lines() {
@@ -336,7 +328,8 @@ pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> 
     if ranges.is_empty() {
         return Ok(0);
     }
-    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array.
+    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array (nix does
+    // not wrap process_madvise).
     let done = unsafe {
         libc::syscall(
             libc::SYS_process_madvise,
