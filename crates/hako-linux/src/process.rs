@@ -69,38 +69,37 @@ fn attr(what: impl Into<String>) -> impl FnOnce(io::Error) -> ProcessError {
     move |source| ProcessError::Attr { what, source }
 }
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+fn rlimit_resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource;
     match t {
-        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     }
 }
 
 /// rlimits, oomScoreAdj, scheduler, ioPriority and personality: everything set while still root.
 pub fn apply_limits(p: &Process, linux: Option<&Linux>) -> Result<(), ProcessError> {
     for r in p.rlimits().iter().flatten() {
-        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
-        // SAFETY: setrlimit reads one valid rlimit struct.
-        if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
+        if let Err(source) = nix::sys::resource::setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()) {
             return Err(ProcessError::Rlimit {
                 name: format!("{:?}", r.typ()).to_uppercase().replace("RLIMIT", "RLIMIT_"),
                 soft: r.soft(),
                 hard: r.hard(),
-                source: nix::Error::last(),
+                source,
             });
         }
     }
@@ -161,9 +160,9 @@ pub fn apply_limits(p: &Process, linux: Option<&Linux>) -> Result<(), ProcessErr
             D::PerLinux => 0x0000,
             D::PerLinux32 => 0x0008,
         };
-        // SAFETY: personality takes one integer.
-        if unsafe { libc::personality(domain) } < 0 {
-            return Err(attr(format!("personality {:?}", pers.domain()))(io::Error::last_os_error()));
+        let persona = nix::sys::personality::Persona::from_bits_retain(domain);
+        if let Err(e) = nix::sys::personality::set(persona) {
+            return Err(attr(format!("personality {:?}", pers.domain()))(e.into()));
         }
     }
     Ok(())
@@ -277,12 +276,10 @@ pub fn switch_user(p: &Process) -> Result<(), ProcessError> {
     }
     let gid = Gid::from_raw(u.gid());
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| attr(format!("user.gid {}", u.gid()))(e.into()))?;
-    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes integers only.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_keepcaps(true);
     let uid = Uid::from_raw(u.uid());
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| attr(format!("user.uid {}", u.uid()))(e.into()))?;
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_keepcaps(false);
     if let Some(mask) = u.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -308,10 +305,7 @@ pub fn set_names(hostname: Option<&str>, domainname: Option<&str>) -> Result<(),
         nix::unistd::sethostname(h).map_err(|e| attr(format!("hostname {h:?}"))(e.into()))?;
     }
     if let Some(d) = domainname {
-        // SAFETY: setdomainname reads `len` bytes from a valid buffer.
-        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(attr(format!("domainname {d:?}"))(io::Error::last_os_error()));
-        }
+        crate::sys::setdomainname(d).map_err(attr(format!("domainname {d:?}")))?;
     }
     Ok(())
 }

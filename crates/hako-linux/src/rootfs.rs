@@ -594,7 +594,7 @@ fn open_dev_null(root: &File, masking: &Path) -> Result<OwnedFd, RootfsError> {
         Err(e) => return Err(e),
     };
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| refuse(errno(e).to_string()))?;
-    let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+    let (major, minor) = (nix::sys::stat::major(st.st_rdev), nix::sys::stat::minor(st.st_rdev));
     match st.st_mode & libc::S_IFMT {
         libc::S_IFCHR if (major, minor) == (1, 3) => Ok(fd),
         libc::S_IFCHR => Err(refuse(format!("character device {major}:{minor}"))),

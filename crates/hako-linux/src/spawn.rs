@@ -2,7 +2,7 @@
 //! into the cgroup, feed it its [`InitConfig`], and answer its requests (id maps, hooks, the pty master) until
 //! it reports Ready or fails. On failure nothing this module started is left running.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -111,17 +111,18 @@ fn start_init(
         };
         cmd.stdin(dup(i)?).stdout(dup(o)?).stderr(dup(e)?);
     }
-    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl) on data
-    // prepared before fork.
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl, through
+    // nix wrappers that do not allocate) on data prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
             // Until hako records its pid, init must not outlive the hako that started it.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != me {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid().as_raw() != me {
                 return Err(std::io::Error::other("hako exited"));
             }
-            if bind && (libc::unshare(libc::CLONE_NEWNS) != 0 || !bind_read_only(&exe_c)) {
-                return Err(std::io::Error::last_os_error());
+            if bind {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                bind_read_only(&exe_c)?;
             }
             sys::clear_cloexec(child_fd)
         });
@@ -131,17 +132,14 @@ fn start_init(
 
 /// In a private mount namespace (the caller's child has just made or entered one): stops mount events from
 /// reaching the host, then bind-mounts `exe` over itself read-only, so that init runs from a binary nobody in
-/// the container can write (CVE-2019-5736). Only mount(2) calls: safe between fork/clone and execve. False with
-/// errno set when a mount failed.
-fn bind_read_only(exe: &std::ffi::CStr) -> bool {
-    let none = std::ptr::null::<libc::c_char>();
-    let exe = exe.as_ptr();
-    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the calls.
-    unsafe {
-        libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) == 0
-            && libc::mount(exe, exe, none, libc::MS_BIND, std::ptr::null()) == 0
-            && libc::mount(none, exe, none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null()) == 0
-    }
+/// the container can write (CVE-2019-5736). Only mount(2) calls on C strings (nix does not allocate for them):
+/// safe between fork/clone and execve.
+fn bind_read_only(exe: &std::ffi::CStr) -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&std::ffi::CStr> = None;
+    mount(none, c"/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)?;
+    mount(Some(exe), exe, none, MsFlags::MS_BIND, none)?;
+    mount(none, exe, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none)
 }
 
 /// Starts `hako init` already inside its new namespaces (`flags`: pid, mount, uts, ipc, network), as crun
@@ -171,31 +169,26 @@ fn clone_init(
     let envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let mut stack = vec![0u8; 64 * 1024];
     let me = std::process::id() as i32;
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new close-on-exec fd or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, me, 0) } as i32;
-    // SAFETY: a non-negative return is a new fd that nothing else owns; it closes when this function returns.
-    let _pidfd_guard = (pidfd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) });
+    // Closes when this function returns.
+    let pidfd_guard = hako_runtime::procfs::pidfd_open(me).ok();
+    let parent_fd = pidfd_guard.as_ref().map(|fd| fd.as_fd());
     let child = move || -> isize {
-        // SAFETY: in the cloned child, before execve: only system calls on data prepared before the clone.
+        // In the cloned child, before execve: only system calls (nix wrappers that do not allocate) on data
+        // prepared before the clone.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        // If hako died before the line above, no signal will come: check that it is still there.
+        let ok = !parent_gone(parent_fd, me)
+            && bind_read_only(&exe_c).is_ok()
+            && stdio.is_none_or(install_stdio)
+            && sys::clear_cloexec(child_fd).is_ok();
+        // SAFETY: execve gets NULL-terminated arrays of pointers to C strings that outlive the call (prepared
+        // before the clone: nix's execve would allocate them here); _exit never returns and skips destructors.
         unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            // If hako died before the line above, no signal will come: check that it is still there.
-            if parent_gone(pidfd, me) {
-                libc::_exit(126);
+            if ok {
+                libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127)
             }
-            if !bind_read_only(&exe_c) {
-                libc::_exit(126);
-            }
-            if let Some(fds) = stdio {
-                if !install_stdio(fds) {
-                    libc::_exit(126);
-                }
-            }
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
-                libc::_exit(126);
-            }
-            libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127)
+            libc::_exit(126)
         }
     };
     // SAFETY: hako is single-threaded here; the child only runs the closure above, which ends in execve or
@@ -209,17 +202,14 @@ fn clone_init(
 /// pidfd of the parent, whether that process has exited; without one, whether `getppid` still names it (in a
 /// new pid namespace `getppid` is 0 whoever the parent is, so that case can only be told by the pidfd). Only
 /// poll and getppid: safe between clone and execve.
-fn parent_gone(pidfd: RawFd, parent: i32) -> bool {
-    if pidfd >= 0 {
-        let mut p = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll reads and writes one valid pollfd; a zero timeout never blocks.
-        let r = unsafe { libc::poll(&mut p, 1, 0) };
-        if r >= 0 {
+fn parent_gone(pidfd: Option<BorrowedFd>, parent: i32) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if let Some(fd) = pidfd {
+        if let Ok(r) = poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO) {
             return r > 0;
         }
     }
-    // SAFETY: getppid has no arguments and cannot fail.
-    let ppid = unsafe { libc::getppid() };
+    let ppid = nix::unistd::getppid().as_raw();
     ppid != parent && ppid != 0
 }
 
@@ -227,22 +217,19 @@ fn parent_gone(pidfd: RawFd, parent: i32) -> bool {
 /// so that a source that is itself 0, 1 or 2 is not overwritten by an earlier dup2 (`[1, 0, 2]` swaps stdin and
 /// stdout); the results are not close-on-exec. Only fcntl, dup2 and close: safe between clone and execve.
 fn install_stdio(fds: [RawFd; 3]) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg};
     let mut high = [-1; 3];
     for (h, fd) in high.iter_mut().zip(fds) {
-        // SAFETY: F_DUPFD_CLOEXEC on a caller-provided fd returns a new fd or -1.
-        *h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if *h < 0 {
-            return false;
+        match fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3)) {
+            Ok(fd) => *h = fd,
+            Err(_) => return false,
         }
     }
     for (target, h) in high.into_iter().enumerate() {
-        // SAFETY: dup2 and close on fds this process owns.
-        unsafe {
-            if libc::dup2(h, target as RawFd) < 0 {
-                return false;
-            }
-            libc::close(h);
+        if nix::unistd::dup2(h, target as RawFd).is_err() {
+            return false;
         }
+        let _ = nix::unistd::close(h);
     }
     true
 }
@@ -379,14 +366,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn ino(fd: RawFd) -> u64 {
-        // SAFETY: fstat fills one stat struct for an fd of this process.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd, &mut st) != 0 {
-                return 0;
-            }
-            st.st_ino
-        }
+        nix::sys::stat::fstat(fd).map_or(0, |st| st.st_ino)
     }
 
     #[test]
@@ -397,19 +377,17 @@ mod tests {
         // SAFETY: the child only makes async-signal-safe calls (dup2, fcntl, close, fstat, _exit).
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
-                // SAFETY: as above.
-                unsafe {
-                    for (target, fd) in raw.iter().enumerate() {
-                        libc::dup2(*fd, target as RawFd);
-                    }
-                    // stdin <- old stdout, stdout <- old stdin, stderr <- old stderr.
-                    let ok = install_stdio([1, 0, 2])
-                        && ino(0) == inos[1]
-                        && ino(1) == inos[0]
-                        && ino(2) == inos[2]
-                        && (0..3).all(|fd| libc::fcntl(fd, libc::F_GETFD) == 0);
-                    libc::_exit(if ok { 0 } else { 1 });
+                for (target, fd) in raw.iter().enumerate() {
+                    let _ = nix::unistd::dup2(*fd, target as RawFd);
                 }
+                // stdin <- old stdout, stdout <- old stdin, stderr <- old stderr.
+                let ok = install_stdio([1, 0, 2])
+                    && ino(0) == inos[1]
+                    && ino(1) == inos[0]
+                    && ino(2) == inos[2]
+                    && (0..3).all(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD) == Ok(0));
+                // SAFETY: _exit never returns and skips the destructors, which belong to the parent.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
             nix::unistd::ForkResult::Parent { child } => {
                 let status = waitpid(child, None).unwrap();
@@ -420,25 +398,17 @@ mod tests {
 
     #[test]
     fn parent_gone_tells_a_live_parent_from_a_dead_one() {
-        // SAFETY: pidfd_open of our own pid.
-        let me = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id() as i32, 0) } as RawFd;
-        assert!(me >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-        assert!(!parent_gone(me, std::process::id() as i32));
+        use hako_runtime::procfs::pidfd_open;
+        let me = pidfd_open(std::process::id() as i32).expect("pidfd_open");
+        assert!(!parent_gone(Some(me.as_fd()), std::process::id() as i32));
         let mut child = std::process::Command::new("true").spawn().unwrap();
-        // SAFETY: pidfd_open of our child, not yet reaped.
-        let dead = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as i32, 0) } as RawFd;
-        assert!(dead >= 0);
+        // Our child, not yet reaped.
+        let dead = pidfd_open(child.id() as i32).unwrap();
         child.wait().unwrap();
-        assert!(parent_gone(dead, child.id() as i32));
+        assert!(parent_gone(Some(dead.as_fd()), child.id() as i32));
         // Without a pidfd, getppid decides.
-        // SAFETY: getppid cannot fail.
-        let ppid = unsafe { libc::getppid() };
-        assert!(!parent_gone(-1, ppid));
-        assert!(parent_gone(-1, ppid + 1));
-        // SAFETY: closing the two pidfds opened above.
-        unsafe {
-            libc::close(me);
-            libc::close(dead);
-        }
+        let ppid = nix::unistd::getppid().as_raw();
+        assert!(!parent_gone(None, ppid));
+        assert!(parent_gone(None, ppid + 1));
     }
 }

@@ -60,8 +60,7 @@ pub fn become_console(slave: &OwnedFd, size: Option<(u32, u32)>) -> Result<(), T
     for target in 0..3 {
         nix::unistd::dup2(fd, target).map_err(pty("dup2 onto stdio"))?;
         // dup2 onto itself keeps close-on-exec: stdio must survive execve.
-        // SAFETY: F_SETFD on one of our stdio fds only changes its flags.
-        unsafe { libc::fcntl(target, libc::F_SETFD, 0) };
+        let _ = nix::fcntl::fcntl(target, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
     }
     Ok(())
 }

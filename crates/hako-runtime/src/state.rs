@@ -11,10 +11,10 @@
 //! needs search permission; the bits give no listing and no access to the files), and every file hako writes
 //! there 0600 ([`write_private`]): state.json and the saved config.json hold the process's environment.
 
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -278,10 +278,8 @@ impl Store {
         let dir = self.dir(id);
         let taken = || StateError::Exists(id.to_string());
         let file = File::open(&dir).map_err(|_| taken())?;
-        // SAFETY: flock on an fd we own; the lock lives as long as the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(taken());
-        }
+        // Held until the directory is gone: a create that is still running holds it.
+        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| taken())?;
         if file.metadata().map(|m| m.nlink() == 0).unwrap_or(true) || dir.join("state.json").exists() {
             return Err(taken());
         }
@@ -301,11 +299,13 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
             Err(source) => return Err(StateError::Io { id: id.to_string(), what: "open", path: dir, source }),
         };
-        // SAFETY: flock on an fd we own; the lock lives as long as the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let source = std::io::Error::last_os_error();
-            return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source });
-        }
+        // The lock lives as long as the returned `Locked`.
+        let file = match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(f) => f,
+            Err((_, e)) => {
+                return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source: e.into() })
+            }
+        };
         let meta = file.metadata().map_err(|source| StateError::Io {
             id: id.to_string(),
             what: "stat",
@@ -345,7 +345,7 @@ impl Store {
 pub struct Locked {
     id: ContainerId,
     dir: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 impl Locked {

@@ -459,12 +459,11 @@ fn only_named_fds(cmd: &mut Command) {
 /// child's environment as `env`.
 fn inherit(cmd: &mut Command, fd: i32, env: &str) {
     cmd.env(env, fd.to_string());
-    // SAFETY: fcntl on an fd inherited from the parent, in the child before exec.
+    // SAFETY: fcntl (a nix wrapper that does not allocate) on an fd inherited from the parent, in the child
+    // before exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
             Ok(())
         });
     }
@@ -526,8 +525,7 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), VmError> {
 /// Takes over an fd that hako passed to this helper (`HAKO_READY_FD`, `HAKO_COMMIT_FD`): close-on-exec from
 /// now on, so it reaches no program the helper starts (QEMU).
 pub(crate) fn take_passed_fd(fd: i32) -> std::fs::File {
-    // SAFETY: F_SETFD only changes the flags of the fd.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     // SAFETY: the fd was passed to this process for this purpose only, and nothing else owns it.
     unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
 }
@@ -727,8 +725,8 @@ impl Isolation for VmIsolation {
             // signals, and what it and QEMU create in the state directory (sockets, logs, pid file) is private.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::setsid();
-                    libc::umask(0o077);
+                    let _ = nix::unistd::setsid();
+                    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
                     Ok(())
                 });
             }

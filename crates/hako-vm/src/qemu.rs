@@ -4,7 +4,7 @@
 //! the kernel ([`Boot::Cold`]) or starts from a template ([`Boot::Template`] makes one, [`Boot::Restore`]
 //! starts from it; see [`crate::template`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -198,12 +198,9 @@ pub(crate) fn cloexec_from_3() {
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if r != 0 {
         // Kernels before 5.11: every possible fd below the limit (EBADF is ignored).
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit writes one rlimit struct.
-        let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+        let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |l| l.0);
         for fd in 3..max.min(1 << 20) as i32 {
-            // SAFETY: F_SETFD only changes the flags of an fd, if it is open.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
     }
 }
@@ -330,40 +327,26 @@ impl Launched {
         // and QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte
         // then holds 2 MiB. Under KVM huge pages speed the guest up, so they stay.
         let no_thp = vm.accel.name == "tcg";
-        // SAFETY: prctl, fcntl, unshare, mount and capget/capset are async-signal-safe system calls on
-        // memory prepared before the fork; QEMU must not outlive its parent. PR_SET_THP_DISABLE is kept
-        // across execve.
+        // SAFETY: prctl, fcntl, unshare, mount (nix wrappers that do not allocate on C strings) and
+        // capget/capset are async-signal-safe system calls on memory prepared before the fork; QEMU must not outlive its parent.
+        // PR_SET_THP_DISABLE is kept across execve.
         unsafe {
             cmd.pre_exec(move || {
                 cloexec_from_3();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
                 if no_thp {
-                    libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                    let _ = nix::sys::prctl::set_thp_disable(true);
                 }
                 for fd in &keep {
-                    if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
                 }
                 if !binds.is_empty() {
                     // A private mount namespace: the binds exist for QEMU only and vanish with it.
-                    if libc::unshare(libc::CLONE_NEWNS) != 0
-                        || libc::mount(
-                            std::ptr::null(),
-                            c"/".as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_REC | libc::MS_SLAVE,
-                            std::ptr::null(),
-                        ) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    use nix::mount::{mount, MsFlags};
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    mount(None::<&str>, c"/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
                     for (src, dst) in &binds {
-                        if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
-                            != 0
-                        {
-                            return Err(std::io::Error::last_os_error());
-                        }
+                        mount(Some(src.as_c_str()), dst.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
                     }
                 }
                 drop_capabilities(last_cap)
@@ -448,13 +431,7 @@ pub fn tail_of(console: &Path, n: usize) -> String {
 /// bytes advised. Needs Linux 5.10 and CAP_SYS_NICE; callers treat an error as "nothing reclaimed".
 pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> {
     let wanted: Vec<PathBuf> = images.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the fd was just returned to us and nothing else owns it.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let pidfd = hako_runtime::procfs::pidfd_open(pid)?;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut ranges: Vec<libc::iovec> = Vec::new();
     for line in maps.lines() {
@@ -473,7 +450,8 @@ pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> 
     if ranges.is_empty() {
         return Ok(0);
     }
-    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array.
+    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array (nix does
+    // not wrap process_madvise).
     let done = unsafe {
         libc::syscall(
             libc::SYS_process_madvise,

@@ -150,10 +150,9 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
         .map_err(io_err(format_args!("making {} private", root.display())))?;
     let lock_path = root.join(format!("{key}.lock"));
     let lock = fs::File::create(&lock_path).map_err(io_err(format_args!("creating {}", lock_path.display())))?;
-    // SAFETY: flock on an fd we own; the lock is released when `lock` is closed.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(io_err(format_args!("locking {}", lock_path.display()))(io::Error::last_os_error()));
-    }
+    // Released when `_lock` is dropped.
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io_err(format_args!("locking {}", lock_path.display()))(e.into()))?;
     // Another VM of the shape may have made it while we waited.
     if let Some(found) = found() {
         return Ok(found);
