@@ -29,6 +29,17 @@ impl Drop for Cleanup {
     }
 }
 
+/// A fresh `--root` for bundle `b`: the temporary directory holding it, the root, the id, and the
+/// cleanup that force-deletes the container.
+fn fresh_root(b: &Bundle) -> (tempfile::TempDir, PathBuf, String, Cleanup) {
+    let base = tempfile::tempdir().expect("tempdir");
+    let root = base.path().join("root");
+    let id = b.id().to_string();
+    register_bundle(&id, b.path());
+    let cleanup = Cleanup(root.clone(), id.clone());
+    (base, root, id, cleanup)
+}
+
 /// Every path under `root` whose mode lets another user read or write it: the root must be
 /// 0700, directories may grant search (x) only, files (and fifos, sockets) nothing at all.
 fn loose_modes(root: &Path) -> Vec<String> {
@@ -67,11 +78,7 @@ fn state_tree_is_private_whatever_the_umask() {
             .set("/process/user", json!({"uid": 1000, "gid": 1000}))
             .set("/process/env/-", json!("SECRET=hunter2"))
             .args(&["sleep", "1000"]);
-        let base = tempfile::tempdir().expect("tempdir");
-        let root = base.path().join("root");
-        let id = b.id().to_string();
-        register_bundle(&id, b.path());
-        let _cleanup = Cleanup(root.clone(), id.clone());
+        let (_base, root, id, _cleanup) = fresh_root(&b);
         let bundle = b.path().display().to_string();
         hako_umask(&root, mask, &["create", "--bundle", &bundle, &id]).expect_ok();
         assert!(root.join(&id).join("config.json").exists(), "the config copy is where this test looks");
@@ -228,17 +235,6 @@ fn corrupt_state_json_is_removed_by_delete_force() {
     rt.delete_force(&id).expect_ok();
 }
 
-/// Whether the VM assets are installed (as crates/hako/tests/vm.rs decides; under `HAKO_REQUIRE_ALL=1`
-/// their absence is a failure).
-fn vm_ready() -> bool {
-    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
-    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
-    if !ok {
-        skip(&format!("VM assets missing in {dir}: run scripts/vm-assets"));
-    }
-    ok && testing_hako()
-}
-
 /// The same for a VM-isolated container: the supervisor's plan, log, sockets and QEMU's console
 /// log and pid file, the shadow's op files and the accelerator cache are private too.
 #[test]
@@ -250,11 +246,7 @@ fn vm_state_tree_is_private_whatever_the_umask() {
         .set("/annotations", json!({"org.hako.isolation": "vm"}))
         .set("/process/env/-", json!("SECRET=hunter2"))
         .args(&["sleep", "1000"]);
-    let base = tempfile::tempdir().expect("tempdir");
-    let root = base.path().join("root");
-    let id = b.id().to_string();
-    register_bundle(&id, b.path());
-    let _cleanup = Cleanup(root.clone(), id.clone());
+    let (_base, root, id, _cleanup) = fresh_root(&b);
     let bundle = b.path().display().to_string();
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(runtime()).arg("--root").arg(&root);
@@ -277,12 +269,8 @@ fn state_files_are_synced_before_their_rename() {
         return;
     }
     let b = Bundle::with_tag("fsync").args(&["true"]);
-    let base = tempfile::tempdir().expect("tempdir");
-    let root = base.path().join("root");
+    let (base, root, id, _cleanup) = fresh_root(&b);
     let trace = base.path().join("trace");
-    let id = b.id().to_string();
-    register_bundle(&id, b.path());
-    let _cleanup = Cleanup(root.clone(), id.clone());
     let mut c = Command::new("/usr/bin/strace");
     c.args(["-y", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o"])
         .arg(&trace)

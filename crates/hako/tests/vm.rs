@@ -21,15 +21,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_VM_TEST.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn vm_ready() -> bool {
-    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
-    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
-    if !ok {
-        skip(&format!("the VM assets are missing in {dir}: run scripts/vm-assets"));
-    }
-    ok && testing_hako()
-}
-
 fn vm_bundle(tag: &str) -> Bundle {
     Bundle::with_tag(tag).set("/annotations", json!({"org.hako.isolation": "vm"}))
 }

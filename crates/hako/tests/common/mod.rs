@@ -50,6 +50,18 @@ pub fn testing_hako() -> bool {
     !matches!(std::env::var_os("HAKO_TEST_RUNTIME"), Some(p) if !p.is_empty())
 }
 
+/// Whether VM-isolated containers can run here: the VM assets are installed (else the test is skipped, a
+/// failure under `HAKO_REQUIRE_ALL=1`) and the runtime under test is hako.
+#[allow(dead_code)]
+pub fn vm_ready() -> bool {
+    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
+    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
+    if !ok {
+        skip(&format!("the VM assets are missing in {dir}: run scripts/vm-assets"));
+    }
+    ok && testing_hako()
+}
+
 /// The reference runtime of the differential tests: `HAKO_TEST_REFERENCE`, else /usr/sbin/runc.
 pub fn reference_runtime() -> PathBuf {
     match std::env::var_os("HAKO_TEST_REFERENCE") {
