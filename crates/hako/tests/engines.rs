@@ -641,6 +641,11 @@ impl Containerd {
     /// `ctr run` with the runtime under test (its state under our directory), then `extra`, the
     /// image and the container id; the caller appends the command.
     fn run_cmd(&self, extra: &[&str], id: &str) -> Command {
+        self.run_image_cmd(extra, IMAGE, id)
+    }
+
+    /// [`Self::run_cmd`] with another image.
+    fn run_image_cmd(&self, extra: &[&str], image: &str, id: &str) -> Command {
         let mut cmd = self.ctr();
         cmd.arg("run")
             .arg("--runc-binary")
@@ -650,7 +655,7 @@ impl Containerd {
             .arg("--fifo-dir")
             .arg(self.dir.join("fifo"))
             .args(extra)
-            .args([IMAGE, id]);
+            .args([image, id]);
         cmd
     }
 
@@ -781,17 +786,7 @@ fn readme_local_image_feeds_podman_and_containerd() {
         .env("CONTAINERD_NAMESPACE", &d.namespace))
     .ok();
     let id = unique("hako-readme");
-    let out = run(d
-        .ctr()
-        .arg("run")
-        .arg("--runc-binary")
-        .arg(&d.runtime)
-        .arg("--runc-root")
-        .arg(d.dir.join("runtime-root"))
-        .arg("--fifo-dir")
-        .arg(d.dir.join("fifo"))
-        .args(["--rm", &name, &id, "echo", "from-containerd"]))
-    .ok();
+    let out = run(d.run_image_cmd(&["--rm"], &name, &id).args(["echo", "from-containerd"])).ok();
     assert_eq!(out.stdout.trim(), "from-containerd", "{out}");
     let _ = try_run(d.ctr().args(["images", "rm", &name]));
 }
