@@ -242,7 +242,16 @@ fn open_dir(root: BorrowedFd<'_>, comps: &[OsString], create: bool) -> Result<Op
                     shown()
                 ))
             }
-            Err(Errno::NOTDIR) => return Err(format!("its parent {} is not a directory", shown())),
+            Err(Errno::NOTDIR) => {
+                let st = rustix::fs::statat(&fd, c.as_os_str(), AtFlags::SYMLINK_NOFOLLOW);
+                if st.is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) {
+                    return Err(format!(
+                        "its parent {} is a symlink, and hako never writes through a symlink a layer planted (it could point outside the rootfs)",
+                        shown()
+                    ));
+                }
+                return Err(format!("its parent {} is not a directory", shown()));
+            }
             Err(e) => return Err(format!("{}: {e}", shown())),
         };
         fd = next;
@@ -275,7 +284,8 @@ fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 /// Removes every child of `dir` for which `keep` says no.
 fn empty_dir(dir: BorrowedFd<'_>, keep: &dyn Fn(&OsStr) -> bool) -> io::Result<()> {
     let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir)? {
+    let readable = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    for e in rustix::fs::Dir::read_from(&readable)? {
         let e = e?;
         let n = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
         if n != "." && n != ".." && !keep(&n) {
