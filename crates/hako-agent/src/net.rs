@@ -89,18 +89,13 @@ fn add_v4_address(fd: &OwnedFd, label: &str, addr: Ipv4Addr, prefix: u8) -> io::
 }
 
 fn ifindex(name: &str) -> io::Result<i32> {
-    let c = std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        i => Ok(i as i32),
-    }
+    Ok(nix::net::if_::if_nametoindex(name)? as i32)
 }
 
 fn add_v6_address(name: &str, addr: Ipv6Addr, prefix: u8) -> io::Result<()> {
     // The namespace already did duplicate address detection for this address: do not wait for it again.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_dad"), "0");
-    let fd = socket(libc::AF_INET6)?;
+    let fd = socket(nix::sys::socket::AddressFamily::Inet6)?;
     let mut req = libc::in6_ifreq {
         ifr6_addr: libc::in6_addr { s6_addr: addr.octets() },
         ifr6_prefixlen: prefix as u32,
@@ -167,7 +162,7 @@ fn add_route(fd4: &OwnedFd, dev: &str, route: &NetRoute) -> Result<(), String> {
             Some(IpAddr::V4(_)) => return Err(mixed()),
             None => Ipv6Addr::UNSPECIFIED,
         };
-        let fd6 = socket(libc::AF_INET6).map_err(|e| err(&what, e))?;
+        let fd6 = socket(nix::sys::socket::AddressFamily::Inet6).map_err(|e| err(&what, e))?;
         let mut rt = In6Rtmsg {
             rtmsg_dst: d.octets(),
             rtmsg_src: [0; 16],
@@ -226,7 +221,7 @@ pub(crate) fn configure(ifs: &[NetIf]) -> Result<(), String> {
             guest.len()
         ));
     }
-    let fd = socket(libc::AF_INET).map_err(|e| err("socket", e))?;
+    let fd = socket(nix::sys::socket::AddressFamily::Inet).map_err(|e| err("socket", e))?;
     let order: Vec<String> = (0..ifs.len()).filter_map(|i| pick(&guest, i).map(str::to_string)).collect();
     for (current, want) in order.iter().zip(ifs) {
         let name = want.name.as_str();

@@ -65,6 +65,9 @@ impl Port {
     /// Above this many queued outgoing bytes the loop stops reading container output.
     pub(crate) const HIGH_WATER: usize = 1 << 20;
 
+    /// [`Port::fill`] stops reading once this many incoming bytes wait: room for the largest frame.
+    pub(crate) const IN_LIMIT: usize = 4 + hako_proto::MAX_FRAME;
+
     /// Opens `path`: `-` is stdin/stdout (both moved to private fds, 0 and 1 then read and write /dev/null so
     /// that no child inherits the link), a unix socket is connected to, anything else is opened read-write.
     pub(crate) fn open(path: &Path) -> Result<Port, PortError> {
@@ -124,10 +127,12 @@ impl Port {
         self.wfd.as_fd()
     }
 
-    /// Reads what is available; `Ok(false)` when the host closed the link.
+    /// Reads what is available, up to [`Port::IN_LIMIT`] bytes buffered; `Ok(false)` when the host closed the
+    /// link. Bytes past the limit stay in the port (the serve loop polls again after taking frames), so a host
+    /// that writes faster than the agent reads never makes the buffer grow without bound.
     pub(crate) fn fill(&mut self) -> Result<bool, PortError> {
         let mut buf = [0u8; 65536];
-        loop {
+        while self.inbuf.len() < Port::IN_LIMIT {
             match nix::unistd::read(self.rfd.as_raw_fd(), &mut buf) {
                 Ok(0) => return Ok(false),
                 Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
@@ -136,36 +141,46 @@ impl Port {
                 Err(e) => return Err(PortError::Io { what: "reading", source: e.into() }),
             }
         }
+        Ok(true)
     }
 
     /// The next whole frame in the input buffer, if any.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Incoming>, PortError> {
-        if self.inbuf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]]) as usize;
-        if len == 0 || len > hako_proto::MAX_FRAME {
-            // The framing is lost: nothing after this can be trusted.
-            return Err(ProtoError::Frame(format!("length {len} is out of range 1..={}", hako_proto::MAX_FRAME)).into());
-        }
-        if self.inbuf.len() < 4 + len {
-            return Ok(None);
-        }
-        let bytes: Vec<u8> = self.inbuf.drain(..4 + len).collect();
-        Ok(Some(match hako_proto::read_frame(&mut &bytes[..]) {
-            Ok(Some(f)) => Incoming::Frame(f),
-            Ok(None) => return Err(ProtoError::Frame("empty frame".into()).into()),
-            Err(ProtoError::Json(e)) => {
-                let req = serde_json::from_slice::<serde_json::Value>(&bytes[5..])
-                    .ok()
-                    .and_then(|v| v.get("req").and_then(|r| r.as_u64()));
-                Incoming::Unreadable { req, error: e.to_string() }
-            }
-            Err(ProtoError::Frame(e)) => Incoming::Unreadable { req: None, error: e },
-            Err(e) => return Err(e.into()),
-        }))
+        cut_frame(&mut self.inbuf)
     }
+}
 
+/// Takes the first whole frame off `inbuf`, if there is one: `Ok(None)` while it is incomplete, an error when
+/// the framing is lost (a length out of range), [`Incoming::Unreadable`] for a whole frame that does not
+/// decode.
+fn cut_frame(inbuf: &mut Vec<u8>) -> Result<Option<Incoming>, PortError> {
+    if inbuf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]) as usize;
+    if len == 0 || len > hako_proto::MAX_FRAME {
+        // The framing is lost: nothing after this can be trusted.
+        return Err(ProtoError::Frame(format!("length {len} is out of range 1..={}", hako_proto::MAX_FRAME)).into());
+    }
+    if inbuf.len() < 4 + len {
+        return Ok(None);
+    }
+    let bytes: Vec<u8> = inbuf.drain(..4 + len).collect();
+    Ok(Some(match hako_proto::read_frame(&mut &bytes[..]) {
+        Ok(Some(f)) => Incoming::Frame(f),
+        Ok(None) => return Err(ProtoError::Frame("empty frame".into()).into()),
+        Err(ProtoError::Json(e)) => {
+            let req = serde_json::from_slice::<serde_json::Value>(&bytes[5..])
+                .ok()
+                .and_then(|v| v.get("req").and_then(|r| r.as_u64()));
+            Incoming::Unreadable { req, error: e.to_string() }
+        }
+        Err(ProtoError::Frame(e)) => Incoming::Unreadable { req: None, error: e },
+        Err(e) => return Err(e.into()),
+    }))
+}
+
+impl Port {
     /// Queues a frame and writes as much as the port takes now.
     pub(crate) fn send(&mut self, frame: &Frame) -> Result<(), PortError> {
         let bytes = hako_proto::encode(frame)?;
@@ -286,5 +301,120 @@ mod tests {
         assert!(port.queued() > 0, "a unix socket cannot take 6 MB unread");
         drop(host);
         assert!(port.flush().is_err(), "writing to a closed host is an error");
+    }
+
+    /// A host that has written more than the largest frame before the agent reads: `fill` stops at
+    /// [`Port::IN_LIMIT`] instead of buffering everything there is (a regular file never says EAGAIN, so
+    /// before the limit one `fill` read it all), and the frames still all come out, in order.
+    #[test]
+    fn fill_buffers_at_most_one_largest_frame() {
+        let data = vec![7u8; hako_proto::MAX_FRAME - 5];
+        let frame = hako_proto::encode(&Frame::Data { stream: 2, data }).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        use std::io::{Seek, Write};
+        for _ in 0..3 {
+            file.write_all(&frame).unwrap();
+        }
+        file.rewind().unwrap();
+        let mut port = Port::from_fd(file.into()).unwrap();
+        let (mut frames, mut most) = (0, 0);
+        loop {
+            let open = port.fill().unwrap();
+            most = most.max(port.inbuf.len());
+            while let Some(f) = port.next_frame().unwrap() {
+                assert!(matches!(f, Incoming::Frame(Frame::Data { stream: 2, .. })), "{f:?}");
+                frames += 1;
+            }
+            if !open {
+                break;
+            }
+        }
+        assert_eq!(frames, 3);
+        assert!(most <= Port::IN_LIMIT + 65536, "{most} bytes buffered at once");
+    }
+
+    mod props {
+        use super::super::*;
+        use hako_proto::Op;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngSeed};
+
+        fn frames() -> Vec<Frame> {
+            vec![
+                Frame::Msg(Message::Request { req: 1, op: Op::Ps { id: "c".into() } }),
+                Frame::Data { stream: 3, data: b"input".to_vec() },
+                Frame::Eof { stream: 3 },
+                Frame::Msg(Message::Request {
+                    req: 2,
+                    op: Op::Kill { id: "c".into(), exec_id: None, signal: 9, all: true },
+                }),
+            ]
+        }
+
+        /// Feeds `bytes` to the cutter in pieces of the given sizes, taking frames after each piece; returns
+        /// the frames and whether the framing was lost.
+        fn feed(bytes: &[u8], pieces: &[usize]) -> (Vec<Incoming>, bool) {
+            let (mut inbuf, mut out, mut rest) = (Vec::new(), Vec::new(), bytes);
+            let mut sizes = pieces.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*sizes.next().unwrap()).clamp(1, rest.len());
+                inbuf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                loop {
+                    match cut_frame(&mut inbuf) {
+                        Ok(Some(f)) => out.push(f),
+                        Ok(None) => break,
+                        Err(_) => return (out, true),
+                    }
+                }
+            }
+            (out, false)
+        }
+
+        proptest! {
+            #![proptest_config(Config {
+                // 256 cases (PROPTEST_CASES overrides), a fixed seed, no failure files.
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+                rng_seed: RngSeed::Fixed(0x6861_6b6f),
+                failure_persistence: None,
+                ..Config::default()
+            })]
+
+            /// However the host's bytes are split into reads, the same frames come out.
+            #[test]
+            fn any_split_gives_the_same_frames(pieces in prop::collection::vec(1..64usize, 1..8)) {
+                let bytes: Vec<u8> = frames().iter().flat_map(|f| hako_proto::encode(f).unwrap()).collect();
+                let (out, lost) = feed(&bytes, &pieces);
+                prop_assert!(!lost);
+                let got: Vec<Frame> = out.into_iter().map(|i| match i {
+                    Incoming::Frame(f) => f,
+                    other => panic!("{other:?}"),
+                }).collect();
+                prop_assert_eq!(got, frames());
+            }
+
+            /// Arbitrary bytes in arbitrary pieces: frames, unreadable frames or lost framing; never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..512),
+                pieces in prop::collection::vec(1..64usize, 1..8),
+            ) {
+                feed(&bytes, &pieces);
+            }
+
+            /// Valid frames with bytes flipped: never a panic.
+            #[test]
+            fn flipped_bytes_never_panic(
+                flips in prop::collection::vec((any::<usize>(), 1..=255u8), 1..4),
+                pieces in prop::collection::vec(1..64usize, 1..8),
+            ) {
+                let mut bytes: Vec<u8> = frames().iter().flat_map(|f| hako_proto::encode(f).unwrap()).collect();
+                for (i, x) in flips {
+                    let n = bytes.len();
+                    bytes[i % n] ^= x;
+                }
+                feed(&bytes, &pieces);
+            }
+        }
     }
 }

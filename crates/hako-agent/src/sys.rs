@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 {
@@ -16,10 +16,8 @@ fn check(ret: libc::c_int) -> io::Result<()> {
 
 /// Flushes every file system and powers the machine off. Only pid 1 of the guest calls this.
 pub(crate) fn power_off() -> ! {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-    // SAFETY: reboot with a valid command constant; on success it does not return.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     // Not allowed (not pid 1 of the VM, or no CAP_SYS_BOOT): nothing else to do.
     std::process::exit(1)
 }
@@ -37,12 +35,9 @@ pub(crate) fn finit_module(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// A datagram socket of `family`, the handle the interface ioctls go through.
-pub(crate) fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket with constant arguments; the fd is owned below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    check(fd)?;
-    // SAFETY: a fresh fd nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub(crate) fn socket(family: nix::sys::socket::AddressFamily) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{SockFlag, SockType};
+    Ok(nix::sys::socket::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?)
 }
 
 /// An ifreq naming interface `name` (an error for a name Linux cannot have).
@@ -62,7 +57,7 @@ pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 
 /// Brings a network interface up or down (`ip link set NAME up|down`).
 pub(crate) fn set_link(name: &str, up: bool) -> io::Result<()> {
-    let sock = socket(libc::AF_INET)?;
+    let sock = socket(nix::sys::socket::AddressFamily::Inet)?;
     let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq we own.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
@@ -103,23 +98,20 @@ pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
 
 /// Adds O_NONBLOCK to an fd's file status flags.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: F_GETFL on an fd the caller keeps open.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    check(flags)?;
-    // SAFETY: F_SETFL with flags read just above.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 /// Makes this process the reaper of its orphaned descendants (what pid 1 is anyway).
 pub(crate) fn become_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
+    Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }
 
 /// Whether `fd` is open in this process.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries the fd table.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok()
 }
 
 /// RNDADDENTROPY: `_IOW('R', 0x03, int[2])`.
@@ -147,9 +139,8 @@ pub(crate) fn reseed_random(entropy: &[u8]) -> io::Result<()> {
 
 /// Sets the system clock (CLOCK_REALTIME).
 pub(crate) fn set_clock(unix_secs: i64, nanos: u32) -> io::Result<()> {
-    let ts = libc::timespec { tv_sec: unix_secs as libc::time_t, tv_nsec: nanos.min(999_999_999) as libc::c_long };
-    // SAFETY: clock_settime reads one timespec that lives through the call.
-    check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })
+    let ts = nix::sys::time::TimeSpec::new(unix_secs as libc::time_t, nanos.min(999_999_999) as libc::c_long);
+    Ok(nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)?)
 }
 
 #[cfg(test)]

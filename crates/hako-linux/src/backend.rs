@@ -120,7 +120,8 @@ fn host_ids(spec: &Spec) -> (u32, u32) {
             Some(maps) => maps
                 .iter()
                 .find(|m| id >= m.container_id() && id - m.container_id() < m.size())
-                .map(|m| m.host_id() + (id - m.container_id()))
+                // A range past the last id is refused by check_id_maps; never overflow here either.
+                .and_then(|m| m.host_id().checked_add(id - m.container_id()))
                 .unwrap_or(65534),
         }
     };
@@ -128,6 +129,30 @@ fn host_ids(spec: &Spec) -> (u32, u32) {
         map(user.0, linux.and_then(|l| l.uid_mappings().as_ref())),
         map(user.1, linux.and_then(|l| l.gid_mappings().as_ref())),
     )
+}
+
+/// Refuses an id map the kernel would refuse when init writes it (a range that is empty or runs past id
+/// 4294967294, the last one: 4294967295 is `(uid_t)-1`), before anything is created.
+fn check_id_maps(spec: &Spec) -> Result<(), BoxError> {
+    let Some(linux) = spec.linux().as_ref() else { return Ok(()) };
+    for (field, maps) in [("uidMappings", linux.uid_mappings()), ("gidMappings", linux.gid_mappings())] {
+        for (i, m) in maps.iter().flatten().enumerate() {
+            let past = |first: u32| u64::from(first) + u64::from(m.size()) > u64::from(u32::MAX);
+            let problem = if m.size() == 0 {
+                "size 0 maps no id".to_owned()
+            } else if past(m.container_id()) {
+                format!("containerID {} + size {} runs past the last id 4294967294", m.container_id(), m.size())
+            } else if past(m.host_id()) {
+                format!("hostID {} + size {} runs past the last id 4294967294", m.host_id(), m.size())
+            } else {
+                continue;
+            };
+            return Err(Box::new(BackendError::Config(format!(
+                "linux.{field}[{i}]: {problem}: the kernel refuses such a map; make the range fit below 4294967295"
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a config for what process isolation needs, before anything is created.
@@ -182,11 +207,49 @@ fn validate(spec: &Spec, ns: &NsPlan, opts: &CreateOptions) -> Result<(), BoxErr
             p.selinux_label().as_deref(),
             linux.and_then(|l| l.mount_label().as_deref()),
         )?;
+        // The maps of the user namespace the process will run in: the config's for a new one, hako's own when
+        // there is none, unknown for one joined by path (init checks it there).
+        let maps = |spec_maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, file: &str| {
+            if ns.creates("user") {
+                Some(crate::process::spec_id_ranges(spec_maps.map(Vec::as_slice).unwrap_or_default()))
+            } else if ns.has("user") {
+                None
+            } else {
+                std::fs::read_to_string(format!("/proc/self/{file}")).ok().map(|t| crate::process::parse_id_map(&t))
+            }
+        };
+        crate::process::check_ids(
+            p.user(),
+            maps(linux.and_then(|l| l.uid_mappings().as_ref()), "uid_map").as_deref(),
+            maps(linux.and_then(|l| l.gid_mappings().as_ref()), "gid_map").as_deref(),
+        )?;
     }
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::validate(s)?;
     }
+    let private = |kind: &str| private_namespace(ns, kind);
+    let mut keys: Vec<&String> =
+        linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten().map(|(k, _)| k).collect();
+    keys.sort();
+    for key in keys {
+        crate::process::check_sysctl(key, &private)?;
+    }
     Ok(())
+}
+
+/// Whether the container has a `kind` namespace of its own: a new one, or one joined by a path that is not the
+/// namespace hako itself runs in (what runc checks before it lets a `net.*` sysctl through).
+fn private_namespace(ns: &NsPlan, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if ns.creates(kind) {
+        return true;
+    }
+    let Some((_, path)) = ns.join.iter().find(|(k, _)| k == kind) else { return false };
+    let own = format!("/proc/self/ns/{}", crate::namespaces::proc_name(kind));
+    match (std::fs::metadata(path), std::fs::metadata(own)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 struct CreateHooks<'a> {
@@ -216,7 +279,30 @@ impl spawn::Hooks for CreateHooks<'_> {
     }
 }
 
+/// What [`ProcessIsolation::check`] found a config to ask for.
+#[derive(Debug)]
+pub struct Checked {
+    /// The namespaces to create and join.
+    pub ns: NsPlan,
+    /// The container's cgroup, resolved but not created.
+    pub cgroup: Cgroup,
+    /// The host uid and gid of the container's process (through the id maps).
+    pub host_ids: (u32, u32),
+}
+
 impl ProcessIsolation {
+    /// Everything process isolation checks in a config before it creates anything (state, cgroup, process):
+    /// the namespaces, what [`validate`] refuses and the cgroup path. Reads the host (its cgroup mounts,
+    /// capabilities, LSMs) but changes nothing; `create` starts with it.
+    pub fn check(spec: &Spec, id: &str, opts: &CreateOptions) -> Result<Checked, BoxError> {
+        let linux = spec.linux().as_ref();
+        let ns = NsPlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
+        check_id_maps(spec)?;
+        validate(spec, &ns, opts)?;
+        let cgroup = Cgroup::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        Ok(Checked { ns, cgroup, host_ids: host_ids(spec) })
+    }
+
     fn cgroup(state: &State) -> Result<Option<Cgroup>, BoxError> {
         Ok(data(state)?.cgroup)
     }
@@ -241,9 +327,7 @@ impl Isolation for ProcessIsolation {
     fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
         let spec = &bundle.spec;
         let linux = spec.linux().as_ref();
-        let ns = NsPlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
-        validate(spec, &ns, opts)?;
-        let cgroup = Cgroup::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), dir.id().as_str())?;
+        let Checked { ns, cgroup, host_ids: (uid, gid) } = ProcessIsolation::check(spec, dir.id().as_str(), opts)?;
         let mut state = State::creating(
             dir.id(),
             bundle,
@@ -267,7 +351,6 @@ impl Isolation for ProcessIsolation {
             let fifo = dir.dir().join(FIFO);
             nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
             // init opens it as the container's user, seen from the host through the id maps.
-            let (uid, gid) = host_ids(spec);
             nix::unistd::chown(&fifo, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))?;
             let config = InitConfig {
                 exec: false,

@@ -500,7 +500,7 @@ mod tests {
         }));
         let (rd, wr) = nix::unistd::pipe().expect("pipe");
         let (status, msg) = run_child(|| {
-            prctl(libc::PR_SET_KEEPCAPS, 1, 0).map_err(|e| format!("keepcaps: {e}"))?;
+            nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
             let nobody = nix::unistd::Uid::from_raw(65534);
             let nogroup = nix::unistd::Gid::from_raw(65534);
             nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;

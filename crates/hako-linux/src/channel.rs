@@ -136,16 +136,11 @@ impl Channel {
         // Peek at the packet's size first: most messages are a few bytes, the config a few kilobytes.
         let size = loop {
             let mut probe = [0u8; 1];
-            // SAFETY: recv writes at most 1 byte into `probe`; MSG_TRUNC makes it return the packet's real size.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), probe.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_TRUNC)
-            };
-            if n >= 0 {
-                break n as usize;
-            }
-            match nix::Error::last() {
-                nix::Error::EINTR => continue,
-                e => return Err(e.into()),
+            // MSG_TRUNC makes recv return the packet's real size.
+            match socket::recv(self.fd.as_raw_fd(), &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Ok(n) => break n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         };
         if size == 0 {

@@ -6,8 +6,10 @@
 //! 2. fork once more when a pid or time namespace must apply (the child becomes the container process);
 //! 3. create: build the rootfs, let the parent run prestart/createRuntime hooks, run createContainer hooks,
 //!    pivot_root, readonly/masked paths, hostname, sysctl, keyring;
-//! 4. terminal, rlimits and scheduling, cwd, user and groups, capabilities, no_new_privs, seccomp, LSM label;
-//! 5. report Ready; create then waits on the exec fifo for `start` and runs startContainer hooks; execve.
+//! 4. terminal, rlimits and scheduling, cwd, user and groups, capabilities, no_new_privs, seccomp (before the
+//!    capability drop without no_new_privs), LSM label;
+//! 5. report Ready; create then waits on the exec fifo for `start` and runs startContainer hooks; seccomp with
+//!    no_new_privs; execve.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -95,8 +97,7 @@ pub fn main() -> ! {
     std::env::remove_var(INIT_FD_ENV);
     // SAFETY: the parent passed this fd to us for our exclusive use.
     let ch = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
-    // SAFETY: fcntl on our own fd.
-    unsafe { libc::fcntl(ch.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    let _ = nix::fcntl::fcntl(ch.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     let err = run(&ch).unwrap_err();
     let _ = ch.send(&Message::Error(err.to_string()));
     std::process::exit(1);
@@ -196,8 +197,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         ch.send(&Message::RunCreateRuntimeHooks)?;
         hook_state = expect_hooks_done(ch)?;
         // The parent recorded our pid: from here `delete --force` can clean up after it, so init need not die with it.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        let _ = nix::sys::prctl::set_pdeathsig(None);
         if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
             hako_runtime::hooks::run("createContainer", hooks, &hook_state)?;
         }
@@ -227,6 +227,10 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         }
         let size = proc_.console_size().as_ref().map(|b| (b.height() as u32, b.width() as u32));
         tty::become_console(&slave, size)?;
+        if slave.as_raw_fd() <= 2 {
+            // It is one of our stdio fds now: keep it open.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(slave);
+        }
         ch.send_with_fds(&Message::ConsoleFd, &[master.as_raw_fd()])?;
         drop(master);
     }
@@ -263,13 +267,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         crate::capabilities::apply(caps)?;
     }
     if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(sys_err("noNewPrivileges")(std::io::Error::last_os_error()));
-        }
-        if let Some(ctx) = &seccomp {
-            crate::seccomp::load(ctx)?;
-        }
+        nix::sys::prctl::set_no_new_privs().map_err(|e| sys_err("noNewPrivileges")(e.into()))?;
     }
     sys::cloexec_from(3 + cfg.preserve_fds).map_err(sys_err("closing inherited file descriptors"))?;
     ch.send(&Message::Ready)?;
@@ -300,6 +298,11 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
             }
         }
         restore_signals();
+        // With no_new_privs the filter needs no privilege, so it goes on last, just before execve (as runc does):
+        // the profile then only has to allow execve, not what init does before it.
+        if let (Some(ctx), true) = (&seccomp, nnp) {
+            crate::seccomp::load(ctx)?;
+        }
         let e = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
         Err(sys_err(format!("exec {:?}", args[0]))(e.into()))
     })();
@@ -318,11 +321,8 @@ fn chroot_into(rootfs: &std::path::Path) -> Result<(), InitError> {
 
 /// Undoes what the hako process set for itself and execve would pass on: ignored SIGPIPE, blocked signals.
 fn restore_signals() {
-    // SAFETY: resetting a disposition to default and clearing the signal mask are always valid.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in a signal context.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

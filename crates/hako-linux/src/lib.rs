@@ -23,4 +23,4 @@ pub mod tty;
 
 mod backend;
 
-pub use backend::ProcessIsolation;
+pub use backend::{Checked, ProcessIsolation};

@@ -16,7 +16,7 @@ pub enum NamespaceError {
     #[error("namespace {0} is listed twice in linux.namespaces: keep one entry")]
     Duplicate(String),
     /// A namespace path cannot be opened.
-    #[error("{kind} namespace path {path}: {source}; the path must name a namespace file such as /proc/PID/ns/{kind}")]
+    #[error("{kind} namespace path {path}: {source}; the path must name a namespace file such as /proc/PID/ns/{ns}", ns = proc_name(kind))]
     Open {
         /// The namespace type.
         kind: String,
@@ -242,4 +242,22 @@ fn setns_path(kind: &str, path: &PathBuf) -> Result<(), NamespaceError> {
 pub fn unshare_user() -> Result<(), NamespaceError> {
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
         .map_err(|source| NamespaceError::Unshare { kinds: "user".into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_path_suggests_the_real_file_under_proc_pid_ns() {
+        for (kind, file) in [("network", "net"), ("mount", "mnt"), ("pid", "pid")] {
+            let e = NamespaceError::Open {
+                kind: kind.into(),
+                path: "/nonexistent".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            };
+            let msg = e.to_string();
+            assert!(msg.ends_with(&format!("such as /proc/PID/ns/{file}")), "{kind}: {msg}");
+        }
+    }
 }

@@ -88,6 +88,26 @@ pub enum RootfsError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The container's /dev/null cannot mask a path.
+    #[error("masked path {target}: /dev/null in the container is {found}, not the null device (character device 1:3): hako masks files only with the real one; mount a tmpfs on /dev (hako then makes the device) or fix the rootfs")]
+    DevNull {
+        /// The masked path.
+        target: PathBuf,
+        /// What /dev/null is instead.
+        found: String,
+    },
+    /// The console bind target is unsafe.
+    #[error("/dev/console in the container is {what}: hako binds the terminal there and will not follow or replace it; remove it from the rootfs or mount a tmpfs on /dev")]
+    Console {
+        /// What it is.
+        what: &'static str,
+    },
+    /// Mounting by fd after pivot_root needs the container's procfs.
+    #[error("{target}: hako mounts it through /proc/self/fd, and /proc in the container is not procfs: add a proc mount on /proc to mounts")]
+    NoProc {
+        /// The path being mounted.
+        target: PathBuf,
+    },
     /// pivot_root or chroot failed.
     #[error("{what} into {rootfs}: {source}")]
     Pivot {
@@ -482,6 +502,11 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 }
 
 /// After pivot_root: root propagation, readonly paths, masked paths, the read-only root.
+///
+/// The rootfs is the container owner's, so nothing here mounts by a path string: each target is opened with
+/// `openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)` under the new root and mounted through `/proc/self/fd/N`
+/// of the container's procfs (checked to be procfs), and a file is masked only with a `/dev/null` that is the
+/// null device, mounted through its own fd (runc's CVE-2025-31133).
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -495,36 +520,55 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
             })?;
         }
     }
+    let root = File::open("/").map_err(|source| RootfsError::Path { path: "/".into(), source })?;
+    // A target that is not there needs no protection.
+    const LOOP: &str = "the path runs through a /proc magic link or a symlink loop, which hako does not follow: \
+                        name the real path in readonlyPaths or maskedPaths";
+    let existing = |path: &Path| match open_in(&root, path, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ELOOP) => {
+            Err(RootfsError::Options { target: path.to_owned(), what: LOOP.into() })
+        }
+        Err(e) => Err(e),
+    };
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
         let path = Path::new(p);
-        match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
-            Ok(()) => {}
-            Err(nix::Error::ENOENT) => continue,
-            Err(e) => {
-                return Err(RootfsError::Mount {
-                    what: "readonly path".into(),
-                    target: path.to_owned(),
-                    source: errno(e),
-                })
-            }
-        }
-        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(|source| RootfsError::Mount {
-            what: "readonly path".into(),
-            target: path.to_owned(),
-            source,
-        })?;
+        let Some(target) = existing(path)? else { continue };
+        let t = proc_fd_path(&target, path)?;
+        let err = |source| RootfsError::Mount { what: "readonly path".into(), target: path.to_owned(), source };
+        mount(Some(&t), &t, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| err(errno(e)))?;
+        // The fd still names what lies under the new bind: reopen to reach the bind itself.
+        let top = open_in(&root, path, libc::O_PATH)?;
+        remount_bind(&proc_fd_path(&top, path)?, MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(err)?;
     }
+    let mut dev_null: Option<OwnedFd> = None;
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
         let path = Path::new(p);
-        let r = match std::fs::metadata(path) {
-            Err(_) => continue,
-            Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>),
-            Ok(_) => mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        let Some(target) = existing(path)? else { continue };
+        let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
+            .map_err(|e| RootfsError::Path { path: path.to_owned(), source: errno(e) })?
+            .st_mode
+            & libc::S_IFMT
+            == libc::S_IFDIR;
+        let t = proc_fd_path(&target, path)?;
+        let r = if is_dir {
+            mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        } else {
+            let null = match &dev_null {
+                Some(fd) => fd,
+                None => dev_null.insert(open_dev_null(&root, path)?),
+            };
+            mount(Some(&proc_fd_path(null, path)?), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         };
         r.map_err(|e| RootfsError::Mount { what: "masked path".into(), target: path.to_owned(), source: errno(e) })?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        remount_bind(Path::new("/"), MsFlags::MS_RDONLY).map_err(|source| RootfsError::Mount {
+        // "/" is no link a rootfs could plant; through its fd when the container has a procfs, by name otherwise.
+        let fd = root_fd(&root)?;
+        let t = proc_fd_path(&fd, Path::new("/")).unwrap_or_else(|_| PathBuf::from("/"));
+        remount_bind(&t, MsFlags::MS_RDONLY).map_err(|source| RootfsError::Mount {
             what: "read-only root".into(),
             target: "/".into(),
             source,
@@ -533,16 +577,92 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Binds the pty slave over /dev/console (after pivot_root).
-pub fn bind_console(slave: &Path) -> Result<(), RootfsError> {
-    let console = Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        File::create(console).map_err(|source| RootfsError::Path { path: console.to_owned(), source })?;
+fn root_fd(root: &File) -> Result<OwnedFd, RootfsError> {
+    open_in(root, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// The container's `/dev/null`, checked to be the null device (character device 1:3) before anything is masked
+/// with it: a rootfs may have planted a symlink or a file there.
+fn open_dev_null(root: &File, masking: &Path) -> Result<OwnedFd, RootfsError> {
+    let refuse = |found: String| RootfsError::DevNull { target: masking.to_owned(), found };
+    let fd = match open_in(root, Path::new("/dev/null"), libc::O_PATH) {
+        Ok(fd) => fd,
+        Err(RootfsError::Path { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(refuse("missing".into()))
+        }
+        Err(RootfsError::Path { source, .. }) => return Err(refuse(format!("unusable ({source})"))),
+        Err(e) => return Err(e),
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| refuse(errno(e).to_string()))?;
+    let (major, minor) = (nix::sys::stat::major(st.st_rdev), nix::sys::stat::minor(st.st_rdev));
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFCHR if (major, minor) == (1, 3) => Ok(fd),
+        libc::S_IFCHR => Err(refuse(format!("character device {major}:{minor}"))),
+        libc::S_IFREG => Err(refuse("a regular file".into())),
+        libc::S_IFDIR => Err(refuse("a directory".into())),
+        _ => Err(refuse("not a character device".into())),
     }
-    mount(Some(slave), console, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| RootfsError::Mount {
-        what: format!("bind {}", slave.display()),
-        target: console.to_owned(),
-        source: errno(e),
+}
+
+/// `/proc/self/fd/N` for `fd`, once the container's `/proc` is checked to be a procfs (after pivot_root the path
+/// resolves in the container, whose image could otherwise hold a plain `/proc/self/fd` directory of links).
+fn proc_fd_path(fd: &OwnedFd, what: &Path) -> Result<PathBuf, RootfsError> {
+    match nix::sys::statfs::statfs("/proc/self/fd") {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC => Ok(fd_path(fd)),
+        _ => Err(RootfsError::NoProc { target: what.to_owned() }),
+    }
+}
+
+/// Binds the pty slave over /dev/console (after pivot_root), by fd at both ends: the slave is the fd init already
+/// holds, never `/dev/pts/N` looked up again, and the target is opened under the root without following a
+/// symlink at its end; a missing one is created with `O_CREAT|O_EXCL|O_NOFOLLOW` (runc's CVE-2025-52565).
+pub fn bind_console(slave: &OwnedFd) -> Result<(), RootfsError> {
+    use nix::fcntl::OFlag;
+    let console = Path::new("/dev/console");
+    let err = |source: io::Error| RootfsError::Path { path: console.to_owned(), source };
+    let root = File::open("/").map_err(|source| RootfsError::Path { path: "/".into(), source })?;
+    let dev = open_in(&root, Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let open_target = || {
+        nix::fcntl::openat(
+            Some(dev.as_raw_fd()),
+            "console",
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let fd = match open_target() {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => {
+            let created = nix::fcntl::openat(
+                Some(dev.as_raw_fd()),
+                "console",
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o666),
+            )
+            .map_err(|e| err(errno(e)))?;
+            let _ = nix::unistd::close(created);
+            open_target().map_err(|e| err(errno(e)))?
+        }
+        Err(e) => return Err(err(errno(e))),
+    };
+    // SAFETY: openat returned a new fd that nothing else owns.
+    let target = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let st = nix::sys::stat::fstat(target.as_raw_fd()).map_err(|e| err(errno(e)))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        let what = if kind == libc::S_IFLNK { "a symbolic link" } else { "neither a file nor a character device" };
+        return Err(RootfsError::Console { what });
+    }
+    let on_proc = nix::sys::statfs::fstatfs(&target).is_ok_and(|s| {
+        s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC
+            || s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC
+    });
+    if on_proc {
+        return Err(RootfsError::Console { what: "on procfs or sysfs" });
+    }
+    let src = proc_fd_path(slave, console)?;
+    mount(Some(&src), &proc_fd_path(&target, console)?, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| {
+        RootfsError::Mount { what: "bind of the terminal".into(), target: console.to_owned(), source: errno(e) }
     })
 }
 
@@ -550,8 +670,20 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// `path` relative to the root, `..` resolved lexically and never above the root (what runc's `filepath.Clean`
+/// does to a destination before it resolves it in the rootfs): `/a/../b` is `b`, `/../x` is `x`.
 fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 fn open_in(root: &File, path: &Path, flags: i32) -> Result<OwnedFd, RootfsError> {
@@ -614,4 +746,18 @@ fn mkfile_in_root(root: &File, path: &Path) -> Result<OwnedFd, RootfsError> {
     .map_err(|e| RootfsError::Path { path: path.to_owned(), source: errno(e) })?;
     let _ = nix::unistd::close(fd);
     open_in(root, path, libc::O_PATH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_resolves_dot_dot_inside_the_root() {
+        assert_eq!(relative(Path::new("/a/../b")), PathBuf::from("b"));
+        assert_eq!(relative(Path::new("/a/b/../../c/./d")), PathBuf::from("c/d"));
+        assert_eq!(relative(Path::new("/../../../x")), PathBuf::from("x"));
+        assert_eq!(relative(Path::new("/..")), PathBuf::new());
+        assert_eq!(relative(Path::new("dev/pts")), PathBuf::from("dev/pts"));
+    }
 }

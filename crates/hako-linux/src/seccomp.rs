@@ -924,8 +924,7 @@ pub(crate) mod tests {
             build_and_load(&p)?;
             expect("getppid", sys(libc::SYS_getppid, 0, 0), (-1, libc::ENOSYS))?;
             expect("getuid", sys(libc::SYS_getuid, 0, 0), (-1, libc::ENOSYS))?;
-            // SAFETY: getpid has no arguments.
-            let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+            let pid = nix::unistd::getpid().as_raw();
             if pid <= 0 {
                 return Err(format!("getpid denied: {pid}"));
             }

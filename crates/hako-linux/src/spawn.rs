@@ -2,7 +2,7 @@
 //! into the cgroup, feed it its [`InitConfig`], and answer its requests (id maps, hooks, the pty master) until
 //! it reports Ready or fails. On failure nothing this module started is left running.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -111,17 +111,18 @@ fn start_init(
         };
         cmd.stdin(dup(i)?).stdout(dup(o)?).stderr(dup(e)?);
     }
-    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl) on data
-    // prepared before fork.
+    // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, unshare, mount, fcntl, through
+    // nix wrappers that do not allocate) on data prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
             // Until hako records its pid, init must not outlive the hako that started it.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != me {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid().as_raw() != me {
                 return Err(std::io::Error::other("hako exited"));
             }
-            if bind && (libc::unshare(libc::CLONE_NEWNS) != 0 || !bind_read_only(&exe_c)) {
-                return Err(std::io::Error::last_os_error());
+            if bind {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                bind_read_only(&exe_c)?;
             }
             sys::clear_cloexec(child_fd)
         });
@@ -131,17 +132,14 @@ fn start_init(
 
 /// In a private mount namespace (the caller's child has just made or entered one): stops mount events from
 /// reaching the host, then bind-mounts `exe` over itself read-only, so that init runs from a binary nobody in
-/// the container can write (CVE-2019-5736). Only mount(2) calls: safe between fork/clone and execve. False with
-/// errno set when a mount failed.
-fn bind_read_only(exe: &std::ffi::CStr) -> bool {
-    let none = std::ptr::null::<libc::c_char>();
-    let exe = exe.as_ptr();
-    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the calls.
-    unsafe {
-        libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) == 0
-            && libc::mount(exe, exe, none, libc::MS_BIND, std::ptr::null()) == 0
-            && libc::mount(none, exe, none, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, std::ptr::null()) == 0
-    }
+/// the container can write (CVE-2019-5736). Only mount(2) calls on C strings (nix does not allocate for them):
+/// safe between fork/clone and execve.
+fn bind_read_only(exe: &std::ffi::CStr) -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&std::ffi::CStr> = None;
+    mount(none, c"/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)?;
+    mount(Some(exe), exe, none, MsFlags::MS_BIND, none)?;
+    mount(none, exe, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none)
 }
 
 /// Starts `hako init` already inside its new namespaces (`flags`: pid, mount, uts, ipc, network), as crun
@@ -170,25 +168,27 @@ fn clone_init(
     let argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let mut stack = vec![0u8; 64 * 1024];
+    let me = std::process::id() as i32;
+    // Closes when this function returns.
+    let pidfd_guard = hako_runtime::procfs::pidfd_open(me).ok();
+    let parent_fd = pidfd_guard.as_ref().map(|fd| fd.as_fd());
     let child = move || -> isize {
-        // SAFETY: in the cloned child, before execve: only system calls on data prepared before the clone.
+        // In the cloned child, before execve: only system calls (nix wrappers that do not allocate) on data
+        // prepared before the clone.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        // If hako died before the line above, no signal will come: check that it is still there.
+        let ok = !parent_gone(parent_fd, me)
+            && bind_read_only(&exe_c).is_ok()
+            && stdio.is_none_or(install_stdio)
+            && sys::clear_cloexec(child_fd).is_ok();
+        // SAFETY: execve gets NULL-terminated arrays of pointers to C strings that outlive the call (prepared
+        // before the clone: nix's execve would allocate them here); _exit never returns and skips destructors.
         unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if !bind_read_only(&exe_c) {
-                libc::_exit(126);
+            if ok {
+                libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127)
             }
-            if let Some(fds) = stdio {
-                for (target, fd) in fds.iter().enumerate() {
-                    if libc::dup2(*fd, target as i32) < 0 {
-                        libc::_exit(126);
-                    }
-                }
-            }
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
-                libc::_exit(126);
-            }
-            libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127)
+            libc::_exit(126)
         }
     };
     // SAFETY: hako is single-threaded here; the child only runs the closure above, which ends in execve or
@@ -196,6 +196,42 @@ fn clone_init(
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(std::io::Error::from)?;
     Ok(pid.as_raw())
+}
+
+/// After `PR_SET_PDEATHSIG`: whether the parent died before it was set (then no signal will ever come). With a
+/// pidfd of the parent, whether that process has exited; without one, whether `getppid` still names it (in a
+/// new pid namespace `getppid` is 0 whoever the parent is, so that case can only be told by the pidfd). Only
+/// poll and getppid: safe between clone and execve.
+fn parent_gone(pidfd: Option<BorrowedFd>, parent: i32) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if let Some(fd) = pidfd {
+        if let Ok(r) = poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], PollTimeout::ZERO) {
+            return r > 0;
+        }
+    }
+    let ppid = nix::unistd::getppid().as_raw();
+    ppid != parent && ppid != 0
+}
+
+/// Makes `fds` (stdin, stdout, stderr) this process's fds 0, 1 and 2. Each source is first duplicated above 2,
+/// so that a source that is itself 0, 1 or 2 is not overwritten by an earlier dup2 (`[1, 0, 2]` swaps stdin and
+/// stdout); the results are not close-on-exec. Only fcntl, dup2 and close: safe between clone and execve.
+fn install_stdio(fds: [RawFd; 3]) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let mut high = [-1; 3];
+    for (h, fd) in high.iter_mut().zip(fds) {
+        match fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3)) {
+            Ok(fd) => *h = fd,
+            Err(_) => return false,
+        }
+    }
+    for (target, h) in high.into_iter().enumerate() {
+        if nix::unistd::dup2(h, target as RawFd).is_err() {
+            return false;
+        }
+        let _ = nix::unistd::close(h);
+    }
+    true
 }
 
 /// Starts init and runs the protocol up to Ready (create) or a successful execve (exec).
@@ -322,4 +358,57 @@ fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), Spa
     let path = format!("/proc/{pid}/{file}");
     let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
     std::fs::write(&path, text).map_err(|source| SpawnError::IdMap { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(fd: RawFd) -> u64 {
+        nix::sys::stat::fstat(fd).map_or(0, |st| st.st_ino)
+    }
+
+    #[test]
+    fn install_stdio_handles_sources_among_0_to_2() {
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        let inos: Vec<u64> = files.iter().map(|f| f.metadata().unwrap().ino()).collect();
+        let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: the child only makes async-signal-safe calls (dup2, fcntl, close, fstat, _exit).
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                for (target, fd) in raw.iter().enumerate() {
+                    let _ = nix::unistd::dup2(*fd, target as RawFd);
+                }
+                // stdin <- old stdout, stdout <- old stdin, stderr <- old stderr.
+                let ok = install_stdio([1, 0, 2])
+                    && ino(0) == inos[1]
+                    && ino(1) == inos[0]
+                    && ino(2) == inos[2]
+                    && (0..3).all(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD) == Ok(0));
+                // SAFETY: _exit never returns and skips the destructors, which belong to the parent.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0), "fds 0-2 are not what was asked");
+            }
+        }
+    }
+
+    #[test]
+    fn parent_gone_tells_a_live_parent_from_a_dead_one() {
+        use hako_runtime::procfs::pidfd_open;
+        let me = pidfd_open(std::process::id() as i32).expect("pidfd_open");
+        assert!(!parent_gone(Some(me.as_fd()), std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Our child, not yet reaped.
+        let dead = pidfd_open(child.id() as i32).unwrap();
+        child.wait().unwrap();
+        assert!(parent_gone(Some(dead.as_fd()), child.id() as i32));
+        // Without a pidfd, getppid decides.
+        let ppid = nix::unistd::getppid().as_raw();
+        assert!(!parent_gone(None, ppid));
+        assert!(parent_gone(None, ppid + 1));
+    }
 }

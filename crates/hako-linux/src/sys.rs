@@ -1,6 +1,5 @@
-//! Thin wrappers over the system calls that nix does not cover (memfd sealing, openat2, close_range, pivot_root,
-//! keyrings, ioprio, sched_setattr, timens offsets) and small /proc readers. Every `unsafe` of the crate that is
-//! not a plain fork lives here.
+//! The system calls that nix does not cover (close_range, keyrings, ioprio, sched_setattr), small wrappers over
+//! those it does (the sealed copy of the binary, openat2 in a root, pivot_root) and small /proc readers.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -22,50 +21,36 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// The container's init runs from this copy, so a process in the container that opens `/proc/<init>/exe`
 /// reaches a memfd that cannot be written (CVE-2019-5736), never the hako binary on the host.
 pub fn sealed_self_copy() -> io::Result<OwnedFd> {
-    let name = c"hako-init";
-    // SAFETY: `name` is a valid NUL-terminated string; flags are valid memfd_create flags.
-    let fd = check(
-        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) } as libc::c_long
-    )?;
-    // SAFETY: memfd_create returned a new fd that nothing else owns.
-    let memfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    use nix::fcntl::{FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let memfd = memfd_create(c"hako-init", MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING)?;
     let exe = File::open("/proc/self/exe")?;
     let len = exe.metadata()?.len();
     let mut copied = 0u64;
     while copied < len {
-        // SAFETY: both fds are open; null offsets mean "use and advance the file offsets".
-        let n = check(unsafe {
-            libc::copy_file_range(
-                exe.as_raw_fd(),
-                std::ptr::null_mut(),
-                memfd.as_raw_fd(),
-                std::ptr::null_mut(),
-                (len - copied) as usize,
-                0,
-            )
-        } as libc::c_long);
+        // Null offsets: use and advance the file offsets.
+        let n = nix::fcntl::copy_file_range(&exe, None, &memfd, None, (len - copied) as usize);
         let n = match n {
             Ok(0) => break,
             Ok(n) => n as u64,
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) || e.raw_os_error() == Some(libc::ENOSYS) => {
+            Err(nix::Error::EXDEV | nix::Error::ENOSYS) => {
                 let mut src = &exe;
                 let mut dst = File::from(memfd.try_clone()?);
                 io::copy(&mut src, &mut dst)?;
                 break;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         copied += n;
     }
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl on an owned memfd with a valid command and seal mask.
-    check(unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } as libc::c_long)?;
+    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    nix::fcntl::fcntl(memfd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))?;
     Ok(memfd)
 }
 
 /// Marks every fd from `first` upwards close-on-exec (CVE-2024-21626: no host fd may reach the container).
 pub fn cloexec_from(first: u32) -> io::Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags (nix does not wrap close_range).
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if r == 0 {
         return Ok(());
@@ -77,8 +62,8 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
             Err(_) => continue,
         };
         if fd >= first as RawFd {
-            // SAFETY: setting FD_CLOEXEC on a possibly-stale fd is harmless (EBADF is ignored).
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            // Setting FD_CLOEXEC on a possibly-stale fd is harmless: EBADF is ignored.
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
     }
     Ok(())
@@ -86,39 +71,25 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 
 /// Clears close-on-exec on `fd`, so that it survives the next execve.
 pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_SETFD on a caller-provided fd only changes its flags.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long).map(drop)
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+    Ok(())
 }
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` relative to the directory `root` as if `root` were `/`: `..` and absolute symlinks cannot
 /// leave it. Used to resolve mount targets inside a rootfs that the container's owner controls.
 pub fn open_in_root(root: RawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c = cstr(path)?;
-    let how =
-        OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: 0, resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
-    // SAFETY: `c` is NUL-terminated, `how` is a valid open_how of the size passed.
-    let fd = check(unsafe {
-        libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
-    })?;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::from_bits_retain(flags | libc::O_CLOEXEC))
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = nix::fcntl::openat2(root, path, how)?;
     // SAFETY: openat2 returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `pivot_root(new_root, put_old)`.
 pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
-    let (a, b) = (cstr(new_root)?, cstr(put_old)?);
-    // SAFETY: both arguments are NUL-terminated paths.
-    check(unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) }).map(drop)
+    Ok(nix::unistd::pivot_root(new_root, put_old)?)
 }
 
 /// Joins a new anonymous session keyring named `name` (what runc does unless --no-new-keyring).
@@ -127,6 +98,12 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
     let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads one NUL-terminated string.
     check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) }).map(drop)
+}
+
+/// `setdomainname(name)` (nix wraps only sethostname).
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: setdomainname reads `len` bytes from a valid buffer.
+    check(libc::c_long::from(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) })).map(drop)
 }
 
 /// `ioprio_set(IOPRIO_WHO_PROCESS, 0, class << 13 | level)`.
@@ -185,8 +162,7 @@ mod tests {
         let fd = sealed_self_copy().unwrap();
         let copy = File::from(fd);
         assert_eq!(copy.metadata().unwrap().len(), std::fs::metadata("/proc/self/exe").unwrap().len());
-        // SAFETY: F_GET_SEALS on an owned fd.
-        let seals = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GET_SEALS) };
+        let seals = nix::fcntl::fcntl(copy.as_raw_fd(), nix::fcntl::FcntlArg::F_GET_SEALS).unwrap();
         assert_ne!(seals & libc::F_SEAL_WRITE, 0);
         let mut w =
             std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", copy.as_raw_fd())).unwrap();

@@ -2,11 +2,10 @@
 //! of its master to whoever listens on `--console-socket` (as SCM_RIGHTS, like runc).
 
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
-use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::pty::{grantpt, posix_openpt, unlockpt};
 
 /// A terminal step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,21 +27,27 @@ fn pty(what: &'static str) -> impl FnOnce(nix::Error) -> TtyError {
     move |e| TtyError::Pty { what, source: e.into() }
 }
 
-/// Opens a new pty in the current mount namespace; returns the master and the slave's path.
-pub fn open_pty() -> Result<(OwnedFd, PathBuf), TtyError> {
+/// Opens a new pty in the current mount namespace; returns the master and the slave, opened from the master
+/// (`TIOCGPTPEER`), so no `/dev/pts/N` path that the rootfs could redirect is ever looked up.
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd), TtyError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(pty("open /dev/ptmx"))?;
     grantpt(&master).map_err(pty("grantpt"))?;
     unlockpt(&master).map_err(pty("unlockpt"))?;
-    let name = ptsname_r(&master).map_err(pty("ptsname"))?;
     // SAFETY: PtyMaster owns a valid fd; into_raw_fd transfers that ownership to the OwnedFd.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(master.into_raw_fd()) };
-    Ok((fd, PathBuf::from(name)))
+    let master = unsafe { <OwnedFd as FromRawFd>::from_raw_fd(master.into_raw_fd()) };
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd for the master's slave.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if slave < 0 {
+        return Err(TtyError::Pty { what: "open the pty slave (TIOCGPTPEER)", source: io::Error::last_os_error() });
+    }
+    // SAFETY: the ioctl returned a new fd that nothing else owns.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
 }
 
 /// Makes the slave the controlling terminal and stdin/stdout/stderr of this process (after setsid).
-pub fn become_console(slave: &Path, size: Option<(u32, u32)>) -> Result<(), TtyError> {
-    let fd = nix::fcntl::open(slave, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(pty("open the pty slave"))?;
+pub fn become_console(slave: &OwnedFd, size: Option<(u32, u32)>) -> Result<(), TtyError> {
+    let fd = slave.as_raw_fd();
     if let Some((h, w)) = size {
         let ws = libc::winsize { ws_row: h as u16, ws_col: w as u16, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCSWINSZ reads one winsize struct.
@@ -54,9 +59,8 @@ pub fn become_console(slave: &Path, size: Option<(u32, u32)>) -> Result<(), TtyE
     }
     for target in 0..3 {
         nix::unistd::dup2(fd, target).map_err(pty("dup2 onto stdio"))?;
-    }
-    if fd > 2 {
-        let _ = nix::unistd::close(fd);
+        // dup2 onto itself keeps close-on-exec: stdio must survive execve.
+        let _ = nix::fcntl::fcntl(target, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
     }
     Ok(())
 }

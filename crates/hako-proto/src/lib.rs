@@ -365,7 +365,8 @@ pub fn write_frame(w: &mut impl Write, frame: &Frame) -> Result<(), ProtoError> 
     Ok(())
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream between frames.
+/// Reads one frame; `Ok(None)` at a clean end of stream between frames. A length outside 1..=[`MAX_FRAME`] is
+/// refused before anything else is read, and the body is allocated as its bytes arrive, never ahead of them.
 pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ProtoError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
@@ -377,8 +378,16 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ProtoError> {
     if len == 0 || len > MAX_FRAME {
         return Err(ProtoError::Frame(format!("length {len} is out of range 1..={MAX_FRAME}")));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    // The length is the peer's claim: read what arrives instead of allocating `len` bytes up front, so that a
+    // header announcing MAX_FRAME followed by nothing costs nothing.
+    let mut body = Vec::new();
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(ProtoError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("a frame of {len} bytes ended after {}", body.len()),
+        )));
+    }
     let stream = |b: &[u8]| -> Result<u32, ProtoError> {
         b.get(..4)
             .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))

@@ -77,17 +77,27 @@ impl Bundle {
         let path = absolute_without_symlinks(dir)?;
         let config = path.join("config.json");
         let text = std::fs::read(&config).map_err(|source| BundleError::ReadConfig { path: config.clone(), source })?;
-        let mut value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
-        drop_unknown_capabilities(&mut value);
-        let spec: Spec = serde_json::from_value(value)
-            .map_err(|source| BundleError::ParseConfig { path: config.clone(), source })?;
-        let invalid = |what: &str| BundleError::Invalid { path: config.clone(), what: what.to_owned() };
-        let root =
-            spec.root().as_ref().ok_or_else(|| invalid("root is missing: add \"root\": {\"path\": \"rootfs\"}"))?;
-        let rootfs = if root.path().is_absolute() { root.path().clone() } else { path.join(root.path()) };
+        let spec = Bundle::parse_config(&config, &text)?;
+        let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+        let rootfs = if root.is_absolute() { root } else { path.join(root) };
         if !rootfs.is_dir() {
             return Err(BundleError::Rootfs { path: rootfs, config });
+        }
+        Ok(Bundle { path, spec, rootfs })
+    }
+
+    /// Parses and checks the text of a config.json (`config` is its path, for messages): everything
+    /// [`Bundle::load`] checks but the root filesystem's existence. Touches nothing; any text gives a spec or
+    /// an error.
+    pub fn parse_config(config: &Path, text: &[u8]) -> Result<Spec, BundleError> {
+        let mut value: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|source| BundleError::ParseConfig { path: config.to_owned(), source })?;
+        drop_unknown_capabilities(&mut value);
+        let spec: Spec = serde_json::from_value(value)
+            .map_err(|source| BundleError::ParseConfig { path: config.to_owned(), source })?;
+        let invalid = |what: &str| BundleError::Invalid { path: config.to_owned(), what: what.to_owned() };
+        if spec.root().is_none() {
+            return Err(invalid("root is missing: add \"root\": {\"path\": \"rootfs\"}"));
         }
         if spec.process().is_none() {
             return Err(invalid("process is missing: a container needs a process with args"));
@@ -108,7 +118,7 @@ impl Bundle {
                 }
             }
         }
-        Ok(Bundle { path, spec, rootfs })
+        Ok(spec)
     }
 }
 

@@ -114,7 +114,7 @@ fn run_one(phase: &str, hook: &Hook, state: &str) -> Result<(), HookError> {
             let _ = child.wait();
             return Err(HookError::Timeout { phase: phase.into(), path, secs, defaulted });
         }
-        // Wakes on stdin room or stderr data, else every 20 ms to see whether the hook exited.
+        // Wakes on stdin room, stderr data or the end of both, else every 20 ms to see whether the hook exited.
         io.pump((deadline - now).min(Duration::from_millis(20)));
     };
     // What is left in the pipe; a process the hook left behind may hold stderr open, so never wait for its end.
@@ -151,6 +151,7 @@ struct HookIo<'a> {
     state: &'a [u8],
     tail: Vec<u8>,
     dropped: usize,
+    pause: Duration,
 }
 
 impl<'a> HookIo<'a> {
@@ -162,7 +163,7 @@ impl<'a> HookIo<'a> {
         // A pipe that cannot be made non-blocking is closed rather than risk blocking on it.
         let stdin = stdin.filter(|p| !state.is_empty() && nonblocking(p.as_fd()));
         let stderr = stderr.filter(|p| nonblocking(p.as_fd()));
-        HookIo { stdin, stderr, state, tail: Vec::new(), dropped: 0 }
+        HookIo { stdin, stderr, state, tail: Vec::new(), dropped: 0, pause: Duration::from_micros(200) }
     }
 
     /// Waits up to `wait` for either pipe to be ready, then moves what it can.
@@ -175,7 +176,10 @@ impl<'a> HookIo<'a> {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
         }
         if fds.is_empty() {
-            std::thread::sleep(wait);
+            // Both pipes are done (the hook usually exits right after closing them): poll for its exit quickly
+            // at first, then less often.
+            std::thread::sleep(self.pause.min(wait));
+            self.pause = (self.pause * 2).min(Duration::from_millis(20));
         } else {
             let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
             let _ = poll(&mut fds, PollTimeout::from(ms));

@@ -2,7 +2,18 @@
 //! live process (a pid can be reused, so its start time is recorded with it), and signalling only a process
 //! proven to be that one ([`Owned`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+/// `pidfd_open(pid, 0)`: a close-on-exec fd that names the process `pid` (nix does not wrap it).
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_open returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
 
 /// Start time (clock ticks since boot) and state letter of `pid`, from /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
@@ -51,14 +62,12 @@ impl Owned {
             return None;
         }
         // The pidfd is taken first and the start time checked after, so the fd names the proven process.
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return None;
-        }
-        // SAFETY: pidfd_open returned a new fd that nothing else owns. Without one (kernels before 5.3), the
-        // start time check alone, with its small window.
-        let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        // Without a pidfd (kernels before 5.3), the start time check alone, with its small window.
+        let pidfd = match pidfd_open(pid) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return None,
+            Err(_) => None,
+        };
         process_alive(pid, start_time).then_some(Owned { pid, pidfd })
     }
 
@@ -68,10 +77,7 @@ impl Owned {
         if pid <= 0 {
             return None;
         }
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: pidfd_open returned a new fd that nothing else owns.
-        let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        let pidfd = pidfd_open(pid).ok();
         let alive =
             matches!(stat_fields(pid), Some((_, state, ppid)) if ppid == parent.pid && state != 'Z' && state != 'X');
         (alive && parent.alive()).then_some(Owned { pid, pidfd })
@@ -87,10 +93,9 @@ impl Owned {
         matches!(proc_stat(self.pid), Some((_, s)) if s != 'Z' && s != 'X')
             && self.pidfd.as_ref().is_none_or(|fd| {
                 // A pidfd polls readable once its process has exited.
-                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                // SAFETY: poll on one pollfd we own, without waiting.
-                let ready = unsafe { libc::poll(&mut p, 1, 0) };
-                ready == 0
+                use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                let ready = poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], PollTimeout::ZERO);
+                ready.unwrap_or(-1) == 0
             })
     }
 
@@ -107,8 +112,10 @@ impl Owned {
                     0,
                 )
             },
-            // SAFETY: kill takes two integers.
-            None => libc::c_long::from(unsafe { libc::kill(self.pid, signal) }),
+            None => {
+                let sig = if signal == 0 { None } else { Some(nix::sys::signal::Signal::try_from(signal)?) };
+                return Ok(nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig)?);
+            }
         };
         if r != 0 {
             return Err(std::io::Error::last_os_error());

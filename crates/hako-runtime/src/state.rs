@@ -11,10 +11,10 @@
 //! needs search permission; the bits give no listing and no access to the files), and every file hako writes
 //! there 0600 ([`write_private`]): state.json and the saved config.json hold the process's environment.
 
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -225,16 +225,44 @@ impl Store {
         self.root.join(id.as_str())
     }
 
-    /// Makes the directory of a new container and locks it; fails if the id is taken.
+    /// Makes the directory of a new container and locks it; fails if the id is taken. A directory without
+    /// state.json whose lock is free is what a `create` killed before its first save left: nothing was made
+    /// for it yet (state.json names every resource before it exists), `state` and `list` do not show it, and
+    /// it is replaced.
     pub fn create(&self, id: &ContainerId) -> Result<Locked, StateError> {
         let dir = self.dir(id);
         match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(StateError::Exists(id.to_string())),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                self.remove_abandoned(id)?;
+                return self.create_once(id);
+            }
             Err(source) => return Err(StateError::Root { path: dir, source }),
         }
-        let locked = self.lock(id)?;
+        self.lock_new(id)
+    }
+
+    fn create_once(&self, id: &ContainerId) -> Result<Locked, StateError> {
+        let dir = self.dir(id);
+        match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            Ok(()) => self.lock_new(id),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StateError::Exists(id.to_string())),
+            Err(source) => Err(StateError::Root { path: dir, source }),
+        }
+    }
+
+    /// Locks the directory this process just made. Between its mkdir and its lock another `create` may have
+    /// taken it for abandoned and replaced it: then the id is taken.
+    fn lock_new(&self, id: &ContainerId) -> Result<Locked, StateError> {
+        let locked = self.lock(id).map_err(|e| match e {
+            StateError::NotFound(_) => StateError::Exists(id.to_string()),
+            e => e,
+        })?;
+        if locked.dir.join("state.json").exists() {
+            return Err(StateError::Exists(id.to_string()));
+        }
         // Exactly 0711 whatever the umask: a umask of 077 must not keep a non-root init from its exec.fifo.
+        let dir = self.dir(id);
         fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|source| StateError::Io {
             id: id.to_string(),
             what: "chmod",
@@ -242,6 +270,25 @@ impl Store {
             source,
         })?;
         Ok(locked)
+    }
+
+    /// Removes the directory of `id` if a killed `create` abandoned it (see [`Store::create`]); otherwise
+    /// the id is taken.
+    fn remove_abandoned(&self, id: &ContainerId) -> Result<(), StateError> {
+        let dir = self.dir(id);
+        let taken = || StateError::Exists(id.to_string());
+        let file = File::open(&dir).map_err(|_| taken())?;
+        // Held until the directory is gone: a create that is still running holds it.
+        let file = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| taken())?;
+        if file.metadata().map(|m| m.nlink() == 0).unwrap_or(true) || dir.join("state.json").exists() {
+            return Err(taken());
+        }
+        fs::remove_dir_all(&dir).map_err(|source| StateError::Io {
+            id: id.to_string(),
+            what: "remove the abandoned",
+            path: dir.clone(),
+            source,
+        })
     }
 
     /// Locks the directory of an existing container, waiting for whoever holds it.
@@ -252,11 +299,13 @@ impl Store {
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(StateError::NotFound(id.to_string())),
             Err(source) => return Err(StateError::Io { id: id.to_string(), what: "open", path: dir, source }),
         };
-        // SAFETY: flock on an fd we own; the lock lives as long as the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            let source = std::io::Error::last_os_error();
-            return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source });
-        }
+        // The lock lives as long as the returned `Locked`.
+        let file = match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(f) => f,
+            Err((_, e)) => {
+                return Err(StateError::Io { id: id.to_string(), what: "lock", path: dir, source: e.into() })
+            }
+        };
         let meta = file.metadata().map_err(|source| StateError::Io {
             id: id.to_string(),
             what: "stat",
@@ -296,7 +345,7 @@ impl Store {
 pub struct Locked {
     id: ContainerId,
     dir: PathBuf,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 impl Locked {
@@ -473,6 +522,26 @@ mod tests {
     }
 
     #[test]
+    fn create_replaces_only_a_directory_that_a_killed_create_left_before_its_first_save() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let id = ContainerId::parse("c1").unwrap();
+        // Killed between mkdir and the first save: no state.json, nobody holds the lock.
+        fs::create_dir(store.dir(&id)).unwrap();
+        fs::write(store.dir(&id).join(".state.json.tmp"), "{").unwrap();
+        assert!(matches!(store.peek(&id), Err(StateError::NotFound(_))));
+        let locked = store.create(&id).unwrap();
+        assert!(!store.dir(&id).join(".state.json.tmp").exists());
+        // A create under way (the lock is held) keeps its directory.
+        assert!(matches!(store.create(&id), Err(StateError::Exists(_))));
+        locked.save(&sample("c1")).unwrap();
+        drop(locked);
+        // A saved container keeps it, lock or not.
+        assert!(matches!(store.create(&id), Err(StateError::Exists(_))));
+        assert_eq!(store.peek(&id).unwrap().id, "c1");
+    }
+
+    #[test]
     fn create_save_load_remove() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
@@ -485,6 +554,25 @@ mod tests {
         assert_eq!(store.list().unwrap(), vec![id.clone()]);
         locked.remove().unwrap();
         assert!(matches!(store.lock(&id), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn saved_files_are_private_even_over_a_stale_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        assert_eq!(fs::metadata(store.root()).unwrap().permissions().mode() & 0o7777, 0o700);
+        let id = ContainerId::parse("c4").unwrap();
+        let locked = store.create(&id).unwrap();
+        assert_eq!(fs::metadata(locked.dir()).unwrap().permissions().mode() & 0o7777, 0o711);
+        let stale = locked.dir().join(".state.json.tmp");
+        fs::write(&stale, "old").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o666)).unwrap();
+        locked.save(&sample("c4")).unwrap();
+        let meta = fs::metadata(locked.dir().join("state.json")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert!(!stale.exists(), "the temporary file was renamed over state.json");
+        assert_eq!(locked.load_existing().unwrap().id, "c4");
     }
 
     #[test]

@@ -39,10 +39,11 @@ pub fn choose(qemu: &Path, cache: &Path) -> Accel {
         }
     }
     let a = probe(qemu);
+    // The cache lives in the state root: create it as the state store does (0700), and the file private.
     if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(dir);
     }
-    let _ = std::fs::write(cache, serde_json::to_string(&(key, &a)).unwrap_or_default());
+    let _ = hako_runtime::state::write_private(cache, serde_json::to_string(&(key, &a)).unwrap_or_default().as_bytes());
     a
 }
 

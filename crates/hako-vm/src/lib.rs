@@ -22,6 +22,7 @@ pub mod template;
 
 use std::io::BufRead;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,7 +32,7 @@ use hako_proto::{Op, Reply};
 use hako_runtime::bundle::Bundle;
 use hako_runtime::isolation::{BoxError, CreateOptions, ExecOptions, Isolation, Spawned};
 use hako_runtime::procfs::Owned;
-use hako_runtime::state::{create_private, write_private, Locked, State, Status};
+use hako_runtime::state::{write_private, Locked, State, Status};
 use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -149,20 +150,24 @@ pub fn sizing(spec: &Spec) -> (u32, u64) {
     if let Some(cpu) = res.and_then(|r| r.cpu().as_ref()) {
         if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {
             if q > 0 && p > 0 {
-                cpus = cpus.max(((q as u64).div_ceil(p)) as u32);
+                cpus = cpus.max(u32::try_from((q as u64).div_ceil(p)).unwrap_or(u32::MAX));
             }
         }
         if let Some(set) = cpu.cpus() {
+            // Saturating: a range such as 0-4294967295 is clamped to the host's CPUs below, not an overflow.
             let n: u32 = set
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|r| match r.split_once('-') {
-                    Some((a, b)) => {
-                        b.trim().parse::<u32>().unwrap_or(0).saturating_sub(a.trim().parse().unwrap_or(0)) + 1
-                    }
+                    Some((a, b)) => b
+                        .trim()
+                        .parse::<u32>()
+                        .unwrap_or(0)
+                        .saturating_sub(a.trim().parse().unwrap_or(0))
+                        .saturating_add(1),
                     None => 1,
                 })
-                .sum();
+                .fold(0, u32::saturating_add);
             cpus = cpus.max(n);
         }
     }
@@ -198,8 +203,10 @@ pub struct GuestView {
 }
 
 /// Refuses what cannot cross the VM boundary and turns host paths into shares and the engine's network
-/// namespace into the VM's network interfaces.
-pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<GuestView, VmError> {
+/// namespace into the VM's network interfaces. A share is read-only when every view the container has of
+/// it is; a bind-mounted file is shared alone, from a private directory under `files` (see
+/// [`prepare_file_shares`]).
+pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView, VmError> {
     let linux = spec.linux().as_ref();
     let mut netns = None;
     for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
@@ -224,7 +231,9 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<GuestView, VmError> {
             ));
         }
     }
-    let mut shares = vec![ShareDir { tag: "rootfs".into(), host: bundle.rootfs.clone(), readonly: false }];
+    let root_ro = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let mut shares =
+        vec![ShareDir { tag: "rootfs".into(), host: bundle.rootfs.clone(), readonly: root_ro, files: Vec::new() }];
     let mut config = serde_json::to_value(spec).map_err(|e| VmError::Config(e.to_string()))?;
     config["root"]["path"] = serde_json::json!(format!("{GUEST_SHARES}/rootfs"));
     if let Some(obj) = config.as_object_mut() {
@@ -252,23 +261,36 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<GuestView, VmError> {
                     src.display()
                 ))
             })?;
-            let (dir, file) = if meta.is_dir() {
-                (src.clone(), None)
-            } else {
-                (src.parent().map(Path::to_path_buf).unwrap_or_default(), src.file_name().map(|f| f.to_owned()))
+            // The last of ro/rw wins, as in mount(8).
+            let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
+            let file = (!meta.is_dir()).then(|| src.clone());
+            // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all),
+            // one for the read-only ones and one for the others.
+            let parent = |f: &Path| f.parent().map(Path::to_path_buf);
+            let same = |s: &&mut ShareDir| match &file {
+                Some(f) => s.readonly == readonly && s.files.first().and_then(|g| parent(g)) == parent(f),
+                None => s.files.is_empty() && s.host == src,
             };
-            let readonly = opts.iter().any(|o| o == "ro");
-            let tag = match shares.iter().find(|s| s.host == dir) {
-                Some(s) => s.tag.clone(),
+            let tag = match shares.iter_mut().find(same) {
+                Some(s) => {
+                    // One share, several views: read-only only if all of them are.
+                    s.readonly &= readonly;
+                    if let Some(f) = &file {
+                        if !s.files.contains(f) {
+                            s.files.push(f.clone());
+                        }
+                    }
+                    s.tag.clone()
+                }
                 None => {
                     let tag = format!("m{}", shares.len());
-                    shares.push(ShareDir { tag: tag.clone(), host: dir.clone(), readonly: false });
+                    let host = if file.is_some() { files.join(&tag) } else { src.clone() };
+                    shares.push(ShareDir { tag: tag.clone(), host, readonly, files: file.iter().cloned().collect() });
                     tag
                 }
             };
-            let _ = readonly;
             let guest = Path::new(GUEST_SHARES).join(&tag);
-            let guest = match file {
+            let guest = match file.as_ref().and_then(|f| f.file_name()) {
                 Some(f) => guest.join(f),
                 None => guest,
             };
@@ -276,6 +298,111 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle) -> Result<GuestView, VmError> {
         }
     }
     Ok(GuestView { config, shares, netns })
+}
+
+/// The directory of a container's file shares, in its state directory.
+pub const FILE_SHARES: &str = "files";
+
+/// Makes the private directory of each file share (`files/<tag>/`, 0700, in a 0700 `files`) holding an
+/// empty placeholder named like each shared file, on which QEMU binds the file in its own mount namespace
+/// ([`qemu::Launched::spawn`]): the guest sees those files and none of their siblings.
+pub fn prepare_file_shares(files: &Path, shares: &[ShareDir]) -> Result<(), VmError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let fail = |p: &Path, e: std::io::Error| VmError::Setup(format!("preparing the file share {}: {e}", p.display()));
+    for s in shares.iter().filter(|s| !s.files.is_empty()) {
+        for d in [files, s.host.as_path()] {
+            match std::fs::DirBuilder::new().mode(0o700).create(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d == files => {}
+                Err(e) => return Err(fail(d, e)),
+            }
+        }
+        for file in &s.files {
+            let Some(name) = file.file_name() else {
+                return Err(VmError::Config(format!("bind mount source {} names no file", file.display())));
+            };
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(s.host.join(name))
+                .map_err(|e| fail(file, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// For a read-only rootfs (shared read-only, so the guest cannot create anything in it): creates the mount
+/// points that the rootfs lacks, on the host, as runc and crun do before they make the root read-only.
+/// Every path is resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the image cannot
+/// point outside it; destinations under an earlier mount are left to the guest (they are created in that
+/// mount, not in the rootfs). Best effort: what cannot be created here makes the guest's create fail with
+/// its own error.
+pub fn make_mount_points(spec: &Spec, bundle: &Bundle) {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let Ok(root) = std::fs::File::open(&bundle.rootfs) else { return };
+    // openat2 refuses a mode without O_CREAT.
+    let how = |flags: OFlag| {
+        let mode = if flags.contains(OFlag::O_CREAT) { 0o644 } else { 0 };
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .mode(Mode::from_bits_truncate(mode))
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+    };
+    let open = |p: &Path, flags: OFlag| -> nix::Result<OwnedFd> {
+        let fd = openat2(root.as_raw_fd(), p, how(flags))?;
+        // SAFETY: openat2 returned a new fd that nothing else owns.
+        Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    };
+    let mut earlier: Vec<PathBuf> = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let dest = m.destination().clone();
+        let under_earlier = earlier.iter().any(|e| dest != *e && dest.starts_with(e));
+        earlier.push(dest.clone());
+        if under_earlier {
+            continue;
+        }
+        let is_bind =
+            m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        let file = is_bind
+            && m.source().as_ref().is_some_and(|s| {
+                let s = if s.is_absolute() { s.clone() } else { bundle.path.join(s) };
+                std::fs::metadata(s).is_ok_and(|m| !m.is_dir())
+            });
+        let parts: Vec<_> = dest
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let mut at = PathBuf::new();
+        for (i, name) in parts.iter().enumerate() {
+            let parent = at.clone();
+            at.push(name);
+            if open(&at, OFlag::O_PATH).is_ok() {
+                continue;
+            }
+            let Ok(dir) = open(
+                if parent.as_os_str().is_empty() { Path::new(".") } else { &parent },
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            ) else {
+                break;
+            };
+            let made = if file && i + 1 == parts.len() {
+                openat2(dir.as_raw_fd(), *name, how(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY)).map(|fd| {
+                    let _ = nix::unistd::close(fd);
+                })
+            } else {
+                nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), *name, Mode::from_bits_truncate(0o755))
+            };
+            if made.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// A pipe whose write end a child inherits as `HAKO_READY_FD`; the parent reads one line from it.
@@ -293,17 +420,7 @@ impl Ready {
 
     /// Makes the write end survive exec in the child and names it in the environment.
     fn pass(&self, cmd: &mut Command) {
-        let fd = self.write.as_raw_fd();
-        cmd.env("HAKO_READY_FD", fd.to_string());
-        // SAFETY: fcntl on an fd inherited from the parent, in the child before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        inherit(cmd, self.write.as_raw_fd(), "HAKO_READY_FD");
     }
 
     /// The child's one line; the child's death without a line is an error naming `what`.
@@ -326,17 +443,124 @@ impl Ready {
     }
 }
 
+/// Lets only stdio and the fds named later by [`inherit`] reach `cmd`'s program (call it first: pre_exec
+/// closures run in order).
+fn only_named_fds(cmd: &mut Command) {
+    // SAFETY: cloexec_from_3 is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            qemu::cloexec_from_3();
+            Ok(())
+        });
+    }
+}
+
+/// Makes `fd` (close-on-exec in this process) survive the exec of `cmd`'s child alone, named in the
+/// child's environment as `env`.
+fn inherit(cmd: &mut Command, fd: i32, env: &str) {
+    cmd.env(env, fd.to_string());
+    // SAFETY: fcntl (a nix wrapper that does not allocate) on an fd inherited from the parent, in the child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+            Ok(())
+        });
+    }
+}
+
+/// The pipe by which `create` tells the supervisor that the container exists: the supervisor reads one
+/// byte when `create` has saved the container as created, and end of file when `create` died before that,
+/// and then stops the VM (nobody would ever learn of it but `delete --force`).
+struct Commit {
+    read: Option<OwnedFd>,
+    write: std::fs::File,
+}
+
+impl Commit {
+    fn new() -> Result<Commit, VmError> {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| VmError::Supervisor(format!("pipe: {e}")))?;
+        Ok(Commit { read: Some(r), write: std::fs::File::from(w) })
+    }
+
+    /// The container is created: the supervisor keeps the VM.
+    fn done(mut self) {
+        use std::io::Write;
+        let _ = self.write.write_all(b"c");
+    }
+}
+
+/// The supervisor's stdout and stderr: one open file, private to root, in append mode, so that neither
+/// stream overwrites the other's lines.
+fn log_stdio(path: &Path) -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(hako_runtime::state::FILE_MODE)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    // Private whatever the umask, as every file of the state directory.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(hako_runtime::state::FILE_MODE))?;
+    let g = f.try_clone()?;
+    Ok((f, g))
+}
+
 fn hako_exe() -> PathBuf {
     std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
-/// Opens a pty pair for a process with a terminal: (master, slave).
+/// Opens a pty pair for a process with a terminal: (master, slave), both close-on-exec (openpty(3) leaves
+/// them inheritable; the slave reaches the shadow as its stdio only).
 fn open_pty() -> Result<(OwnedFd, OwnedFd), VmError> {
     let r = nix::pty::openpty(None, None).map_err(|e| VmError::Supervisor(format!("openpty: {e}")))?;
+    for fd in [&r.master, &r.slave] {
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| VmError::Supervisor(format!("openpty: close-on-exec: {e}")))?;
+    }
     Ok((r.master, r.slave))
 }
 
+/// Takes over an fd that hako passed to this helper (`HAKO_READY_FD`, `HAKO_COMMIT_FD`): close-on-exec from
+/// now on, so it reaches no program the helper starts (QEMU).
+pub(crate) fn take_passed_fd(fd: i32) -> std::fs::File {
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    // SAFETY: the fd was passed to this process for this purpose only, and nothing else owns it.
+    unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+}
+
+/// What [`VmIsolation::check`] found a config to ask for.
+#[derive(Debug)]
+pub struct Checked {
+    /// The bundle as the VM sees it.
+    pub guest: GuestView,
+    /// The VM's vCPUs.
+    pub cpus: u32,
+    /// The VM's RAM in MiB.
+    pub memory_mib: u64,
+    /// The TCG translation cache, if the config sets one.
+    pub tcg_cache_mib: Option<u64>,
+    /// Whether the VM may start from a template.
+    pub template: bool,
+}
+
 impl VmIsolation {
+    /// Everything VM isolation checks in a bundle before it creates anything (state, supervisor, VM): what
+    /// cannot cross the VM boundary ([`to_guest`]), the VM's size and the VM annotations. Reads the host (bind
+    /// mount sources) but changes nothing; `create` starts with it.
+    pub fn check(bundle: &Bundle, files: &Path, opts: &CreateOptions) -> Result<Checked, VmError> {
+        let spec = &bundle.spec;
+        if opts.preserve_fds > 0 {
+            return Err(VmError::Config(
+                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
+            ));
+        }
+        let guest = to_guest(spec, bundle, files)?;
+        let (cpus, memory_mib) = sizing(spec);
+        Ok(Checked { guest, cpus, memory_mib, tcg_cache_mib: tcg_cache_mib(spec)?, template: use_template(spec)? })
+    }
+
     /// Starts a shadow for `op` with the given stdio; returns its pid and the guest pid.
     fn spawn_shadow(dir: &Path, op: &Op, stdio: ShadowStdio) -> Result<(i32, u64), VmError> {
         let name = match op {
@@ -349,6 +573,7 @@ impl VmIsolation {
         let ready = Ready::new()?;
         let mut cmd = Command::new(hako_exe());
         cmd.arg("vm-shadow").arg(dir).arg(&opfile);
+        only_named_fds(&mut cmd);
         match stdio {
             ShadowStdio::Inherit => {}
             ShadowStdio::Fds([i, o, e]) => {
@@ -444,12 +669,9 @@ impl Isolation for VmIsolation {
 
     fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
         let spec = &bundle.spec;
-        if opts.preserve_fds > 0 {
-            return Err(boxed(VmError::Config(
-                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
-            )));
-        }
-        let GuestView { config: guest, shares, netns } = to_guest(spec, bundle).map_err(boxed)?;
+        let files = dir.dir().join(FILE_SHARES);
+        let Checked { guest: GuestView { config: guest, shares, netns }, cpus, memory_mib, tcg_cache_mib, template } =
+            VmIsolation::check(bundle, &files, opts).map_err(boxed)?;
         let nics = match &netns {
             Some(p) => net::inspect(p).map_err(boxed)?,
             None => Vec::new(),
@@ -457,9 +679,6 @@ impl Isolation for VmIsolation {
         let assets = assets::Assets::locate().map_err(boxed)?;
         let accel =
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
-        let (cpus, memory_mib) = sizing(spec);
-        let tcg_cache_mib = tcg_cache_mib(spec).map_err(boxed)?;
-        let template = use_template(spec).map_err(boxed)?;
         let mut state = State::creating(
             dir.id(),
             bundle,
@@ -474,7 +693,12 @@ impl Isolation for VmIsolation {
         );
         dir.save(&state)?;
         dir.save_config(spec)?;
+        let mut commit = Commit::new().map_err(boxed)?;
         let result = (|| -> Result<Spawned, BoxError> {
+            prepare_file_shares(&files, &shares).map_err(boxed)?;
+            if shares[0].readonly {
+                make_mount_points(spec, bundle);
+            }
             let plan = supervisor::Plan {
                 cpus,
                 memory_mib,
@@ -487,23 +711,29 @@ impl Isolation for VmIsolation {
             };
             write_private(&dir.dir().join(supervisor::PLAN), &serde_json::to_vec(&plan)?)?;
             let log = dir.dir().join("supervisor.log");
-            // One open file description for both streams, so their writes never overwrite each other.
-            let log_file = create_private(&log)?;
             let ready = Ready::new().map_err(boxed)?;
             let mut cmd = Command::new(hako_exe());
             cmd.arg("vm-supervisor").arg(dir.dir());
-            cmd.stdin(Stdio::null()).stdout(Stdio::from(log_file.try_clone()?)).stderr(Stdio::from(log_file));
+            only_named_fds(&mut cmd);
+            let (out, err) = log_stdio(&log)?;
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
             ready.pass(&mut cmd);
+            if let Some(r) = &commit.read {
+                inherit(&mut cmd, r.as_raw_fd(), "HAKO_COMMIT_FD");
+            }
             // SAFETY: setsid and umask are async-signal-safe; the supervisor must not get the caller's terminal
             // signals, and what it and QEMU create in the state directory (sockets, logs, pid file) is private.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::setsid();
-                    libc::umask(0o077);
+                    let _ = nix::unistd::setsid();
+                    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
                     Ok(())
                 });
             }
-            let sup = cmd.spawn()?;
+            let sup = cmd.spawn();
+            // Only the supervisor holds the read end: a copy here would hide create's death from it.
+            commit.read = None;
+            let sup = sup?;
             let mut d = data(&state)?;
             d.supervisor_pid = sup.id() as i32;
             d.supervisor_start = proc_start(d.supervisor_pid);
@@ -549,7 +779,11 @@ impl Isolation for VmIsolation {
         match result {
             Ok(spawned) => {
                 state.status = Status::Created;
-                dir.save(&state)?;
+                if let Err(e) = dir.save(&state) {
+                    let _ = self.cleanup(&state);
+                    return Err(e.into());
+                }
+                commit.done();
                 Ok((state, spawned))
             }
             Err(e) => {
@@ -610,11 +844,15 @@ impl Isolation for VmIsolation {
         Self::call(state, Op::Resume { id: state.id.clone() }).map(drop)
     }
 
+    /// The host pids that stand for the container's processes: its shadows (the container's own and one per
+    /// live `exec`). The guest's pids mean nothing on the host (`hako exec ID ps` lists them).
     fn pids(&self, state: &State) -> Result<Vec<i32>, BoxError> {
-        match Self::call(state, Op::Ps { id: state.id.clone() })? {
-            Reply::Pids { pids } => Ok(pids),
-            other => Err(boxed(VmError::Agent(format!("unexpected answer to ps: {other:?}")))),
+        let mut pids = shadows(&data(state)?.state_dir);
+        if alive(state.pid, state.pid_start_time) && !pids.contains(&state.pid) {
+            pids.push(state.pid);
         }
+        pids.sort_unstable();
+        Ok(pids)
     }
 
     fn stats(&self, state: &State) -> Result<serde_json::Value, BoxError> {
@@ -678,8 +916,32 @@ impl Isolation for VmIsolation {
         for f in supervisor::files(&d.state_dir) {
             let _ = std::fs::remove_file(f);
         }
+        // The file shares' binds lived in QEMU's mount namespace only: here they are empty placeholders.
+        if !d.state_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(d.state_dir.join(FILE_SHARES));
+        }
         Ok(())
     }
+}
+
+/// The live shadows of the VM whose state directory is `dir`: `hako vm-shadow DIR OPFILE` processes.
+fn shadows(dir: &Path) -> Vec<i32> {
+    if dir.as_os_str().is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let mut args = cmd.split(|b| *b == 0);
+        let _exe = args.next();
+        if args.next() == Some(b"vm-shadow".as_slice())
+            && args.next().is_some_and(|d| Path::new(std::ffi::OsStr::from_bytes(d)) == dir)
+        {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// `HAKO_READY_FD` of a supervisor or shadow.
@@ -689,7 +951,8 @@ pub fn ready_fd() -> Option<i32> {
 
 /// Entry point of `hako vm-supervisor DIR`.
 pub fn supervisor_main(dir: &Path) -> i32 {
-    supervisor::main(dir, ready_fd(), |plan| {
+    let commit_fd = std::env::var("HAKO_COMMIT_FD").ok().and_then(|v| v.parse().ok());
+    supervisor::main(dir, ready_fd(), commit_fd, |plan| {
         let assets = assets::Assets::locate()?;
         let accel = accel::choose(&assets.qemu, &dir.parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
         Ok(qemu::VmConfig {
@@ -762,6 +1025,20 @@ mod tests {
     }
 
     #[test]
+    fn the_supervisor_log_keeps_the_lines_of_both_streams() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("supervisor.log");
+        let (mut out, mut err) = log_stdio(&path).unwrap();
+        out.write_all(b"from stdout\n").unwrap();
+        err.write_all(b"from stderr\n").unwrap();
+        out.write_all(b"stdout again\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "from stdout\nfrom stderr\nstdout again\n");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn template_annotation_is_on_off_or_an_error_naming_both() {
         let (_d, b) = bundle(config(serde_json::json!({})));
         assert!(use_template(&b.spec).unwrap());
@@ -804,22 +1081,84 @@ mod tests {
         let (d, b) = bundle(config(serde_json::json!({"mounts": [
             {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
             {"destination": "/etc/hosts", "type": "bind", "source": d_hosts(), "options": ["bind"]},
-            {"destination": "/proc", "type": "proc", "source": "proc"}
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/etc/hosts2", "type": "bind", "source": "hosts", "options": ["bind", "ro"]},
+            {"destination": "/etc/config", "type": "bind", "source": "config.json", "options": ["bind", "ro"]},
+            {"destination": "/etc/rw", "type": "bind", "source": "config.json", "options": ["bind", "rw"]}
         ]})));
-        let _ = d;
-        let GuestView { config: guest, shares, netns } = to_guest(&b.spec, &b).unwrap();
+        let GuestView { config: guest, shares, netns } = to_guest(&b.spec, &b, Path::new("/files")).unwrap();
         assert!(netns.is_none());
         assert_eq!(guest["root"]["path"], "/run/hako/shares/rootfs");
         assert_eq!(shares[0].tag, "rootfs");
         assert_eq!(guest["mounts"][0]["source"], "/run/hako/shares/m1");
         let hosts = guest["mounts"][1]["source"].as_str().unwrap();
-        assert!(
-            hosts.starts_with("/run/hako/shares/m2/")
-                && hosts.ends_with(&format!("hako-vm-test-hosts-{}", std::process::id())),
-            "{hosts}"
-        );
+        let name = format!("hako-vm-test-hosts-{}", std::process::id());
+        assert_eq!(hosts, format!("/run/hako/shares/m2/{name}"));
         assert_eq!(guest["mounts"][2]["source"], "proc");
         assert!(guest.get("hooks").is_none());
+        // The file is shared alone, from a private directory, never with its siblings in /tmp.
+        assert_eq!(shares[2].host, Path::new("/files/m2"));
+        assert_eq!(shares[2].files, [std::env::temp_dir().join(&name)]);
+        assert!(shares[1].files.is_empty() && shares[1].host == d.path().join("data"));
+        // Files of one directory share one private directory (and one of microvm's 8 device slots).
+        // A read-write view of a file does not make its read-only neighbours writable.
+        assert_eq!(shares.len(), 5);
+        assert_eq!(shares[3].files, [d.path().join("hosts"), d.path().join("config.json")]);
+        assert!(shares[3].readonly && !shares[2].readonly);
+        assert_eq!(guest["mounts"][4]["source"], "/run/hako/shares/m3/config.json");
+        assert_eq!(shares[4].files, [d.path().join("config.json")]);
+        assert!(!shares[4].readonly);
+        assert_eq!(guest["mounts"][5]["source"], "/run/hako/shares/m4/config.json");
+    }
+
+    #[test]
+    fn a_share_is_read_only_when_every_view_of_it_is() {
+        let root = |ro: bool, mounts: serde_json::Value| {
+            let (d, b) =
+                bundle(config(serde_json::json!({"root": {"path": "rootfs", "readonly": ro}, "mounts": mounts})));
+            let v = to_guest(&b.spec, &b, Path::new("/files")).unwrap();
+            (d, v.shares.iter().map(|s| (s.tag.clone(), s.readonly)).collect::<Vec<_>>())
+        };
+        let (_d, s) = root(true, serde_json::json!([]));
+        assert_eq!(s, [("rootfs".to_string(), true)]);
+        let (_d, s) = root(false, serde_json::json!([]));
+        assert_eq!(s, [("rootfs".to_string(), false)]);
+        let (_d, s) = root(
+            true,
+            serde_json::json!([
+                {"destination": "/a", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
+                {"destination": "/b", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
+                {"destination": "/c", "type": "bind", "source": "rootfs", "options": ["rbind", "ro", "rw"]}
+            ]),
+        );
+        assert_eq!(s, [("rootfs".to_string(), false), ("m1".to_string(), true)]);
+        let (_d, s) = root(
+            true,
+            serde_json::json!([
+                {"destination": "/a", "type": "bind", "source": "data", "options": ["rbind", "ro"]},
+                {"destination": "/b", "type": "bind", "source": "data", "options": ["rbind"]}
+            ]),
+        );
+        assert_eq!(s, [("rootfs".to_string(), true), ("m1".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_read_only_rootfs_gets_its_missing_mount_points_inside_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let (d, b) = bundle(config(serde_json::json!({"mounts": [
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+            {"destination": "/data/x", "type": "bind", "source": "data", "options": ["rbind"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "hosts", "options": ["bind"]},
+            {"destination": "/evil/y", "type": "bind", "source": "data", "options": ["rbind"]}
+        ]})));
+        std::os::unix::fs::symlink(outside.path(), d.path().join("rootfs/evil")).unwrap();
+        make_mount_points(&b.spec, &b);
+        let r = d.path().join("rootfs");
+        assert!(r.join("dev").is_dir() && r.join("data/x").is_dir() && r.join("etc/hosts").is_file());
+        assert!(!r.join("dev/pts").exists(), "created under an earlier mount");
+        // The symlink resolves inside the rootfs: nothing is created in the directory it names on the host.
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     fn d_hosts() -> String {
@@ -833,12 +1172,12 @@ mod tests {
         let (_d, b) = bundle(config(
             serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "ipc", "path": "/proc/1/ns/ipc"}]}}),
         ));
-        let e = to_guest(&b.spec, &b).unwrap_err().to_string();
+        let e = to_guest(&b.spec, &b, Path::new("/files")).unwrap_err().to_string();
         assert!(e.contains("not possible with VM isolation") && e.contains("/proc/1/ns/ipc"), "{e}");
         let (_d, b) = bundle(config(
             serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]}}),
         ));
-        let g = to_guest(&b.spec, &b).unwrap();
+        let g = to_guest(&b.spec, &b, Path::new("/files")).unwrap();
         assert_eq!(g.netns.as_deref(), Some(Path::new("/run/netns/x")));
         assert_eq!(
             g.config["linux"]["namespaces"],

@@ -11,7 +11,7 @@
 //! /dev/net/tun by a thread that entered the namespace, so they vanish with the last descriptor (QEMU's).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Command;
 
@@ -41,14 +41,13 @@ fn in_netns<T: Send + 'static>(
         None => None,
     };
     std::thread::spawn(move || {
+        // Either changes only this thread's network namespace.
         let r = match &ns {
-            // SAFETY: setns with an open namespace fd changes only this thread's network namespace.
-            Some(f) => unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
-            // SAFETY: unshare with a constant flag changes only this thread's network namespace.
-            None => unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            Some(f) => nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET),
+            None => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET),
         };
-        if r != 0 {
-            return Err(setup_err(format!("entering the network namespace: {}", std::io::Error::last_os_error())));
+        if let Err(e) = r {
+            return Err(setup_err(format!("entering the network namespace: {}", std::io::Error::from(e))));
         }
         f()
     })
@@ -159,12 +158,11 @@ fn open_tap(name: &str) -> Result<OwnedFd, VmError> {
         *dst = *src as libc::c_char;
     }
     req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-    // SAFETY: TUNSETIFF reads the ifreq we own.
+    // SAFETY: TUNSETIFF reads the ifreq we own (nix has no wrapper for it).
     if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &req) } != 0 {
         return Err(setup_err(format!("creating tap {name}: {}", std::io::Error::last_os_error())));
     }
-    // SAFETY: into_raw_fd hands over the descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(tun)) })
+    Ok(OwnedFd::from(tun))
 }
 
 /// Creates one tap per interface of `ifs` in the namespace at `netns` and mirrors each interface and its tap

@@ -4,7 +4,7 @@
 //! the kernel ([`Boot::Cold`]) or starts from a template ([`Boot::Template`] makes one, [`Boot::Restore`]
 //! starts from it; see [`crate::template`]).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,24 @@ pub struct ShareDir {
     pub tag: String,
     /// Host directory.
     pub host: PathBuf,
-    /// Read-only in the guest.
+    /// Read-only for the guest: QEMU refuses every write (`readonly=on`), whatever the guest kernel does.
     pub readonly: bool,
+    /// Host files (of one directory) shared without their siblings: `host` is then a private directory
+    /// holding an empty placeholder `host/<file name>` for each, on which QEMU's own mount namespace binds
+    /// the file.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
 }
+
+/// The capabilities QEMU keeps (its bounding set; everything else is dropped before exec): what 9p's
+/// `passthrough` model needs to give guest files their owner and mode. No CAP_MKNOD (the guest cannot make
+/// device nodes in a share), no CAP_SYS_ADMIN, CAP_SETUID, CAP_NET_ADMIN, CAP_SYS_PTRACE, ...
+/// (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID: numbers 0 to 4.)
+pub const QEMU_CAPS: [u32; 5] = [0, 1, 2, 3, 4];
+
+/// QEMU's seccomp sandbox: no obsolete system calls, no setuid/setgid/capset, no fork or exec, no
+/// scheduler or resource-limit changes.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// How a VM gets its memory and its first state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +150,7 @@ impl VmConfig {
             .args(["-smp", &self.cpus.to_string()])
             .args(["-m", &format!("{}M", self.memory_mib)])
             .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+            .args(["-sandbox", SANDBOX])
             .args(["-serial", &format!("file:{}", self.console_log.display())]);
         match &self.boot {
             Boot::Restore { .. } => {
@@ -157,8 +173,13 @@ impl VmConfig {
             .args(["-device", &format!("virtserialport,chardev=ctl,name={}", hako_proto::PORT_NAME)]);
         for (i, s) in self.shares.iter().enumerate() {
             let ro = if s.readonly { ",readonly=on" } else { "" };
-            cmd.args(["-fsdev", &format!("local,id=fs{i},path={},security_model=passthrough{ro}", opt_path(&s.host))])
-                .args(["-device", &format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", s.tag)]);
+            // A shared file lives on another device than its private directory: keep inode numbers apart.
+            let devs = if !s.files.is_empty() { ",multidevs=remap" } else { "" };
+            cmd.args([
+                "-fsdev",
+                &format!("local,id=fs{i},path={},security_model=passthrough{ro}{devs}", opt_path(&s.host)),
+            ])
+            .args(["-device", &format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", s.tag)]);
         }
         for (i, fd) in self.taps.iter().enumerate() {
             cmd.args(["-netdev", &format!("tap,id=net{i},fd={fd}")])
@@ -167,6 +188,89 @@ impl VmConfig {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
     }
+}
+
+/// In a child before exec: marks every fd from 3 upwards close-on-exec, so that only stdio and the fds the
+/// caller then names (clearing the flag) reach the program, whatever the calling process holds (a pty
+/// master, another child's pipe, an fd the engine leaked to hako). Async-signal-safe.
+pub(crate) fn cloexec_from_3() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r != 0 {
+        // Kernels before 5.11: every possible fd below the limit (EBADF is ignored).
+        let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |l| l.0);
+        for fd in 3..max.min(1 << 20) as i32 {
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        }
+    }
+}
+
+/// The (source, placeholder) pairs of the file shares, checked before the fork so that a failure names them.
+fn file_binds(shares: &[ShareDir]) -> Result<Vec<(std::ffi::CString, std::ffi::CString)>, VmError> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| VmError::Config(format!("{} holds a NUL byte", p.display())))
+    };
+    let mut out = Vec::new();
+    for s in shares {
+        for file in &s.files {
+            let Some(name) = file.file_name() else {
+                return Err(VmError::Config(format!("bind mount source {} names no file", file.display())));
+            };
+            let target = s.host.join(name);
+            for p in [file, &target] {
+                match std::fs::metadata(p) {
+                    Ok(m) if !m.is_dir() => {}
+                    Ok(_) => return Err(VmError::Setup(format!("sharing {}: it is a directory now", p.display()))),
+                    Err(e) => return Err(VmError::Setup(format!("sharing {}: {e}", p.display()))),
+                }
+            }
+            out.push((c(file)?, c(&target)?));
+        }
+    }
+    Ok(out)
+}
+
+/// In QEMU's child before exec: drops every capability outside [`QEMU_CAPS`] from the bounding set (which
+/// is what root gets at exec), and clears the inheritable and ambient sets.
+fn drop_capabilities(last_cap: u32) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments. EINVAL: a capability this kernel does not know.
+        if !QEMU_CAPS.contains(&cap) && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let mut header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: capget/capset of version 3 read and write one header and two data structs.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        data[0].inheritable = 0;
+        data[1].inheritable = 0;
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Binds a socket for QEMU to connect to (its protocol port or its monitor), replacing a stale one.
@@ -208,28 +312,44 @@ pub struct Launched {
 }
 
 impl Launched {
-    /// Starts QEMU for `vm`, dying with its parent; its taps and `keep_fd` stay open across the exec.
+    /// Starts QEMU for `vm`, dying with its parent; its taps and `keep_fd` stay open across the exec. QEMU
+    /// gets a mount namespace of its own where it shares single files ([`ShareDir::files`]) and keeps only
+    /// the capabilities in [`QEMU_CAPS`].
     pub fn spawn(vm: &VmConfig, keep_fd: Option<RawFd>) -> Result<Launched, VmError> {
         let keep: Vec<RawFd> = vm.taps.iter().copied().chain(keep_fd).collect();
+        let binds = file_binds(&vm.shares)?;
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(63);
         let mut cmd = vm.command();
         // Under TCG the guest's memory is touched through QEMU's software MMU, where huge pages buy nothing,
         // and QEMU asks for transparent huge pages on guest RAM and its translation cache: one touched byte
         // then holds 2 MiB. Under KVM huge pages speed the guest up, so they stay.
         let no_thp = vm.accel.name == "tcg";
-        // SAFETY: prctl and fcntl are async-signal-safe; QEMU must not outlive its parent. PR_SET_THP_DISABLE
-        // is kept across execve.
+        // SAFETY: prctl, fcntl, unshare, mount (nix wrappers that do not allocate on C strings) and
+        // capget/capset are async-signal-safe system calls on memory prepared before the fork; QEMU must not outlive its parent.
+        // PR_SET_THP_DISABLE is kept across execve.
         unsafe {
             cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                cloexec_from_3();
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
                 if no_thp {
-                    libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                    let _ = nix::sys::prctl::set_thp_disable(true);
                 }
                 for fd in &keep {
-                    if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
+                    nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+                }
+                if !binds.is_empty() {
+                    // A private mount namespace: the binds exist for QEMU only and vanish with it.
+                    use nix::mount::{mount, MsFlags};
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    mount(None::<&str>, c"/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
+                    for (src, dst) in &binds {
+                        mount(Some(src.as_c_str()), dst.as_c_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
                     }
                 }
-                Ok(())
+                drop_capabilities(last_cap)
             });
         }
         let mut child =
@@ -311,13 +431,7 @@ pub fn tail_of(console: &Path, n: usize) -> String {
 /// bytes advised. Needs Linux 5.10 and CAP_SYS_NICE; callers treat an error as "nothing reclaimed".
 pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> {
     let wanted: Vec<PathBuf> = images.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the fd was just returned to us and nothing else owns it.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let pidfd = hako_runtime::procfs::pidfd_open(pid)?;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut ranges: Vec<libc::iovec> = Vec::new();
     for line in maps.lines() {
@@ -336,7 +450,8 @@ pub fn page_out_boot_images(pid: i32, images: &[&Path]) -> std::io::Result<u64> 
     if ranges.is_empty() {
         return Ok(0);
     }
-    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array.
+    // SAFETY: the iovecs name address ranges of the other process; the kernel only reads the array (nix does
+    // not wrap process_madvise).
     let done = unsafe {
         libc::syscall(
             libc::SYS_process_madvise,
@@ -410,7 +525,7 @@ mod tests {
     #[test]
     fn each_tap_is_a_virtio_net_device_after_the_shares() {
         let mut c = config("tcg", None);
-        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false });
+        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false, files: Vec::new() });
         c.taps = vec![7, 9];
         let a = args(&c).join(" ");
         assert!(
@@ -420,6 +535,24 @@ mod tests {
             ),
             "{a}"
         );
+    }
+
+    #[test]
+    fn qemu_runs_sandboxed_and_read_only_shares_are_read_only_to_qemu() {
+        let mut c = config("tcg", None);
+        c.shares.push(ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: true, files: Vec::new() });
+        c.shares.push(ShareDir { tag: "m1".into(), host: "/d".into(), readonly: false, files: Vec::new() });
+        c.shares.push(ShareDir {
+            tag: "m2".into(),
+            host: "/f/m2".into(),
+            readonly: true,
+            files: vec!["/etc/h".into()],
+        });
+        let a = args(&c).join(" ");
+        assert!(a.contains(&format!("-sandbox {SANDBOX}")), "{a}");
+        assert!(a.contains("local,id=fs0,path=/r,security_model=passthrough,readonly=on -device"), "{a}");
+        assert!(a.contains("local,id=fs1,path=/d,security_model=passthrough -device"), "{a}");
+        assert!(a.contains("local,id=fs2,path=/f/m2,security_model=passthrough,readonly=on,multidevs=remap"), "{a}");
     }
 
     #[test]

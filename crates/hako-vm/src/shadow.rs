@@ -5,7 +5,6 @@
 //! process's exit status (128 + signal when the process was killed).
 
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -36,8 +35,7 @@ fn winsize() -> Option<(u16, u16)> {
 /// Entry point of `hako vm-shadow DIR OPFILE`: `op` is the Create or Exec to send; `ready_fd` gets "ok PID" or
 /// the error. Returns the exit code.
 pub fn main(dir: &Path, op: Op, ready_fd: Option<i32>) -> i32 {
-    // SAFETY: the fd was passed to us by hako for this purpose only.
-    let mut ready = ready_fd.map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
+    let mut ready = ready_fd.map(crate::take_passed_fd);
     let mut say = |msg: &str| {
         if let Some(f) = ready.as_mut() {
             let _ = writeln!(f, "{msg}");

@@ -137,10 +137,13 @@ impl Sup {
                         r.owners.insert(id.clone(), c);
                     }
                 }
-                (Pending::Delete(id), Ok(_)) => {
+                // Whatever the agent answered (a create that failed left no container to delete), the
+                // container is gone for hako: the VM powers off once it holds none.
+                (Pending::Delete(id), _) => {
                     r.containers.remove(id);
                     r.owners.remove(id);
-                    last = r.containers.is_empty();
+                    last =
+                        r.containers.is_empty() && !r.pending.values().any(|(_, _, k)| matches!(k, Pending::Create(_)));
                 }
                 _ => {}
             }
@@ -305,10 +308,32 @@ fn report(ready: &mut Option<std::fs::File>, msg: &str) {
     *ready = None;
 }
 
-/// Entry point of `hako vm-supervisor DIR`; `ready_fd` receives "ok" once the agent said hello.
-pub fn main(dir: &Path, ready_fd: Option<i32>, config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>) -> i32 {
-    // SAFETY: the fd was passed to us by `create` for this purpose only.
-    let mut ready = ready_fd.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+/// Entry point of `hako vm-supervisor DIR`; `ready_fd` receives "ok" once the agent said hello; `commit_fd`
+/// gives one byte once `create` saved the container, or end of file if `create` died before: then the
+/// supervisor exits at once, and QEMU dies with it (its parent-death signal).
+pub fn main(
+    dir: &Path,
+    ready_fd: Option<i32>,
+    commit_fd: Option<i32>,
+    config: impl FnOnce(&Plan) -> Result<VmConfig, VmError>,
+) -> i32 {
+    let mut ready = ready_fd.map(crate::take_passed_fd);
+    if let Some(fd) = commit_fd {
+        let mut commit = crate::take_passed_fd(fd);
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            let read = loop {
+                match std::io::Read::read(&mut commit, &mut byte) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            if !matches!(read, Ok(1)) {
+                eprintln!("supervisor: the create that started this VM died before it finished: stopping the VM");
+                std::process::exit(1);
+            }
+        });
+    }
     match run(dir, &mut ready, config) {
         Ok(code) => code,
         Err(e) => {
@@ -495,4 +520,61 @@ fn restore(
 /// The paths a supervisor leaves in a state directory.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     [API_SOCKET, CTL_SOCKET, QMP_SOCKET, QEMU_PID, PLAN, CONSOLE_LOG].iter().map(|f| dir.join(f)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sup() -> (Sup, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        // A missing request fails the test instead of hanging it.
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Sup { agent: Mutex::new(a), routes: Mutex::new(Routes::default()) }, b)
+    }
+
+    fn next_op(agent: &mut UnixStream) -> Op {
+        match read_frame(agent).unwrap() {
+            Some(Frame::Msg(Message::Request { op, .. })) => op,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleting_a_container_whose_create_failed_powers_the_vm_off_at_once() {
+        let (sup, mut agent) = sup();
+        sup.forward(None, 1, Op::Delete { id: "c".into() });
+        assert!(matches!(next_op(&mut agent), Op::Delete { .. }));
+        // The agent never created "c": it refuses the delete.
+        sup.answer(1, Err("container c: no such container".into()));
+        assert!(matches!(next_op(&mut agent), Op::Shutdown), "the VM must power off, not wait to be killed");
+    }
+
+    #[test]
+    fn deleting_one_of_two_containers_keeps_the_vm() {
+        let (sup, mut agent) = sup();
+        for (req, id) in [(1, "a"), (2, "b")] {
+            sup.forward(
+                None,
+                0,
+                Op::Create {
+                    id: id.into(),
+                    config: serde_json::json!({}),
+                    shares: Vec::new(),
+                    stdio: hako_proto::Stdio::default(),
+                    net: Vec::new(),
+                },
+            );
+            next_op(&mut agent);
+            sup.answer(req, Ok(Reply::Created { pid: 1 }));
+        }
+        sup.forward(None, 0, Op::Delete { id: "a".into() });
+        next_op(&mut agent);
+        sup.answer(3, Ok(Reply::Done));
+        assert!(!sup.routes.lock().unwrap().shutting_down);
+        sup.forward(None, 0, Op::Delete { id: "b".into() });
+        next_op(&mut agent);
+        sup.answer(4, Ok(Reply::Done));
+        assert!(matches!(next_op(&mut agent), Op::Shutdown));
+    }
 }

@@ -150,10 +150,9 @@ pub fn get_or_make(vm: &VmConfig, deadline: Instant) -> Result<(Template, bool),
         .map_err(io_err(format_args!("making {} private", root.display())))?;
     let lock_path = root.join(format!("{key}.lock"));
     let lock = fs::File::create(&lock_path).map_err(io_err(format_args!("creating {}", lock_path.display())))?;
-    // SAFETY: flock on an fd we own; the lock is released when `lock` is closed.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(io_err(format_args!("locking {}", lock_path.display()))(io::Error::last_os_error()));
-    }
+    // Released when `_lock` is dropped.
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io_err(format_args!("locking {}", lock_path.display()))(e.into()))?;
     // Another VM of the shape may have made it while we waited.
     if let Some(found) = found() {
         return Ok(found);
@@ -237,7 +236,11 @@ fn make(vm: &VmConfig, root: &Path, tmp: &Path, description: &str, deadline: Ins
     t.boot = Boot::Template { memory: tmp.join("memory"), qmp: tmp.join("qmp.sock") };
     t.ctl_socket = tmp.join("ctl.sock");
     t.console_log = tmp.join("console.log");
-    t.shares = vm.shares.iter().map(|s| ShareDir { tag: s.tag.clone(), host: empty.clone(), readonly: true }).collect();
+    t.shares = vm
+        .shares
+        .iter()
+        .map(|s| ShareDir { tag: s.tag.clone(), host: empty.clone(), readonly: true, files: Vec::new() })
+        .collect();
     // Taps of its own, in a namespace of its own: the template's network devices are never connected.
     let taps = crate::net::scratch_taps(vm.taps.len())?;
     t.taps = taps.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
@@ -316,7 +319,7 @@ mod tests {
             cpus: 1,
             memory_mib: 128,
             ctl_socket: "/s".into(),
-            shares: vec![ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false }],
+            shares: vec![ShareDir { tag: "rootfs".into(), host: "/r".into(), readonly: false, files: Vec::new() }],
             console_log: "/c".into(),
             tcg_cache_mib: None,
             boot: Boot::Cold,
@@ -337,7 +340,9 @@ mod tests {
         for change in [
             |v: &mut VmConfig| v.memory_mib = 256,
             |v: &mut VmConfig| v.cpus = 2,
-            |v: &mut VmConfig| v.shares.push(ShareDir { tag: "m1".into(), host: "/x".into(), readonly: false }),
+            |v: &mut VmConfig| {
+                v.shares.push(ShareDir { tag: "m1".into(), host: "/x".into(), readonly: false, files: Vec::new() })
+            },
             |v: &mut VmConfig| v.taps.push(3),
         ] {
             let mut c = a.clone();

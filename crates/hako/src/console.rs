@@ -29,11 +29,7 @@ pub(crate) fn require_terminal_stdin(what: &str, fix: &str) -> Result<()> {
 
 /// Makes hako the reaper of orphaned descendants, so the container process becomes our child.
 pub(crate) fn become_subreaper() -> Result<()> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("becoming a subreaper");
-    }
-    Ok(())
+    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from).context("becoming a subreaper")
 }
 
 /// Blocks the signals hako forwards and SIGCHLD; returns a signalfd that reads them.
@@ -79,7 +75,7 @@ impl Drop for RawMode {
 
 fn copy_winsize(master: &OwnedFd) {
     let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes one winsize; TIOCSWINSZ reads it.
+    // SAFETY: TIOCGWINSZ writes one winsize; TIOCSWINSZ reads it (nix has no wrapper for either).
     unsafe {
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
             libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);

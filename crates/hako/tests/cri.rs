@@ -26,6 +26,7 @@ use k8s_cri::v1::{
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    VersionRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -107,19 +108,27 @@ impl Cri {
             .spawn()
             .expect("start containerd in private namespaces (unshare)");
         let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        // The socket file appears before containerd serves on it: retry the connection until it answers.
         let sock = dir.join("containerd.sock");
-        let booted = host::wait_for(Duration::from_secs(20), || sock.exists());
-        let client = booted.then(|| tokio.block_on(connect(sock.clone()))).and_then(Result::ok);
+        let mut last_error = String::from("no socket yet");
+        let mut client = None;
+        host::wait_for(Duration::from_secs(30), || {
+            if sock.exists() {
+                match tokio.block_on(connect(sock.clone())) {
+                    Ok(c) => client = Some(c),
+                    Err(e) => last_error = e,
+                }
+            }
+            client.is_some()
+        });
         let cri = match client {
             Some(client) => Cri { dir, containerd, client, tokio, cgroup_root },
             None => {
                 let mut containerd = containerd;
                 let _ = containerd.kill();
                 let _ = containerd.wait();
-                panic!(
-                    "containerd did not boot; its log:\n{}",
-                    fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-                );
+                let log = fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+                panic!("containerd did not answer on {} ({last_error}); its log:\n{log}", sock.display());
             }
         };
         let import = Command::new("ctr")
@@ -358,14 +367,19 @@ fn namespaces() -> NamespaceOption {
     }
 }
 
-async fn connect(sock: PathBuf) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::try_from("http://[::]:50051")?
+/// Connects to the CRI service and checks that it answers (its Version call).
+async fn connect(sock: PathBuf) -> Result<RuntimeServiceClient<Channel>, String> {
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| e.to_string())?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let sock = sock.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(sock).await?)) }
         }))
-        .await?;
-    Ok(RuntimeServiceClient::new(channel))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut client = RuntimeServiceClient::new(channel);
+    client.version(VersionRequest { version: "v1".into() }).await.map_err(|s| s.message().to_string())?;
+    Ok(client)
 }
 
 /// The pod's life as the kubelet drives it, on the `hako` handler: a container that exits is

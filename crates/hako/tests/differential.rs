@@ -283,6 +283,60 @@ fn differential_user_namespace() {
 }
 
 #[test]
+fn differential_sysctl_acceptance() {
+    // Which linux.sysctl keys are accepted, with and without the namespace they belong to: hako must accept and
+    // refuse exactly what the reference does (the `/` spelling, which runc 1.1 refuses, is left out).
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("kernel.msgmax", "8192", None),
+        ("kernel.msgmax", "8192", Some("ipc")),
+        ("kernel.shm_rmid_forced", "1", None),
+        ("kernel.shm_rmid_forced", "1", Some("ipc")),
+        ("fs.mqueue.queues_max", "256", None),
+        ("fs.mqueue.queues_max", "256", Some("ipc")),
+        ("net.ipv4.ip_forward", "1", None),
+        ("net.ipv4.ip_forward", "1", Some("network")),
+        ("net.ipv4.conf.all.forwarding", "1", None),
+        ("net.core.somaxconn", "1024", None),
+        ("kernel.domainname", "example.org", None),
+        ("kernel.domainname", "example.org", Some("uts")),
+        ("kernel.hostname", "other", None),
+        ("kernel.printk_ratelimit_burst", "10", None),
+        ("vm.swappiness", "60", None),
+        ("kernel.pid_max", "65536", None),
+        ("../../x", "1", None),
+        (".proc.self.oom_score_adj", "500", None),
+    ];
+    let reference = Runtime::with_binary(reference_runtime());
+    let tested = Runtime::new();
+    let mut diffs = Vec::new();
+    for (i, (key, value, without)) in cases.iter().enumerate() {
+        let mut b = Bundle::with_tag(&format!("diffsysctl{i}")).set("/linux/sysctl", json!({ *key: *value }));
+        if let Some(ns) = without {
+            b = b.without_namespace(ns);
+            if *ns == "uts" {
+                b.edit(|v| {
+                    v.as_object_mut().expect("config object").remove("hostname");
+                });
+            }
+        }
+        let r = reference.run(&b);
+        assert_no_leftovers(reference.root(), b.id(), &b.cgroup_rel());
+        let t = tested.run(&b);
+        assert_no_leftovers(tested.root(), b.id(), &b.cgroup_rel());
+        if r.ok() != t.ok() {
+            diffs.push(format!(
+                "{key} without {without:?}: reference ok={} ({}), tested ok={} ({})",
+                r.ok(),
+                r.all().trim(),
+                t.ok(),
+                t.all().trim()
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "sysctl acceptance differs:\n{}", diffs.join("\n"));
+}
+
+#[test]
 fn differential_devices() {
     let b = probe_bundle("diffdevices")
         .push(

@@ -748,6 +748,54 @@ fn containerd_run() {
     );
 }
 
+/// The README's way to give the engines a local image: `scripts/local-image` imports the embedded
+/// busybox image into podman and containerd, and both run it with the runtime under test.
+#[test]
+fn readme_local_image_feeds_podman_and_containerd() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/local-image");
+    let name = format!("localhost/hako-readme-{}:1", std::process::id());
+
+    let p = podman();
+    let mut import = Command::new(&script);
+    import.arg("podman").arg(&name);
+    for (k, v) in p.cmd().get_envs() {
+        match v {
+            Some(v) => import.env(k, v),
+            None => import.env_remove(k),
+        };
+    }
+    run(&mut import).ok();
+    let out = run(p
+        .cmd()
+        .args(["run", "--rm", "--network", "none", "--cgroup-parent", &p.cgroup_parent, &name])
+        .args(["sh", "-c", "echo from-podman-$(cat /etc/group | cut -d: -f1 | head -1)"]))
+    .ok();
+    assert_eq!(out.stdout.trim(), "from-podman-root", "{out}");
+    let _ = try_run(p.cmd().args(["rmi", "--force", &name]));
+
+    let d = containerd();
+    run(Command::new(&script)
+        .arg("containerd")
+        .arg(&name)
+        .env("CONTAINERD_ADDRESS", &d.address)
+        .env("CONTAINERD_NAMESPACE", &d.namespace))
+    .ok();
+    let id = unique("hako-readme");
+    let out = run(d
+        .ctr()
+        .arg("run")
+        .arg("--runc-binary")
+        .arg(&d.runtime)
+        .arg("--runc-root")
+        .arg(d.dir.join("runtime-root"))
+        .arg("--fifo-dir")
+        .arg(d.dir.join("fifo"))
+        .args(["--rm", &name, &id, "echo", "from-containerd"]))
+    .ok();
+    assert_eq!(out.stdout.trim(), "from-containerd", "{out}");
+    let _ = try_run(d.ctr().args(["images", "rm", &name]));
+}
+
 fn v1_memory_line(stdout: &str) -> Option<&str> {
     stdout.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")))
 }

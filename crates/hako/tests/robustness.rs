@@ -125,3 +125,21 @@ fn kill_9_of_foreground_run_then_force_delete_leaves_nothing() {
     rt.delete_force(b.id()).expect_ok();
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
+
+/// A `create` killed before its first save leaves a directory without state.json: `state` and `list` say
+/// the container does not exist, so `create` of the same id must agree and succeed.
+#[test]
+fn a_directory_left_by_a_create_killed_before_its_first_save_does_not_block_the_id() {
+    let rt = Runtime::new();
+    let b = Bundle::with_tag("abandoned").args(&["sleep", "1000"]);
+    rt.track(b.id());
+    std::fs::create_dir_all(rt.root().join(b.id())).unwrap();
+    rt.state(b.id()).expect_fail().expect_msg(&["does not exist"]);
+    let list = rt.cmd(&["list", "--quiet"]).expect_ok();
+    assert!(!list.stdout.lines().any(|l| l == b.id()), "{list}");
+    rt.create(&b).expect_ok();
+    assert_eq!(rt.status(b.id()), "created");
+    // A container that exists keeps its id.
+    rt.create(&b).expect_fail().expect_msg(&["already exists"]);
+    rt.delete_force(b.id()).expect_ok();
+}

@@ -41,6 +41,189 @@ fn sysctls_are_set_in_the_container_namespaces_only() {
     assert_eq!(fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("read"), host_shm);
 }
 
+/// Puts the host's value of a sysctl back if a runtime under test changed it.
+struct RestoreSysctl(&'static str, String);
+
+impl Drop for RestoreSysctl {
+    fn drop(&mut self) {
+        if fs::read_to_string(self.0).ok().as_deref() != Some(self.1.as_str()) {
+            let _ = fs::write(self.0, &self.1);
+        }
+    }
+}
+
+#[test]
+fn sysctls_that_would_reach_the_host_are_refused() {
+    const BURST: &str = "/proc/sys/kernel/printk_ratelimit_burst";
+    let host = fs::read_to_string(BURST).expect("host printk_ratelimit_burst");
+    let _restore = RestoreSysctl(BURST, host.clone());
+    let other = if host.trim() == "17" { "18" } else { "17" };
+    let host_oom = fs::read_to_string("/proc/self/oom_score_adj").expect("oom_score_adj");
+    let cases = [
+        // Not namespaced: it would be the host's value.
+        (
+            Bundle::with_tag("sysctlhost").set("/linux/sysctl", json!({"kernel.printk_ratelimit_burst": other})),
+            "kernel.printk_ratelimit_burst",
+        ),
+        // Keys that are paths, not sysctl names.
+        (Bundle::with_tag("sysctldots").writable().set("/linux/sysctl", json!({"../../x": "1"})), "../../x"),
+        (
+            Bundle::with_tag("sysctlproc").set("/linux/sysctl", json!({".proc.self.oom_score_adj": "500"})),
+            ".proc.self.oom_score_adj",
+        ),
+        (
+            Bundle::with_tag("sysctlnetdots").set("/linux/sysctl", json!({"net/../../self/oom_score_adj": "500"})),
+            "net/../../self/oom_score_adj",
+        ),
+        // Namespaced keys without the namespace of their own.
+        (
+            Bundle::with_tag("sysctlnetns")
+                .without_namespace("network")
+                .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"})),
+            "net.ipv4.ip_forward",
+        ),
+        (
+            Bundle::with_tag("sysctlipcns")
+                .without_namespace("ipc")
+                .set("/linux/sysctl", json!({"kernel.shm_rmid_forced": "1"})),
+            "kernel.shm_rmid_forced",
+        ),
+        (Bundle::with_tag("sysctlhostname").set("/linux/sysctl", json!({"kernel.hostname": "x"})), "kernel.hostname"),
+        // A network namespace joined by path that is the host's own (this test's).
+        (
+            Bundle::with_tag("sysctlhostnetns")
+                .without_namespace("network")
+                .push(
+                    "/linux/namespaces",
+                    json!({"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}),
+                )
+                .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"})),
+            "net.ipv4.ip_forward",
+        ),
+    ];
+    let rt = Runtime::new();
+    for (b, key) in &cases {
+        let out = rt.run(b);
+        assert!(!out.ok(), "linux.sysctl {key} was accepted: {out}");
+        if testing_hako() {
+            out.expect_msg(&["linux.sysctl", key]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert!(!b.rootfs().join("x").exists(), "{key}: a file was written into the rootfs");
+    }
+    assert_eq!(fs::read_to_string(BURST).expect("read"), host, "the host's kernel.printk_ratelimit_burst changed");
+    assert_eq!(fs::read_to_string("/proc/self/oom_score_adj").expect("read"), host_oom);
+}
+
+#[test]
+fn namespaced_sysctls_in_both_spellings_are_set() {
+    // The slash form is what sysctl(8) takes for names whose parts hold a dot (VLAN interfaces); runc 1.1 refuses
+    // it, hako (like crun) accepts it.
+    if !testing_hako() {
+        return;
+    }
+    let b = Bundle::with_tag("sysctlslash")
+        .set("/linux/sysctl", json!({"net/ipv4/ip_forward": "1", "kernel.domainname": "example.org"}))
+        .sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/domainname");
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&b).expect_ok().stdout, "1\nexample.org\n");
+}
+
+#[test]
+fn net_sysctl_in_a_joined_private_network_namespace_is_set() {
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "1000"])
+        .spawn()
+        .expect("start a process in a new network namespace (unshare)");
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    // unshare execs sleep once the namespace exists.
+    let deadline = std::time::Instant::now() + T;
+    while fs::read_link(&ns).ok() == fs::read_link("/proc/self/ns/net").ok() {
+        assert!(std::time::Instant::now() < deadline, "unshare did not make a network namespace");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let b = Bundle::with_tag("sysctljoinednet")
+        .without_namespace("network")
+        .push("/linux/namespaces", json!({"type": "network", "path": ns}))
+        .set("/linux/sysctl", json!({"net.ipv4.ip_forward": "1"}))
+        .args(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    let rt = Runtime::new();
+    let out = rt.run(&b);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.expect_ok().stdout, "1\n");
+}
+
+#[test]
+fn ids_the_kernel_cannot_apply_are_refused_at_create() {
+    let cases = [
+        (
+            "uid",
+            Bundle::with_tag("uidmax").sh("id -u; id -g; id -G").set("/process/user/uid", json!(4294967295u32)),
+            "process.user.uid",
+        ),
+        (
+            "gid",
+            Bundle::with_tag("gidmax").sh("id -u; id -g; id -G").set("/process/user/gid", json!(4294967295u32)),
+            "process.user.gid",
+        ),
+        (
+            "additionalGids",
+            Bundle::with_tag("agidmax")
+                .sh("id -u; id -g; id -G")
+                .set("/process/user/additionalGids", json!([10, 4294967295u32])),
+            "process.user.additionalGids",
+        ),
+        (
+            "unmapped uid",
+            Bundle::with_tag("uidunmapped")
+                .sh("id -u; id -g; id -G")
+                .namespace("user")
+                .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 1000}]))
+                .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 65536}]))
+                .set("/process/user/uid", json!(5000)),
+            "process.user.uid",
+        ),
+        (
+            "unmapped additional gid",
+            Bundle::with_tag("gidunmapped")
+                .sh("id -u; id -g; id -G")
+                .namespace("user")
+                .set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]))
+                .set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 200000, "size": 1000}]))
+                .set("/process/user/additionalGids", json!([70000])),
+            "process.user.additionalGids",
+        ),
+    ];
+    let rt = Runtime::new();
+    for (what, b, field) in &cases {
+        let out = rt.run(b);
+        assert!(!out.ok(), "{what}: the process ran: {out}");
+        if testing_hako() {
+            out.expect_msg(&[field]);
+        }
+        assert!(!out.stdout.lines().any(|l| l == "0"), "{what}: the process ran as root: {out}");
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    }
+}
+
+#[test]
+fn exec_with_uid_minus_one_is_refused() {
+    let b = Bundle::with_tag("execuidmax").sh("sleep 1000");
+    let rt = Runtime::new();
+    rt.create_start(&b).expect_ok();
+    let process = json!({"user": {"uid": 4294967295u32, "gid": 0}, "args": ["id", "-u"], "cwd": "/",
+                         "env": ["PATH=/bin"]});
+    let pj = b.path().join("process-uidmax.json");
+    fs::write(&pj, process.to_string()).expect("write process.json");
+    let out = rt.cmd(&["exec", "--process", pj.to_str().expect("utf-8"), b.id()]);
+    assert!(!out.ok() && !out.stdout.contains('0'), "exec as uid 4294967295 ran: {out}");
+    if testing_hako() {
+        out.expect_msg(&["process.user.uid", "4294967295"]);
+    }
+    rt.delete_force(b.id()).expect_ok();
+}
+
 #[test]
 fn rlimits_are_applied() {
     let b = Bundle::with_tag("rlimit")
@@ -219,6 +402,31 @@ fn seccomp_filter_with_errno_and_argument_rules() {
     assert!(out.stdout.contains("chmod-755-ok"), "{out}");
     assert!(out.stdout.contains("Operation not permitted"), "chmod 777 must fail with EPERM: {out}");
     assert_eq!(lines.last().copied(), Some("755"), "{out}");
+}
+
+#[test]
+fn seccomp_with_no_new_privileges_is_loaded_just_before_exec() {
+    // What init does after its capabilities are set (report Ready, open exec.fifo, mark fds close-on-exec) must
+    // not be subject to the container's profile: with noNewPrivileges the filter goes on just before execve, as
+    // runc does, so a profile need only allow what the program itself uses.
+    // runc 1.1 opens exec.fifo after the filter (runc 1.2 moved the filter past it): the fifo's open is checked
+    // for hako only.
+    let mut denied = vec!["sendmsg", "sendto", "close_range"];
+    if testing_hako() {
+        denied.extend(["openat", "open"]);
+    }
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    let b = Bundle::with_tag("seccomplate")
+        .set("/process/noNewPrivileges", json!(true))
+        .set("/linux/seccomp", profile)
+        .args(&["true"]);
+    let rt = Runtime::new();
+    rt.run(&b).expect_ok();
+    assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
 }
 
 #[test]
@@ -405,4 +613,114 @@ fn symlinked_mount_destination_stays_in_the_rootfs() {
         target_old.path().display()
     );
     assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+}
+
+// ---------------------------------------------------------------------------------------------
+// readonlyPaths, maskedPaths, /dev/null and /dev/console after pivot_root (runc's CVE-2025-31133
+// and CVE-2025-52565): links planted in the rootfs are never followed out of place.
+// ---------------------------------------------------------------------------------------------
+
+/// A bundle whose /dev is the image's own directory (no tmpfs on /dev), so the image decides what /dev/null and
+/// /dev/console are.
+fn image_dev_bundle(tag: &str) -> Bundle {
+    Bundle::with_tag(tag).with(|c| {
+        c["mounts"].as_array_mut().expect("mounts").retain(|m| m["destination"] != "/dev");
+    })
+}
+
+// runc before 1.2.8 (Debian 12 ships 1.1.5) fails the three tests below: they are its CVE-2025-31133 and
+// CVE-2025-52565.
+#[test]
+fn masked_paths_use_only_the_real_dev_null() {
+    let host_file = tempfile::NamedTempFile::new().expect("host file");
+    fs::write(host_file.path(), "host\n").expect("write host file");
+    for (what, plant) in [("a symlink to a procfs file", 0), ("a regular file", 1), ("another character device", 2)] {
+        let b = image_dev_bundle("maskdevnull")
+            .set("/linux/maskedPaths", json!(["/masked", "/hostlink"]))
+            .sh("head -c 64 /masked; echo end");
+        let null = b.rootfs().join("dev/null");
+        match plant {
+            0 => std::os::unix::fs::symlink("/proc/sys/kernel/ostype", &null).expect("symlink /dev/null"),
+            1 => fs::write(&null, "planted\n").expect("plant /dev/null"),
+            _ => nix::sys::stat::mknod(
+                &null,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(1, 5),
+            )
+            .expect("mknod /dev/null as 1:5"),
+        }
+        fs::write(b.rootfs().join("masked"), "secret\n").expect("write masked file");
+        // A masked path that is a link to a path of the host.
+        std::os::unix::fs::symlink(host_file.path(), b.rootfs().join("hostlink")).expect("symlink hostlink");
+        let rt = Runtime::new();
+        let out = rt.run(&b);
+        if out.ok() {
+            assert_eq!(out.stdout, "end\n", "/dev/null as {what}: the masked file shows something: {out}");
+        } else if testing_hako() {
+            out.expect_msg(&["/dev/null", "1:3"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert_eq!(fs::read_to_string(host_file.path()).expect("read host file"), "host\n");
+        assert!(host_mounts().iter().all(|m| Path::new(&m.target) != host_file.path()), "a mount landed on the host");
+    }
+    // The real device (a tmpfs /dev, where hako makes it) masks as before.
+    let b = Bundle::with_tag("maskreal").set("/linux/maskedPaths", json!(["/masked"])).sh("cat /masked; echo end");
+    fs::write(b.rootfs().join("masked"), "secret\n").expect("write masked file");
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&b).expect_ok().stdout, "end\n");
+}
+
+#[test]
+fn readonly_and_masked_paths_do_not_follow_magic_links() {
+    // /proc/1/root is init's root: a magic link that a path-based mount follows to wherever it points.
+    for (field, tag) in [("readonlyPaths", "rolink"), ("maskedPaths", "masklink")] {
+        let b = Bundle::with_tag(tag)
+            .writable()
+            .set(&format!("/linux/{field}"), json!(["/link"]))
+            .sh("touch /etc/probe && echo etc-writable; ls /etc | grep -c passwd");
+        std::os::unix::fs::symlink("/proc/1/root/etc", b.rootfs().join("link")).expect("symlink /link");
+        let rt = Runtime::new();
+        let out = rt.run(&b);
+        if out.ok() {
+            assert_eq!(out.stdout, "etc-writable\n1\n", "{field}: a mount followed /link onto /etc: {out}");
+        } else if testing_hako() {
+            out.expect_msg(&["/link", "magic link"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+    }
+}
+
+#[test]
+fn console_is_never_bound_through_a_planted_symlink() {
+    for (tag, link, target_exists) in
+        [("consolelink", "/etc/console-target", true), ("consoledangling", "/etc/console-new", false)]
+    {
+        let b = image_dev_bundle(tag)
+            .set("/process/terminal", json!(true))
+            .set("/linux/maskedPaths", json!([]))
+            .args(&["sh"]);
+        std::os::unix::fs::symlink("pts/ptmx", b.rootfs().join("dev/ptmx")).expect("symlink /dev/ptmx");
+        std::os::unix::fs::symlink(link, b.rootfs().join("dev/console")).expect("symlink /dev/console");
+        let on_host = b.rootfs().join(link.trim_start_matches('/'));
+        if target_exists {
+            fs::write(&on_host, "file\n").expect("write console target");
+        }
+        let rt = Runtime::new();
+        let sock = ConsoleSocket::new();
+        let out = rt.create_id(b.id(), &b, &["--console-socket", &sock.path_str()]);
+        if out.ok() {
+            let pid = rt.pid(b.id());
+            let mounts = parse_mountinfo(&fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo"));
+            assert!(mounts.iter().all(|m| m.target != link), "the terminal was bound over {link}: {mounts:?}");
+            rt.delete_force(b.id()).expect_ok();
+        } else if testing_hako() {
+            out.expect_msg(&["/dev/console", "symbolic link"]);
+        }
+        assert_no_leftovers(rt.root(), b.id(), &b.cgroup_rel());
+        assert_eq!(on_host.exists(), target_exists, "{link} was created through the /dev/console link");
+        if target_exists {
+            assert_eq!(fs::read_to_string(&on_host).expect("read"), "file\n");
+        }
+    }
 }

@@ -208,3 +208,65 @@ fn unreadable_backend_data_is_reported_and_touches_nothing_else() {
     rt.delete_force(id).expect_ok();
     assert_no_leftovers(rt.root(), id, &b.cgroup_rel());
 }
+
+/// A state.json that does not parse at all: `delete --force` says so, signals nothing and removes
+/// the directory (its own error message tells the user to run exactly that); plain `delete` keeps it.
+#[test]
+fn corrupt_state_json_is_removed_by_delete_force() {
+    let rt = Runtime::new();
+    let id = unique_id("corrupt");
+    rt.track(&id);
+    let dir = rt.root().join(&id);
+    fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("state.json"), "{\"pid\": 1, not json").expect("write");
+    rt.delete(&id).expect_fail().expect_msg(&[&id, "corrupt state file", "delete --force"]);
+    assert!(dir.exists(), "plain delete removed the state");
+    let out = rt.delete_force(&id);
+    assert!(!out.ok(), "{out}");
+    out.expect_msg(&[&id, "corrupt state file", "state directory was removed"]);
+    assert!(!dir.exists(), "{out}");
+    rt.delete_force(&id).expect_ok();
+}
+
+/// Whether the VM assets are installed (as crates/hako/tests/vm.rs decides; `HAKO_REQUIRE_VM=1`
+/// makes their absence a failure).
+fn vm_ready() -> bool {
+    let dir = std::env::var("HAKO_VM_ASSETS").unwrap_or_else(|_| "/var/lib/hako/vm".into());
+    let ok = Path::new(&dir).join("vmlinux").is_file() && Path::new(&dir).join("initramfs.cpio.gz").is_file();
+    if !ok {
+        assert!(
+            std::env::var("HAKO_REQUIRE_VM").as_deref() != Ok("1"),
+            "HAKO_REQUIRE_VM=1 but the VM assets are missing in {dir}: run scripts/vm-assets"
+        );
+        eprintln!("VM assets missing in {dir} (scripts/vm-assets): skipping");
+    }
+    ok && testing_hako()
+}
+
+/// The same for a VM-isolated container: the supervisor's plan, log, sockets and QEMU's console
+/// log and pid file, the shadow's op files and the accelerator cache are private too.
+#[test]
+fn vm_state_tree_is_private_whatever_the_umask() {
+    if !vm_ready() {
+        return;
+    }
+    let b = Bundle::with_tag("vmprivate")
+        .set("/annotations", json!({"org.hako.isolation": "vm"}))
+        .set("/process/env/-", json!("SECRET=hunter2"))
+        .args(&["sleep", "1000"]);
+    let base = tempfile::tempdir().expect("tempdir");
+    let root = base.path().join("root");
+    let id = b.id().to_string();
+    register_bundle(&id, b.path());
+    let _cleanup = Cleanup(root.clone(), id.clone());
+    let bundle = b.path().display().to_string();
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(runtime()).arg("--root").arg(&root);
+    c.args(["create", "--bundle", &bundle, &id]);
+    run_captured(c, None, Duration::from_secs(120)).expect_ok();
+    assert_eq!(loose_modes(&root), Vec::<String>::new(), "after create");
+    hako_umask(&root, "000", &["exec", &id, "true"]).expect_ok();
+    hako_umask(&root, "000", &["start", &id]).expect_ok();
+    assert_eq!(loose_modes(&root), Vec::<String>::new(), "after exec and start");
+    hako_umask(&root, "000", &["delete", "--force", &id]).expect_ok();
+}

@@ -106,9 +106,18 @@ fn vm_lifecycle_exec_ps_stats_pause_kill_delete() {
     let out = rt.exec(id, &["sh", "-c", "echo from-exec; exit 3"]);
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stdout.contains("from-exec"), "{out}");
+    // ps prints host pids (runc's callers signal and inspect them): the shadows that stand for the guest's
+    // processes, never guest pids.
     let ps = rt.cmd(&["ps", "--format", "json", id]).expect_ok();
     let pids: Vec<i32> = serde_json::from_str(ps.stdout.trim()).unwrap_or_else(|e| panic!("ps json: {e}: {ps}"));
-    assert!(!pids.is_empty(), "{ps}");
+    assert!(pids.contains(&rt.pid(id)), "{ps}");
+    for pid in &pids {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        assert!(cmd.contains(" vm-shadow ") && cmd.contains(id), "pid {pid} is not a shadow of {id}: {cmd:?}");
+    }
+    let table = rt.cmd(&["ps", id]).expect_ok();
+    assert!(table.stdout.lines().any(|l| l.contains("vm-shadow") && l.contains(&rt.pid(id).to_string())), "{table}");
     let ev = rt.cmd(&["events", "--stats", id]).expect_ok();
     let v: serde_json::Value = serde_json::from_str(ev.stdout.trim()).unwrap_or_else(|e| panic!("events: {e}: {ev}"));
     assert_eq!(v["type"], "stats", "{ev}");
@@ -608,4 +617,202 @@ fn vm_takes_over_the_engines_network_namespace() {
     assert!(!qdiscs.contains("ingress"), "the mirroring outlived the VM: {qdiscs}");
     let links = std::process::Command::new("ip").args(["-n", &net.name, "-o", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("hako0"), "the tap outlived the VM");
+}
+
+/// The pid in `<state dir>/qemu.pid`.
+fn qemu_pid(rt: &Runtime, id: &str) -> i32 {
+    std::fs::read_to_string(rt.root().join(id).join("qemu.pid")).unwrap().trim().parse().unwrap()
+}
+
+/// A container that may remount its mounts (CAP_SYS_ADMIN): what a compromised guest kernel could do at most.
+fn privileged(b: Bundle) -> Bundle {
+    let caps = json!(["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_FOWNER", "CAP_MKNOD"]);
+    b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}))
+        .set("/process/noNewPrivileges", json!(false))
+}
+
+/// docs/vm-isolation.md, "The VM boundary": a read-only rootfs and a read-only bind mount are shared
+/// read-only by QEMU itself, so a root process in the guest that remounts them read-write still cannot
+/// write (it stands for a guest kernel that ignores its own read-only flags); a read-write bind mount stays
+/// writable (but QEMU, without CAP_MKNOD, makes no device node there), and the missing mount point of a
+/// read-only rootfs is made on the host, inside the rootfs.
+#[test]
+fn vm_read_only_shares_are_read_only_to_the_guest_kernel() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let b = privileged(vm_bundle("vmroshare")).with_out_dir();
+    std::fs::create_dir(b.path().join("ro-dir")).unwrap();
+    let ro = b.path().join("ro-dir").to_string_lossy().into_owned();
+    let b = b
+        .mount("/ro", "bind", &ro, &["rbind", "ro"])
+        .sh("mount -o remount,rw,bind / 2>&1; mount -o remount,rw / 2>&1; echo x > /escape; echo root=$?; \
+         mount -o remount,rw,bind /ro 2>&1; mount -o remount,rw /ro 2>&1; echo x > /ro/escape; echo ro=$?; \
+         echo x > /out/written; echo out=$?; mknod /out/null c 1 3; echo mknod=$?")
+        // Only QEMU may refuse the device node: the guest's device cgroup allows it.
+        .set("/linux/resources/devices", json!([{"allow": true, "access": "rwm"}]));
+    let out = rt.run(&b);
+    assert!(!b.rootfs().join("escape").exists(), "the guest wrote into the read-only rootfs: {out}");
+    assert!(!b.path().join("ro-dir/escape").exists(), "the guest wrote into a read-only bind mount: {out}");
+    assert!(out.stdout.contains("root=1") && out.stdout.contains("ro=1"), "{out}");
+    assert!(out.stdout.contains("out=0"), "{out}");
+    assert_eq!(b.read_out("written"), "x\n");
+    assert!(!b.out_dir().join("null").exists(), "the guest made a device node on the host: {out}");
+    assert!(out.stdout.contains("mknod=1"), "{out}");
+    assert!(b.rootfs().join("ro").is_dir(), "the mount point /ro is made on the host");
+    assert_vm_gone(&rt, b.id());
+}
+
+/// docs/vm-isolation.md, "The VM boundary": a bind-mounted file is shared without its siblings (QEMU exports
+/// a private directory where its own mount namespace binds the bind-mounted files of that directory), QEMU runs under its seccomp sandbox with
+/// only the capabilities 9p needs, and delete leaves nothing.
+#[test]
+fn vm_a_file_is_shared_without_its_siblings_and_qemu_is_confined() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let b = vm_bundle("vmfileshare");
+    let dir = b.path().join("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("visible"), "shared\n").unwrap();
+    std::fs::write(dir.join("sibling"), "private\n").unwrap();
+    std::fs::write(dir.join("also"), "also shared\n").unwrap();
+    let src = dir.join("visible").to_string_lossy().into_owned();
+    let also = dir.join("also").to_string_lossy().into_owned();
+    let b = b
+        .mount("/etc/visible", "bind", &src, &["bind", "ro"])
+        .mount("/etc/also", "bind", &also, &["bind", "ro"])
+        .args(&["sleep", "1000"]);
+    let id = b.id();
+    rt.create(&b).expect_ok();
+    let qemu = qemu_pid(&rt, id);
+    let cmdline = qemu_cmdline(&rt, id);
+    assert!(!cmdline.contains(&format!("path={},", dir.display())), "the file's directory is shared: {cmdline}");
+    // What QEMU can reach of the share: the file, in QEMU's own mount namespace, and nothing beside it.
+    let share = rt.root().join(id).join("files/m1");
+    let seen = format!("/proc/{qemu}/root{}", share.display());
+    let mut names: Vec<String> = std::fs::read_dir(&seen)
+        .unwrap_or_else(|e| panic!("{seen}: {e}; QEMU: {cmdline}"))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["also", "visible"], "{cmdline}");
+    assert_eq!(std::fs::read_to_string(format!("{seen}/visible")).unwrap(), "shared\n");
+    let meta = std::fs::metadata(rt.root().join(id).join("files")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700);
+    rt.start(id).expect_ok();
+    let out = rt.exec(id, &["cat", "/etc/visible", "/etc/also"]).expect_ok();
+    assert_eq!(out.stdout, "shared\nalso shared\n");
+    // QEMU's confinement: seccomp filter mode, and CAP_CHOWN..CAP_FSETID only.
+    let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
+    assert!(status.contains("\nSeccomp:\t2\n"), "QEMU runs without its seccomp sandbox:\n{status}");
+    for field in ["CapEff", "CapPrm", "CapBnd"] {
+        assert!(status.contains(&format!("\n{field}:\t000000000000001f\n")), "{field}:\n{status}");
+    }
+    assert!(status.contains("\nCapInh:\t0000000000000000\n"), "{status}");
+    rt.delete_force(id).expect_ok();
+    assert_vm_gone(&rt, id);
+}
+
+/// Issue 9 item 19: a create that fails in the guest (a missing executable) reports the guest's error and
+/// powers the VM off at once (the supervisor is not left for cleanup to kill), leaving nothing.
+#[test]
+fn vm_a_failed_create_reports_the_error_and_leaves_nothing() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let b = vm_bundle("vmnoexe").args(&["/no/such/program"]);
+    let out = rt.create(&b).expect_fail();
+    out.expect_msg(&["/no/such/program"]);
+    assert!(!out.all().contains("exited without a word"), "{out}");
+    assert_vm_gone(&rt, b.id());
+}
+
+/// Issue 9 item 17: a `create` killed while its VM boots takes the VM with it (the supervisor learns that
+/// the create died before it finished), and `delete --force` then cleans the rest.
+#[test]
+fn vm_a_killed_create_takes_its_vm_with_it() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let b = vm_bundle("vmkilled").set("/annotations/org.hako.vm.template", json!("off")).args(&["sleep", "1000"]);
+    let id = b.id();
+    rt.track(id);
+    let mut cmd = rt.command(&["create", "--bundle", &b.path().to_string_lossy(), id]);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + BOOT;
+    while !vm_processes(rt.root(), id).iter().any(|p| p.contains("qemu")) {
+        assert!(std::time::Instant::now() < deadline, "no QEMU for {id}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = wait_timeout(child, BOOT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = vm_processes(rt.root(), id);
+        if p.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the VM outlived its killed create: {p:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.delete_force(id).expect_ok();
+    assert_vm_gone(&rt, id);
+}
+
+/// Issue 9 item 9: the helpers hako starts for a VM container (supervisor, shadow, QEMU) hold none of the
+/// fds hako or its caller had open: no pty master or slave beyond the shadow's stdio, no readiness pipe,
+/// no fd the engine leaked to hako.
+#[test]
+fn vm_helpers_hold_no_stray_fds() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let b = vm_bundle("vmfds").set("/process/terminal", json!(true)).args(&["sleep", "1000"]);
+    let id = b.id();
+    rt.track(id);
+    let sock = ConsoleSocket::new();
+    let marker = b.path().join("leaked-fd");
+    let mut cmd =
+        rt.command(&["create", "--bundle", &b.path().to_string_lossy(), "--console-socket", &sock.path_str(), id]);
+    leak_marker(&mut cmd, &marker);
+    let out = run_captured(cmd, None, BOOT);
+    assert!(out.ok(), "{out}");
+    let _master = sock.recv_master(BOOT);
+    let state = rt.state_json(id);
+    let sup = {
+        let raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(rt.root().join(id).join("state.json")).unwrap()).unwrap();
+        raw["backend"]["supervisor_pid"].as_i64().unwrap() as i32
+    };
+    let helpers = [("supervisor", sup), ("shadow", state["pid"].as_i64().unwrap() as i32), ("QEMU", qemu_pid(&rt, id))];
+    for (name, pid) in helpers {
+        let fds = fds_of(pid);
+        let stray: Vec<_> = fds
+            .iter()
+            .filter(|(fd, target, _)| {
+                *fd > 2
+                    && (target.contains("leaked-fd")
+                        || target.starts_with("/dev/pts/")
+                        || target == "/dev/ptmx"
+                        // The supervisor reads QEMU's stderr from a pipe; nobody else holds one.
+                        || (target.starts_with("pipe:") && name != "supervisor"))
+            })
+            .collect();
+        assert!(stray.is_empty(), "{name} ({pid}) holds {stray:?}; all its fds: {fds:?}");
+    }
+    rt.delete_force(id).expect_ok();
+    assert_vm_gone(&rt, id);
 }

@@ -1270,3 +1270,36 @@ pub fn pass_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {
         });
     }
 }
+
+/// The fds of `pid` with their targets and whether they are close-on-exec.
+pub fn fds_of(pid: i32) -> Vec<(i32, String, bool)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(fd) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let target = std::fs::read_link(e.path()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .unwrap_or(0);
+        out.push((fd, target, flags & libc::O_CLOEXEC as u32 != 0));
+    }
+    out.sort();
+    out
+}
+
+/// An fd that the caller of hako leaked (not close-on-exec), as engines sometimes do: a file named `marker`.
+pub fn leak_marker(cmd: &mut std::process::Command, marker: &std::path::Path) {
+    let f = std::fs::File::create(marker).unwrap();
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: dup2 in the child before exec; the new fd 9 is not close-on-exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::dup2(fd, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
