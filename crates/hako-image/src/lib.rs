@@ -1,9 +1,10 @@
 //! hako's images: a client of the OCI Distribution API ([`registry`]), credentials ([`auth`]), platform
-//! selection ([`platform`]), a content-addressed store ([`store`]), pulling ([`pull`]) and unpacking layers
+//! selection ([`platform`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store ([`store`]), pulling ([`pull`]) and unpacking layers
 //! into a root filesystem ([`unpack`]). See docs/images.md.
 
 pub mod auth;
 pub mod digest;
+pub mod foreign;
 pub mod manifest;
 pub mod platform;
 pub mod pull;

@@ -17,6 +17,15 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// Docker image manifest (schema 2).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// Media types of foreign (non-distributable) layers: Windows base layers that registries may not serve,
+/// fetched (by a Windows host) from the descriptor's `urls`. hako never downloads them.
+pub const FOREIGN_LAYERS: [&str; 4] = [
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+];
+
 /// What hako sends in `Accept` when it asks for a manifest.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                           application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -42,6 +51,13 @@ pub struct Descriptor {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// Whether this is a foreign (non-distributable) layer, which hako does not download.
+    pub fn is_foreign(&self) -> bool {
+        FOREIGN_LAYERS.contains(&self.media_type.as_str())
+    }
 }
 
 /// An image index or Docker manifest list.
@@ -81,6 +97,15 @@ pub struct ImageConfig {
     /// Operating system.
     #[serde(default)]
     pub os: String,
+    /// CPU variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Windows build the image was made from (`10.0.20348.2113`).
+    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    /// OS features the image needs (`win32k`).
+    #[serde(default, rename = "os.features", skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
     /// The layers' uncompressed digests.
     #[serde(default)]
     pub rootfs: RootFs,

@@ -21,8 +21,11 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 4 << 20;
 pub struct PullOptions {
     /// The platform to select from an index.
     pub platform: Platform,
-    /// Speak plain HTTP (default: only to a loopback registry).
+    /// Speak plain HTTP (default: only to a loopback registry without a CA certificate configured).
     pub plain_http: Option<bool>,
+    /// The registry's CA certificates (`*.crt`), instead of `/etc/hako/certs.d/<registry>/` and podman's and
+    /// Docker's equivalents ([`crate::registry::CERTS_DIRS`]).
+    pub cert_dir: Option<PathBuf>,
     /// Auth files, in order (default: [`crate::auth::auth_files`]).
     pub auth_files: Vec<PathBuf>,
     /// The largest manifest, index or config accepted.
@@ -39,6 +42,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: Platform::host(),
             plain_http: None,
+            cert_dir: None,
             auth_files: crate::auth::auth_files(),
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             jobs: 4,
@@ -87,7 +91,8 @@ pub fn pull(
     let client = Client::new(
         reference,
         &ClientOptions {
-            plain_http: opts.plain_http.unwrap_or_else(|| reference.is_loopback()),
+            plain_http: opts.plain_http,
+            cert_dir: opts.cert_dir.clone(),
             auth_files: opts.auth_files.clone(),
             max_document_bytes: opts.max_document_bytes,
         },
@@ -96,6 +101,7 @@ pub fn pull(
     let bad = |what: &str, why: String| PullError::BadDocument { reference: name.clone(), what: what.to_string(), why };
     let (mut body, mut media_type, mut digest) = client.manifest(&reference.target())?;
     let mut index_doc = None;
+    let mut chosen_platform = None;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad("the manifest", e.to_string()))?;
     if manifest::is_index(&media_type, &value) {
         let index: Index = serde_json::from_value(value).map_err(|e| bad("the index", e.to_string()))?;
@@ -106,6 +112,7 @@ pub fn pull(
         let i = platform::select(&candidates, &opts.platform)
             .map_err(|source| PullError::NoMatch { reference: name.clone(), source })?;
         let chosen = index.manifests[i].clone();
+        chosen_platform = chosen.platform.clone();
         index_doc = Some((body, digest));
         let (b, t, d) = client.manifest(&chosen.digest.to_string())?;
         if b.len() as u64 != chosen.size {
@@ -137,9 +144,13 @@ pub fn pull(
             format!("it lists {} layers, the manifest {}", config.rootfs.diff_ids.len(), man.layers.len()),
         ));
     }
-    fetch_layers(store, &client, &man.layers, opts, progress)?;
+    // Foreign (non-distributable) layers are never downloaded: they are Windows base layers, which this
+    // store keeps only as descriptors (hako inspect reports them; unpack refuses the image).
+    let distributable: Vec<Descriptor> = man.layers.iter().filter(|l| !l.is_foreign()).cloned().collect();
+    fetch_layers(store, &client, &distributable, opts, progress)?;
     store.put_blob(&man.config.digest, &config_bytes)?;
     store.put_blob(&digest, &body)?;
+    let index_platform = index_doc.as_ref().and(chosen_platform);
     let index_digest = match index_doc {
         Some((b, d)) => {
             store.put_blob(&d, &b)?;
@@ -152,7 +163,7 @@ pub fn pull(
         digest,
         index_digest,
         media_type,
-        platform: Platform { os: config.os.clone(), architecture: config.architecture.clone(), ..Platform::default() },
+        platform: image_platform(&config, index_platform),
         size: man.layers.iter().map(|l| l.size).sum(),
         config: man.config,
         layers: man.layers,
@@ -160,6 +171,20 @@ pub fn pull(
     };
     store.put_record(&record)?;
     Ok(record)
+}
+
+/// The image's platform: its config's, completed by what the index said about it (an index's `os.version`
+/// and `os.features` count when the config lacks them).
+fn image_platform(config: &ImageConfig, from_index: Option<Platform>) -> Platform {
+    let index = from_index.unwrap_or_default();
+    let or = |a: &str, b: String| if a.is_empty() { b } else { a.to_string() };
+    Platform {
+        os: or(&config.os, index.os),
+        architecture: or(&config.architecture, index.architecture),
+        variant: config.variant.clone().or(index.variant),
+        os_version: config.os_version.clone().or(index.os_version),
+        os_features: if config.os_features.is_empty() { index.os_features } else { config.os_features.clone() },
+    }
 }
 
 /// Fetches `layers` with up to `opts.jobs` downloads at once.
@@ -222,10 +247,20 @@ fn fetch_blob(
                 let offset = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
                 progress.event(Event::Retry { digest: desc.digest.clone(), offset, error: e.to_string() });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // A dropped connection keeps what arrived, for the next pull to resume (`hako image prune`
+                // removes it); any other failure (a full disk, a refused request) removes it.
+                if !e.is_transient() {
+                    let _ = std::fs::remove_file(&partial);
+                }
+                return Err(e.into());
+            }
         }
     }
-    store.commit_partial(&desc.digest)?;
+    if let Err(e) = store.commit_partial(&desc.digest) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
     progress.event(Event::Done { digest: desc.digest.clone() });
     Ok(())
 }

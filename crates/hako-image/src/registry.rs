@@ -27,7 +27,7 @@ use crate::Progress;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The request failed below HTTP (connection refused, reset, TLS).
-    #[error("registry {registry}: {what}: {source}")]
+    #[error("registry {registry}: {what}: {source}{hint}")]
     Http {
         /// The registry.
         registry: String,
@@ -35,6 +35,8 @@ pub enum RegistryError {
         what: String,
         /// The transport error.
         source: ureq::Error,
+        /// The fix, when hako knows one.
+        hint: String,
     },
     /// The registry wants credentials that hako does not have, or refused the ones it sent.
     #[error("registry {registry} refused access to {repository} ({why}): log in with `podman login {registry}` or `docker login {registry}` (hako reads $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json and ~/.docker/config.json), or check the image name")]
@@ -124,6 +126,14 @@ pub enum RegistryError {
         /// What is wrong.
         why: String,
     },
+    /// The registry's CA certificates cannot be used.
+    #[error("registry {registry}: TLS: {why}")]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// What is wrong.
+        why: String,
+    },
     /// An auth file cannot be used.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
@@ -151,11 +161,85 @@ impl RegistryError {
     }
 }
 
+/// Where a registry's own CA certificates are looked for when no `--cert-dir` is given: the first of these
+/// directories (each followed by `/<registry host[:port]>/`) that exists, as podman and Docker do.
+pub const CERTS_DIRS: [&str; 3] = ["/etc/hako/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d"];
+
+/// The system's CA bundle (Debian's ca-certificates), trusted next to a registry's own CAs.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The CA certificates to trust for `registry` beyond the public ones: every `*.crt` file of `cert_dir`, or
+/// else of the first existing `<certs.d>/<registry>/` of [`CERTS_DIRS`]. Empty when there is none.
+pub fn registry_cas(registry: &str, cert_dir: Option<&Path>) -> Result<Vec<PathBuf>, RegistryError> {
+    let dir = match cert_dir {
+        Some(d) => d.to_path_buf(),
+        None => match CERTS_DIRS.iter().map(|d| Path::new(d).join(registry)).find(|d| d.is_dir()) {
+            Some(d) => d,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let io_err = |source| RegistryError::Io { path: dir.clone(), source };
+    let mut cas = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(io_err)? {
+        let path = e.map_err(io_err)?.path();
+        if path.extension().is_some_and(|x| x == "crt") {
+            cas.push(path);
+        }
+    }
+    cas.sort();
+    if cas.is_empty() && cert_dir.is_some() {
+        return Err(RegistryError::Tls {
+            registry: registry.to_string(),
+            why: format!(
+                "--cert-dir {} holds no *.crt file (put the registry's CA certificate there as ca.crt)",
+                dir.display()
+            ),
+        });
+    }
+    Ok(cas)
+}
+
+/// The TLS roots: the system bundle and `cas` when there are any, else the public roots built into hako.
+fn tls_config(registry: &str, cas: &[PathBuf]) -> Result<ureq::tls::TlsConfig, RegistryError> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    if cas.is_empty() {
+        return Ok(TlsConfig::builder().build());
+    }
+    let mut certs = Vec::new();
+    let system = Path::new(SYSTEM_BUNDLE);
+    for path in std::iter::once(system).filter(|p| p.is_file()).chain(cas.iter().map(PathBuf::as_path)) {
+        let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })?;
+        let before = certs.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(RegistryError::Tls {
+                        registry: registry.to_string(),
+                        why: format!("{}: {e} (a CA file must hold PEM certificates)", path.display()),
+                    })
+                }
+            }
+        }
+        if certs.len() == before && path != system {
+            return Err(RegistryError::Tls {
+                registry: registry.to_string(),
+                why: format!("{} holds no PEM certificate (a CA file must hold PEM certificates)", path.display()),
+            });
+        }
+    }
+    Ok(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs)).build())
+}
+
 /// How a client connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Speak plain HTTP instead of HTTPS.
-    pub plain_http: bool,
+    /// Speak plain HTTP instead of HTTPS (`None`: plain HTTP to a loopback registry that has no CA
+    /// certificate configured, HTTPS otherwise).
+    pub plain_http: Option<bool>,
+    /// A directory of CA certificates (`*.crt`) for this registry (`None`: [`CERTS_DIRS`]).
+    pub cert_dir: Option<PathBuf>,
     /// The auth files to read credentials from, in order.
     pub auth_files: Vec<PathBuf>,
     /// The largest manifest, index, config or token response accepted.
@@ -176,7 +260,10 @@ pub struct Client {
 impl Client {
     /// A client for `reference`'s repository; reads its credentials now.
     pub fn new(reference: &Reference, opts: &ClientOptions) -> Result<Client, RegistryError> {
+        let cas = registry_cas(&reference.registry, opts.cert_dir.as_deref())?;
+        let plain_http = opts.plain_http.unwrap_or_else(|| reference.is_loopback() && cas.is_empty());
         let config = Agent::config_builder()
+            .tls_config(tls_config(&reference.registry, &cas)?)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
@@ -184,7 +271,7 @@ impl Client {
             .max_redirects(10)
             .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
             .build();
-        let scheme = if opts.plain_http { "http" } else { "https" };
+        let scheme = if plain_http { "http" } else { "https" };
         let creds = auth::lookup(&opts.auth_files, &reference.registry, &reference.repository)?;
         Ok(Client {
             agent: config.into(),
@@ -198,7 +285,17 @@ impl Client {
     }
 
     fn http_err(&self, what: &str, source: ureq::Error) -> RegistryError {
-        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source }
+        let tls = matches!(source, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
+            || source.to_string().to_lowercase().contains("certificate");
+        let hint = if tls {
+            format!(
+                " (if the registry's certificate is signed by its own CA, put the CA in /etc/hako/certs.d/{}/ca.crt or pass --cert-dir DIR)",
+                self.registry
+            )
+        } else {
+            String::new()
+        };
+        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source, hint }
     }
 
     fn send(&self, url: &str, headers: &[(&str, String)], what: &str) -> Result<Response<Body>, RegistryError> {

@@ -91,7 +91,7 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// Every blob the image references.
+    /// Every blob the image references (foreign layers included, although the store never holds them).
     pub fn blobs(&self) -> Vec<Digest> {
         let mut v = vec![self.digest.clone(), self.config.digest.clone()];
         v.extend(self.index_digest.clone());
@@ -237,8 +237,9 @@ impl Store {
 
     /// Writes (or replaces) an image's record. Every blob it names must be stored already.
     pub fn put_record(&self, record: &ImageRecord) -> Result<(), StoreError> {
+        let foreign: Vec<&Digest> = record.layers.iter().filter(|l| l.is_foreign()).map(|l| &l.digest).collect();
         for d in record.blobs() {
-            if !self.blob_path(&d).is_file() {
+            if !foreign.contains(&&d) && !self.blob_path(&d).is_file() {
                 return Err(StoreError::MissingBlob { image: record.name.clone(), digest: d });
             }
         }

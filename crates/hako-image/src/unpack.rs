@@ -99,6 +99,9 @@ pub enum UnpackError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The image is for another OS (a Windows image on Linux).
+    #[error(transparent)]
+    Foreign(#[from] crate::foreign::ForeignImage),
 }
 
 /// Counts and bounds the uncompressed stream, and hashes it (the layer's diff id).
@@ -124,13 +127,8 @@ impl<R: Read> Read for Counted<'_, R> {
 /// Unpacks every layer of `image` from `store` into `dir`, which must not exist or be empty. On failure
 /// `dir` is left as it was found (removed, or emptied).
 pub fn unpack_image(store: &Store, image: &ImageRecord, dir: &Path, limits: &Limits) -> Result<(), UnpackError> {
+    crate::foreign::check_host(image)?;
     let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config.digest)?).unwrap_or_default();
-    if !image.platform.os.is_empty() && image.platform.os != std::env::consts::OS {
-        return Err(UnpackError::Target {
-            dir: dir.to_path_buf(),
-            why: format!("image {} is for {}, not this host's {}", image.name, image.platform.os, std::env::consts::OS),
-        });
-    }
     let created = prepare_target(dir)?;
     let result = (|| {
         let root =

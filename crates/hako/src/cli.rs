@@ -389,9 +389,13 @@ pub(crate) struct PullArgs {
     /// Platform to pick from a multi-platform image (os/architecture[/variant]; default: this host's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Speak plain HTTP to the registry (default only for localhost and 127.0.0.0/8).
+    /// Speak plain HTTP to the registry (default only for localhost and 127.0.0.0/8 without a CA configured).
     #[arg(long)]
     pub plain_http: bool,
+    /// Directory of the registry's CA certificates (*.crt) [default: /etc/hako/certs.d/REGISTRY/, else
+    /// /etc/containers/certs.d/REGISTRY/ or /etc/docker/certs.d/REGISTRY/].
+    #[arg(long, env = "HAKO_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Largest manifest, index or config accepted, in bytes (K, M, G suffixes allowed).
     #[arg(long, value_parser = parse_size, default_value = "4M")]
     pub max_manifest_size: u64,

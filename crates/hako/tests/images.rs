@@ -35,25 +35,113 @@ fn digest(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))
 }
 
-/// A docker-registry process on 127.0.0.1 with its storage in a temporary directory; killed on drop.
+/// A docker-registry process on 127.0.0.1 with its storage in a temporary directory; killed on drop. A
+/// registry that serves TLS or wants tokens has a plain, open sibling on the same storage that the tests push
+/// through.
 struct Registry {
     child: Child,
     port: u16,
     auth: Option<(String, String)>,
-    _dir: tempfile::TempDir,
+    pusher: Option<Box<Registry>>,
+    /// For a TLS registry: the directory holding its CA certificate (`ca.crt`), for `--cert-dir`.
+    ca_dir: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How a test's registry authenticates and talks.
+#[derive(Default)]
+struct Setup<'a> {
+    /// htpasswd basic auth with this user and password.
+    basic: Option<(&'a str, &'a str)>,
+    /// Serve HTTPS with a certificate of a CA made by the test.
+    tls: bool,
+    /// Bearer tokens from this token server.
+    token: Option<&'a TokenServer>,
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (scripts/install-deps)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`: ca.crt, server.crt, server.key.
+fn make_certs(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=hako test CA"]);
+    openssl(&a, dir);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(&a, dir);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        dir,
+    );
+}
+
+/// Starts docker-registry on a free loopback port, storing in `data`, with `extra` config (auth, TLS).
+fn spawn_registry(dir: &Path, data: &Path, name: &str, extra: &str) -> (Child, u16) {
+    assert!(
+        Path::new(REGISTRY).exists(),
+        "{REGISTRY} is missing: run scripts/install-deps (Debian package docker-registry)"
+    );
+    let port = free_port();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+        data.display()
+    );
+    let cfg = dir.join(format!("{name}.yml"));
+    fs::write(&cfg, config).unwrap();
+    let mut child =
+        Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("docker-registry exited: {st}");
+        }
+        assert!(Instant::now() < deadline, "docker-registry did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
 impl Registry {
     fn start(auth: Option<(&str, &str)>) -> Registry {
-        assert!(Path::new(REGISTRY).exists(), "{REGISTRY} is missing: run scripts/install-deps (Debian package docker-registry)");
+        Registry::launch(Setup { basic: auth, ..Setup::default() })
+    }
+
+    fn launch(setup: Setup) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut auth_cfg = String::new();
-        if let Some((u, p)) = auth {
+        let data = dir.path().join("data");
+        let mut extra = String::new();
+        if let Some((u, p)) = setup.basic {
             let htpasswd = dir.path().join("htpasswd");
             let st = Command::new("htpasswd")
                 .args(["-B", "-b", "-c"])
@@ -63,30 +151,48 @@ impl Registry {
                 .status()
                 .expect("htpasswd (apache2-utils, scripts/install-deps)");
             assert!(st.success());
-            auth_cfg = format!("auth:\n  htpasswd:\n    realm: hako-test\n    path: {}\n", htpasswd.display());
+            extra += &format!("auth:\n  htpasswd:\n    realm: hako-test\n    path: {}\n", htpasswd.display());
         }
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_cfg}",
-            dir.path().join("data").display()
-        );
-        let cfg = dir.path().join("config.yml");
-        fs::write(&cfg, config).unwrap();
-        let mut child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("docker-registry exited: {st}");
-            }
-            assert!(Instant::now() < deadline, "docker-registry did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(t) = setup.token {
+            extra += &format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                t.port,
+                t.dir.path().join("token.crt").display()
+            );
         }
-        Registry { child, port, auth: auth.map(|(u, p)| (u.to_string(), p.to_string())), _dir: dir }
+        let mut ca_dir = None;
+        if setup.tls {
+            let certs = dir.path().join("certs");
+            fs::create_dir(&certs).unwrap();
+            make_certs(&certs);
+            let ca = dir.path().join("ca");
+            fs::create_dir(&ca).unwrap();
+            fs::copy(certs.join("ca.crt"), ca.join("ca.crt")).unwrap();
+            ca_dir = Some(ca);
+            extra = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n{extra}",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            );
+        }
+        let pusher = (setup.tls || setup.token.is_some()).then(|| {
+            let (child, port) = spawn_registry(dir.path(), &data, "pusher", "");
+            Box::new(Registry { child, port, auth: None, pusher: None, ca_dir: None, _dir: None })
+        });
+        let (child, port) = spawn_registry(dir.path(), &data, "registry", &extra);
+        Registry {
+            child,
+            port,
+            auth: setup.basic.map(|(u, p)| (u.to_string(), p.to_string())),
+            pusher,
+            ca_dir,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The registry the tests push to (itself, or its plain sibling).
+    fn push_to(&self) -> &Registry {
+        self.pusher.as_deref().unwrap_or(self)
     }
 
     fn host(&self) -> String {
@@ -104,19 +210,20 @@ impl Registry {
 
     /// Pushes a blob; returns its descriptor.
     fn push_blob(&self, repo: &str, data: &[u8], media_type: &str) -> Value {
+        let this = self.push_to();
         let agent = Registry::agent();
-        let mut req = agent.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host()));
-        if let Some(a) = self.authorization() {
+        let mut req = agent.post(format!("http://{}/v2/{repo}/blobs/uploads/", this.host()));
+        if let Some(a) = this.authorization() {
             req = req.header("Authorization", a);
         }
         let r = req.send_empty().unwrap();
         assert_eq!(r.status().as_u16(), 202, "starting a blob upload");
         let loc = r.headers().get("location").unwrap().to_str().unwrap().to_string();
-        let url = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", self.host()) };
+        let url = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", this.host()) };
         let sep = if url.contains('?') { '&' } else { '?' };
         let d = digest(data);
         let mut req = agent.put(format!("{url}{sep}digest={d}")).header("Content-Type", "application/octet-stream");
-        if let Some(a) = self.authorization() {
+        if let Some(a) = this.authorization() {
             req = req.header("Authorization", a);
         }
         let r = req.send(data).unwrap();
@@ -126,10 +233,11 @@ impl Registry {
 
     /// Pushes a manifest or index under `tag`; returns its descriptor.
     fn push_manifest(&self, repo: &str, tag: &str, media_type: &str, body: &[u8]) -> Value {
+        let this = self.push_to();
         let mut req = Registry::agent()
-            .put(format!("http://{}/v2/{repo}/manifests/{tag}", self.host()))
+            .put(format!("http://{}/v2/{repo}/manifests/{tag}", this.host()))
             .header("Content-Type", media_type);
-        if let Some(a) = self.authorization() {
+        if let Some(a) = this.authorization() {
             req = req.header("Authorization", a);
         }
         let mut r = req.send(body).unwrap();
@@ -597,4 +705,167 @@ fn rm_keeps_shared_layers_and_prune_collects_the_rest() {
     hako.ok(&["rm", &two]);
     assert_eq!(hako.blobs(), Vec::<String>::new());
     assert!(before.len() > 4);
+}
+
+const TOKEN_SERVICE: &str = "hako-test-registry";
+const TOKEN_ISSUER: &str = "hako-test-issuer";
+
+fn b64url(data: &[u8]) -> String {
+    base64_free::encode(data).trim_end_matches('=').replace('+', "-").replace('/', "_")
+}
+
+/// A token server of the Distribution token flow: hands a JWT (RS256, signed with `openssl dgst`, its
+/// certificate in `x5c` and in the registry's `rootcertbundle`) to a client that sends `user:password`.
+struct TokenServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    /// The query strings of the token requests.
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenServer {
+    fn start(user: &'static str, password: &'static str) -> TokenServer {
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hako test token signer",
+            ],
+            dir.path(),
+        );
+        openssl(&["x509", "-in", "token.crt", "-outform", "DER", "-out", "token.der"], dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (log, keydir) = (requests.clone(), dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let query = head.split_whitespace().nth(1).unwrap_or("").split_once('?').map(|q| q.1).unwrap_or("");
+                log.lock().unwrap().push(query.to_string());
+                let want = format!("basic {}", base64_free::encode(format!("{user}:{password}").as_bytes()));
+                let authorized =
+                    head.lines().any(|l| l.to_lowercase() == format!("authorization: {}", want.to_lowercase()));
+                let scope = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("scope="))
+                    .map(|s| s.replace("%3A", ":").replace("%2F", "/"))
+                    .unwrap_or_default();
+                let response = if authorized {
+                    let body = json!({"token": TokenServer::jwt(&keydir, &scope)}).to_string();
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = conn.write_all(response.as_bytes());
+            }
+        });
+        TokenServer { port, dir, requests }
+    }
+
+    /// A token granting `scope` (`repository:NAME:pull`).
+    fn jwt(dir: &Path, scope: &str) -> String {
+        let mut parts = scope.splitn(3, ':');
+        let (kind, name, actions) =
+            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let cert = fs::read(dir.join("token.der")).unwrap();
+        let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [base64_free::encode(&cert)]});
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = json!({
+            "iss": TOKEN_ISSUER, "sub": "hako", "aud": TOKEN_SERVICE, "exp": now + 600, "nbf": now - 60, "iat": now,
+            "jti": format!("{now}-{}", scope.len()),
+            "access": [{"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}],
+        });
+        let signing_input =
+            format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+        let mut c = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(dir.join("token.key"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+        let sig = c.wait_with_output().unwrap().stdout;
+        format!("{signing_input}.{}", b64url(&sig))
+    }
+}
+
+fn write_auth(hako: &Hako, host: &str, user_password: &[u8]) {
+    let auth = format!(r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#, base64_free::encode(user_password));
+    fs::write(hako.dir.path().join("auth.json"), auth).unwrap();
+}
+
+#[test]
+fn tls_with_the_registry_ca_and_basic_auth() {
+    let reg = Registry::launch(Setup { basic: Some(("hako", "s3cret")), tls: true, ..Setup::default() });
+    let m = reg.push_image("private/tls", "v1", "amd64", &[layer(&[("f", b"over tls")])], json!({}));
+    let hako = Hako::new();
+    write_auth(&hako, &reg.host(), b"hako:s3cret");
+    let name = format!("{}/private/tls:v1", reg.host());
+    // With another CA than the registry's, the certificate is refused and the error names the fix.
+    let empty = hako.dir.path().join("other-certs");
+    fs::create_dir(&empty).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path());
+    fs::write(empty.join("other.crt"), fs::read(other.path().join("ca.crt")).unwrap()).unwrap();
+    let err = hako.fails(&["pull", "--cert-dir", empty.to_str().unwrap(), "--platform", "linux/amd64", &name]);
+    assert!(err.contains("certs.d/127.0.0.1:") && err.contains("--cert-dir"), "{err}");
+    hako.assert_empty();
+    let bad = hako.dir.path().join("no-certs");
+    fs::create_dir(&bad).unwrap();
+    let err = hako.fails(&["pull", "--cert-dir", bad.to_str().unwrap(), "--platform", "linux/amd64", &name]);
+    assert!(err.contains("holds no *.crt file") && err.contains("ca.crt"), "{err}");
+
+    let ca = reg.ca_dir.as_ref().unwrap().to_str().unwrap();
+    let out = hako.ok(&["pull", "--cert-dir", ca, "--platform", "linux/amd64", &name]);
+    assert_eq!(out.trim(), m["digest"].as_str().unwrap());
+    // The environment variable does the same.
+    hako.ok(&["rm", &name]);
+    let out = hako.command(&["pull", "--platform", "linux/amd64", &name]).env("HAKO_CERT_DIR", ca).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rootfs = hako.dir.path().join("rootfs");
+    hako.ok(&["unpack", &name, rootfs.to_str().unwrap()]);
+    assert_eq!(fs::read(rootfs.join("f")).unwrap(), b"over tls");
+}
+
+#[test]
+fn bearer_tokens_from_a_token_server() {
+    let tokens = TokenServer::start("hako", "t0ken-pass");
+    let reg = Registry::launch(Setup { token: Some(&tokens), ..Setup::default() });
+    let m = reg.push_image("team/app", "v1", "amd64", &[layer(&[("t", b"token")])], json!({}));
+    let hako = Hako::new();
+    let name = format!("{}/team/app:v1", reg.host());
+    let err = hako.fails(&["pull", "--platform", "linux/amd64", &name]);
+    assert!(err.contains("token server wants credentials") && err.contains("podman login"), "{err}");
+    hako.assert_empty();
+    write_auth(&hako, &reg.host(), b"hako:wrong");
+    let err = hako.fails(&["pull", "--platform", "linux/amd64", &name]);
+    assert!(err.contains("token server refused the credentials"), "{err}");
+    hako.assert_empty();
+    write_auth(&hako, &reg.host(), b"hako:t0ken-pass");
+    let out = hako.ok(&["pull", "--platform", "linux/amd64", &name]);
+    assert_eq!(out.trim(), m["digest"].as_str().unwrap());
+    let requests = tokens.requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().any(|q| q.contains(&format!("service={TOKEN_SERVICE}")) && q.contains("team%2Fapp%3Apull")),
+        "hako asks for the registry's service and a pull scope: {requests:?}"
+    );
 }

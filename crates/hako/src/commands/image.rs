@@ -127,6 +127,7 @@ fn pull(store: &Store, a: &PullArgs) -> Result<()> {
     if a.plain_http {
         opts.plain_http = Some(true);
     }
+    opts.cert_dir = a.cert_dir.clone();
     let record = if a.quiet {
         hako_image::pull(store, &reference, &opts, &hako_image::Quiet)?
     } else if std::io::stderr().is_terminal() {
@@ -182,6 +183,27 @@ fn inspect(store: &Store, name: &str) -> Result<()> {
         .with_context(|| format!("image {}: its config blob is not JSON", record.name))?;
     let mut v = serde_json::to_value(&record)?;
     v["imageConfig"] = config;
+    // What a user of a foreign image needs: each layer's size, whether it is foreign (non-distributable, never
+    // downloaded) and stored, and whether this host can unpack the image.
+    let layers: Vec<serde_json::Value> = record
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "digest": l.digest,
+                "mediaType": l.media_type,
+                "size": l.size,
+                "foreign": l.is_foreign(),
+                "stored": store.has_blob(&l.digest, l.size),
+                "urls": l.urls,
+            })
+        })
+        .collect();
+    v["layerDetails"] = serde_json::Value::Array(layers);
+    v["runsHere"] = match hako_image::foreign::check_host(&record) {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(e) => serde_json::json!({"ok": false, "why": e.to_string()}),
+    };
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
