@@ -27,7 +27,7 @@ use crate::Progress;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The request failed below HTTP (connection refused, reset, TLS).
-    #[error("registry {registry}: {what}: {source}{hint}")]
+    #[error("registry {registry}: {what}: {source}{}", tls_hint(*tls, registry))]
     Http {
         /// The registry.
         registry: String,
@@ -35,8 +35,8 @@ pub enum RegistryError {
         what: String,
         /// The transport error.
         source: ureq::Error,
-        /// The fix, when hako knows one.
-        hint: String,
+        /// Whether it is a TLS failure (the error then names where a registry's own CA goes).
+        tls: bool,
     },
     /// The registry wants credentials that hako does not have, or refused the ones it sent.
     #[error("registry {registry} refused access to {repository} ({why}): log in with `podman login {registry}` or `docker login {registry}` (hako reads $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json and ~/.docker/config.json), or check the image name")]
@@ -232,6 +232,16 @@ fn tls_config(registry: &str, cas: &[PathBuf]) -> Result<ureq::tls::TlsConfig, R
     Ok(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs)).build())
 }
 
+fn tls_hint(tls: bool, registry: &str) -> String {
+    if tls {
+        format!(
+            " (if the registry's certificate is signed by its own CA, put the CA in /etc/hako/certs.d/{registry}/ca.crt or pass --cert-dir DIR)"
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// How a client connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -287,15 +297,7 @@ impl Client {
     fn http_err(&self, what: &str, source: ureq::Error) -> RegistryError {
         let tls = matches!(source, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
             || source.to_string().to_lowercase().contains("certificate");
-        let hint = if tls {
-            format!(
-                " (if the registry's certificate is signed by its own CA, put the CA in /etc/hako/certs.d/{}/ca.crt or pass --cert-dir DIR)",
-                self.registry
-            )
-        } else {
-            String::new()
-        };
-        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source, hint }
+        RegistryError::Http { registry: self.registry.clone(), what: what.to_string(), source, tls }
     }
 
     fn send(&self, url: &str, headers: &[(&str, String)], what: &str) -> Result<Response<Body>, RegistryError> {

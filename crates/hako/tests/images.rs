@@ -114,7 +114,7 @@ fn spawn_registry(dir: &Path, data: &Path, name: &str, extra: &str) -> (Child, u
     );
     let port = free_port();
     let config = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
         data.display()
     );
     let cfg = dir.join(format!("{name}.yml"));
@@ -403,6 +403,28 @@ impl Hako {
             .unwrap_or_default()
     }
 
+    /// Every file and directory of the store is root's alone (0600 files, 0700 directories).
+    fn assert_private(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(p: &Path, n: &mut usize) {
+            let m = fs::symlink_metadata(p).unwrap();
+            let mode = m.permissions().mode() & 0o7777;
+            *n += 1;
+            if m.is_dir() {
+                assert_eq!(mode, 0o700, "directory {} is {mode:o}", p.display());
+                for e in fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path(), n);
+                }
+            } else {
+                assert!(m.is_file(), "{} is neither a file nor a directory", p.display());
+                assert_eq!(mode, 0o600, "file {} is {mode:o}", p.display());
+            }
+        }
+        let mut n = 0;
+        walk(&self.store(), &mut n);
+        assert!(n > 5, "the store holds files");
+    }
+
     /// After a failed pull: no image, no blob, nothing half-written.
     fn assert_empty(&self) {
         assert_eq!(self.images(), Vec::<Value>::new(), "a failed pull recorded an image");
@@ -440,6 +462,8 @@ fn pulls_a_multi_platform_index_and_unpacks_the_chosen_image() {
     assert_eq!(images[0]["layers"].as_array().unwrap().len(), 2);
     let inspect: Value = serde_json::from_str(&hako.ok(&["inspect", &name])).unwrap();
     assert_eq!(inspect["imageConfig"]["config"]["Cmd"], json!(["/bin/sh"]));
+    assert_eq!(inspect["runsHere"]["ok"], true);
+    hako.assert_private();
     assert_eq!(inspect["platform"]["architecture"], "amd64");
 
     let rootfs = hako.dir.path().join("rootfs");
@@ -868,4 +892,147 @@ fn bearer_tokens_from_a_token_server() {
         requests.iter().any(|q| q.contains(&format!("service={TOKEN_SERVICE}")) && q.contains("team%2Fapp%3Apull")),
         "hako asks for the registry's service and a pull scope: {requests:?}"
     );
+}
+
+const FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// Pushes a Windows image (Docker schema 2) of one foreign base layer, which the registry never holds, and
+/// one distributable layer; returns its manifest's descriptor and the foreign layer's digest.
+fn push_windows(reg: &Registry, repo: &str, tag: &str, os_version: &str) -> (Value, String) {
+    let foreign_digest = digest(format!("the windows base layer of {os_version}").as_bytes());
+    let top = gzip(&layer(&[("Files/app.exe", b"MZ")]));
+    let top_desc = reg.push_blob(repo, &top, "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "windows", "os.version": os_version, "os.features": ["win32k"],
+        "config": {"Cmd": ["cmd.exe"]},
+        "rootfs": {"type": "layers", "diff_ids": [digest(b"base diff"), digest(b"top diff")]},
+    }))
+    .unwrap();
+    let config = reg.push_blob(repo, &config, "application/vnd.docker.container.image.v1+json");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": config,
+        "layers": [
+            {"mediaType": FOREIGN, "digest": foreign_digest, "size": 1_234_567_890u64,
+             "urls": [format!("https://mcr.microsoft.com/v2/windows/servercore/blobs/{foreign_digest}")]},
+            top_desc,
+        ],
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    (reg.push_manifest(repo, tag, "application/vnd.docker.distribution.manifest.v2+json", &body), foreign_digest)
+}
+
+#[test]
+fn windows_images_are_read_but_neither_downloaded_whole_nor_unpacked() {
+    let reg = Registry::start(None);
+    let (ltsc2022, foreign) = push_windows(&reg, "test/win", "ltsc2022", "10.0.20348.2113");
+    let (ltsc2019, _) = push_windows(&reg, "test/win", "ltsc2019", "10.0.17763.5576");
+    let linux = reg.push_image("test/win", "linux", "amd64", &[layer(&[("l", b"linux")])], json!({}));
+    let entry = |d: &Value, platform: Value| {
+        let mut d = d.clone();
+        d["platform"] = platform;
+        d
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": [
+            entry(&ltsc2022, json!({"os": "windows", "architecture": "amd64", "os.version": "10.0.20348.2113"})),
+            entry(&ltsc2019, json!({"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.5576"})),
+            entry(&linux, json!({"os": "linux", "architecture": "amd64"})),
+        ],
+    }))
+    .unwrap();
+    reg.push_manifest("test/win", "latest", "application/vnd.docker.distribution.manifest.list.v2+json", &index);
+
+    let hako = Hako::new();
+    let name = format!("{}/test/win:latest", reg.host());
+    // A Linux platform picks the Linux entry of the mixed index, whatever the Windows entries say.
+    let out = hako.ok(&["pull", "--platform", "linux/amd64", &name]);
+    assert_eq!(out.trim(), linux["digest"].as_str().unwrap());
+    // windows/amd64 picks the newest Windows build, listed first; the foreign layer is not fetched (the
+    // registry does not even have it: asking would fail the pull).
+    let out = hako.ok(&["pull", "--platform", "windows/amd64", &name]);
+    assert_eq!(out.trim(), ltsc2022["digest"].as_str().unwrap());
+    assert!(!hako.blobs().contains(&foreign), "a foreign layer was downloaded");
+
+    let inspect: Value = serde_json::from_str(&hako.ok(&["inspect", &name])).unwrap();
+    assert_eq!(inspect["platform"]["os"], "windows");
+    assert_eq!(inspect["platform"]["os.version"], "10.0.20348.2113");
+    assert_eq!(inspect["platform"]["os.features"], json!(["win32k"]));
+    let layers = inspect["layerDetails"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    assert_eq!(layers[0]["digest"], foreign.as_str());
+    assert_eq!(layers[0]["size"], 1_234_567_890u64);
+    assert_eq!((layers[0]["foreign"].as_bool(), layers[0]["stored"].as_bool()), (Some(true), Some(false)));
+    assert!(layers[0]["urls"][0].as_str().unwrap().starts_with("https://mcr.microsoft.com/"));
+    assert_eq!((layers[1]["foreign"].as_bool(), layers[1]["stored"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(inspect["runsHere"]["ok"], false);
+
+    let rootfs = hako.dir.path().join("rootfs");
+    let err = hako.fails(&["unpack", &name, rootfs.to_str().unwrap()]);
+    assert!(
+        err.contains("windows/amd64 10.0.20348.2113 image")
+            && err.contains("build 20348 with process isolation")
+            && err.contains("build 20348 or newer with Hyper-V isolation")
+            && err.contains("foreign layer"),
+        "{err}"
+    );
+    assert!(!rootfs.exists(), "a refused unpack created its target");
+    // The 2019 image, pulled by digest, names its own build.
+    hako.ok(&["pull", &format!("{}/test/win@{}", reg.host(), ltsc2019["digest"].as_str().unwrap())]);
+    let err = hako.fails(&[
+        "unpack",
+        &format!("{}/test/win@{}", reg.host(), ltsc2019["digest"].as_str().unwrap()),
+        rootfs.to_str().unwrap(),
+    ]);
+    assert!(err.contains("build 17763 with process isolation"), "{err}");
+}
+
+/// A tmpfs mounted at a path for one test; unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the full-disk test mounts a tmpfs: run the image tests as root (as scripts/test does)"
+        );
+        fs::create_dir_all(path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "hako-test-store"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs at {}", path.display());
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_pull_and_leaves_nothing() {
+    let reg = Registry::start(None);
+    reg.push_image(
+        "test/full",
+        "v1",
+        "amd64",
+        &[layer(&[("small", b"fits")]), layer(&[("big", &noise(3 << 20, 21))])],
+        json!({}),
+    );
+    let hako = Hako::new();
+    let _tmpfs = Tmpfs::mount(&hako.store(), "1m");
+    let err = hako.fails(&["pull", "--platform", "linux/amd64", &format!("{}/test/full:v1", reg.host())]);
+    assert!(err.contains("No space left on device") && err.contains(hako.store().to_str().unwrap()), "{err}");
+    assert_eq!(hako.images(), Vec::<Value>::new(), "a failed pull recorded an image");
+    assert_eq!(hako.partials(), Vec::<String>::new(), "a full disk left a partial download");
+    // The small layer may have been stored before the big one failed; prune takes it, as no image uses it.
+    hako.ok(&["prune"]);
+    hako.assert_empty();
 }

@@ -137,8 +137,14 @@ fn pull(store: &Store, a: &PullArgs) -> Result<()> {
         hako_image::pull(store, &reference, &opts, &Lines)?
     };
     if !a.quiet {
+        let foreign = record.layers.iter().filter(|l| l.is_foreign()).count();
+        let foreign = if foreign > 0 {
+            format!(", {foreign} of them foreign (non-distributable) and not downloaded")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "pulled {} ({}, {} layers, {})",
+            "pulled {} ({}, {} layers{foreign}, {})",
             record.name,
             record.platform,
             record.layers.len(),
