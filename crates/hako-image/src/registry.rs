@@ -138,7 +138,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
     /// A local file (the partial download) failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", crate::store::io_hint(source))]
     Io {
         /// The file.
         path: PathBuf,

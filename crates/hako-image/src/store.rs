@@ -34,7 +34,7 @@ pub const DEFAULT_ROOT: &str = "/var/lib/hako/images";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file or directory of the store failed.
-    #[error("image store {path}: {source}")]
+    #[error("image store {path}: {source}{}", io_hint(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -60,6 +60,19 @@ pub enum StoreError {
         /// The blob.
         digest: Digest,
     },
+}
+
+/// The fix for an I/O error of the store, when there is an obvious one.
+pub(crate) fn io_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            " (the image store's file system is full: free space, run `hako image prune`, or choose another store with --store or HAKO_IMAGE_STORE); nothing was recorded"
+        }
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            " (the image store belongs to root: run hako as root, or choose another store with --store or HAKO_IMAGE_STORE)"
+        }
+        _ => "",
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {

@@ -1029,7 +1029,13 @@ fn a_full_disk_fails_the_pull_and_leaves_nothing() {
     let hako = Hako::new();
     let _tmpfs = Tmpfs::mount(&hako.store(), "1m");
     let err = hako.fails(&["pull", "--platform", "linux/amd64", &format!("{}/test/full:v1", reg.host())]);
-    assert!(err.contains("No space left on device") && err.contains(hako.store().to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains(hako.store().to_str().unwrap())
+            && err.contains("hako image prune")
+            && err.contains("--store"),
+        "{err}"
+    );
     assert_eq!(hako.images(), Vec::<Value>::new(), "a failed pull recorded an image");
     assert_eq!(hako.partials(), Vec::<String>::new(), "a full disk left a partial download");
     // The small layer may have been stored before the big one failed; prune takes it, as no image uses it.
