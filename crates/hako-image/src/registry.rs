@@ -171,9 +171,15 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The CA certificates to trust for `registry` beyond the public ones: every `*.crt` file of `cert_dir`, or
 /// else of the first existing `<certs.d>/<registry>/` of [`CERTS_DIRS`]. Empty when there is none.
 pub fn registry_cas(registry: &str, cert_dir: Option<&Path>) -> Result<Vec<PathBuf>, RegistryError> {
+    let bases: Vec<&Path> = CERTS_DIRS.iter().map(Path::new).collect();
+    cas_in(&bases, registry, cert_dir)
+}
+
+/// [`registry_cas`] with other `certs.d` directories.
+fn cas_in(bases: &[&Path], registry: &str, cert_dir: Option<&Path>) -> Result<Vec<PathBuf>, RegistryError> {
     let dir = match cert_dir {
         Some(d) => d.to_path_buf(),
-        None => match CERTS_DIRS.iter().map(|d| Path::new(d).join(registry)).find(|d| d.is_dir()) {
+        None => match bases.iter().map(|d| d.join(registry)).find(|d| d.is_dir()) {
             Some(d) => d,
             None => return Ok(Vec::new()),
         },
@@ -608,4 +614,28 @@ fn open_private(path: &Path) -> io::Result<File> {
 
 fn libc_o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certs_d_directories_are_searched_in_order_and_only_crt_files_count() {
+        let t = std::env::temp_dir().join(format!("hako-certs-test-{}", std::process::id()));
+        let (hako, podman) = (t.join("hako"), t.join("containers"));
+        std::fs::create_dir_all(podman.join("reg:5000")).unwrap();
+        std::fs::write(podman.join("reg:5000/ca.crt"), "x").unwrap();
+        std::fs::write(podman.join("reg:5000/client.key"), "x").unwrap();
+        let bases = [hako.as_path(), podman.as_path()];
+        assert_eq!(cas_in(&bases, "reg:5000", None).unwrap(), vec![podman.join("reg:5000/ca.crt")]);
+        assert!(cas_in(&bases, "other:5000", None).unwrap().is_empty());
+        // hako's own directory wins, even when it holds no certificate.
+        std::fs::create_dir_all(hako.join("reg:5000")).unwrap();
+        assert!(cas_in(&bases, "reg:5000", None).unwrap().is_empty());
+        // An explicit --cert-dir without a certificate is an error that says what to put there.
+        let e = cas_in(&bases, "reg:5000", Some(&hako.join("reg:5000"))).unwrap_err().to_string();
+        assert!(e.contains("holds no *.crt file") && e.contains("ca.crt"), "{e}");
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 }

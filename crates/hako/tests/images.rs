@@ -453,7 +453,12 @@ fn pulls_a_multi_platform_index_and_unpacks_the_chosen_image() {
 
     let hako = Hako::new();
     let name = format!("{}/test/multi", reg.host());
-    let out = hako.ok(&["pull", "--platform", "linux/amd64", &name]);
+    let out = hako.run(&["pull", "--platform", "linux/amd64", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Not a terminal: plain progress lines on stderr, no bar, and only the digest on stdout.
+    assert!(stderr.contains(": downloading ") && stderr.contains(": done") && !stderr.contains('\x1b'), "{stderr}");
+    let out = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.trim(), amd64["digest"].as_str().unwrap(), "the amd64 manifest is chosen");
     let images = hako.images();
     assert_eq!(images.len(), 1);
@@ -1041,4 +1046,27 @@ fn a_full_disk_fails_the_pull_and_leaves_nothing() {
     // The small layer may have been stored before the big one failed; prune takes it, as no image uses it.
     hako.ok(&["prune"]);
     hako.assert_empty();
+}
+
+#[test]
+fn a_terminal_gets_progress_bars() {
+    let reg = Registry::start(None);
+    reg.push_image("test/tty", "v1", "amd64", &[layer(&[("a", &noise(200_000, 31))])], json!({}));
+    let hako = Hako::new();
+    let name = format!("{}/test/tty:v1", reg.host());
+    // script(1) gives hako a pseudo-terminal as stdin, stdout and stderr, and copies what it draws.
+    let cmd = format!("{} image pull --platform linux/amd64 {name}", env!("CARGO_BIN_EXE_hako"));
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .env("HAKO_IMAGE_STORE", hako.store())
+        .env("HOME", hako.dir.path())
+        .env("TERM", "xterm")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("DOCKER_CONFIG");
+    let out = c.output().expect("script (bsdutils, scripts/install-deps)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("] ") && text.contains("done") && text.contains('\x1b'), "a bar is drawn: {text:?}");
+    assert!(!text.contains(": downloading "), "no plain lines on a terminal: {text:?}");
+    assert_eq!(hako.images().len(), 1);
 }
