@@ -514,12 +514,48 @@ fn basic_auth_refuses_a_pull_without_credentials_and_accepts_the_auth_file() {
 }
 
 /// What the proxy does to the response to the first request for one blob.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Fault {
     /// Close the connection after this many bytes of the response.
     Cut(usize),
     /// Flip one byte of the body.
     Corrupt,
+    /// Pass this many bytes, then hold the rest until the gate opens.
+    Hold(usize, Gate),
+}
+
+/// Where a proxied response stops until the test lets it go on.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<(bool, bool)>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Called by the proxy: says it has arrived, then waits until the gate opens.
+    fn arrive_and_wait(&self) {
+        let (m, cv) = &*self.0;
+        let mut g = m.lock().unwrap();
+        g.0 = true;
+        cv.notify_all();
+        while !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+
+    /// Waits until the proxy holds the response.
+    fn wait_arrived(&self) {
+        let (m, cv) = &*self.0;
+        let mut g = m.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !g.0 {
+            assert!(Instant::now() < deadline, "the pull never asked for the held blob");
+            g = cv.wait_timeout(g, Duration::from_millis(100)).unwrap().0;
+        }
+    }
+
+    fn open(&self) {
+        let (m, cv) = &*self.0;
+        m.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
 }
 
 /// A TCP proxy to `upstream` that applies `fault` once, to the response for `blob`, and records requests.
@@ -559,7 +595,7 @@ fn proxy(upstream: u16, blob: &str, fault: Fault) -> Proxy {
                 }
                 let _ = s2.shutdown(Shutdown::Write);
             });
-            let done = done.clone();
+            let (done, fault) = (done.clone(), fault.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16384];
                 let mut sent = 0usize;
@@ -568,8 +604,8 @@ fn proxy(upstream: u16, blob: &str, fault: Fault) -> Proxy {
                         break;
                     }
                     let faulty = asked.load(Ordering::SeqCst) && !done.load(Ordering::SeqCst);
-                    match fault {
-                        Fault::Cut(after) if faulty && sent + n > after => {
+                    match &fault {
+                        Fault::Cut(after) if faulty && sent + n > *after => {
                             done.store(true, Ordering::SeqCst);
                             let _ = client.write_all(&buf[..after - sent]);
                             let _ = client.shutdown(Shutdown::Both);
@@ -580,6 +616,18 @@ fn proxy(upstream: u16, blob: &str, fault: Fault) -> Proxy {
                             done.store(true, Ordering::SeqCst);
                             let i = 4096usize.saturating_sub(sent).min(n - 1);
                             buf[i] ^= 0xff;
+                        }
+                        Fault::Hold(after, gate) if faulty && sent + n > *after => {
+                            done.store(true, Ordering::SeqCst);
+                            if client.write_all(&buf[..after - sent]).is_err() {
+                                break;
+                            }
+                            let _ = client.flush();
+                            gate.arrive_and_wait();
+                            if client.write_all(&buf[after - sent..n]).is_err() {
+                                break;
+                            }
+                            continue;
                         }
                         _ => {}
                     }
@@ -1069,4 +1117,60 @@ fn a_terminal_gets_progress_bars() {
     assert!(text.contains("] ") && text.contains("done") && text.contains('\x1b'), "a bar is drawn: {text:?}");
     assert!(!text.contains(": downloading "), "no plain lines on a terminal: {text:?}");
     assert_eq!(hako.images().len(), 1);
+}
+
+/// The digests of the layers of `repo:tag`, read from the (plain) registry.
+fn layer_digests(reg: &Registry, repo: &str, tag: &str) -> Vec<String> {
+    let man: Value = serde_json::from_str(
+        &Registry::agent()
+            .get(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    man["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn prune_during_a_pull_waits_for_it_and_takes_nothing_it_needs() {
+    let reg = Registry::start(None);
+    let data = noise(2 << 20, 41);
+    let m = reg.push_image("test/gc", "v1", "amd64", &[layer(&[("gc", &data)])], json!({}));
+    let layer_digest = layer_digests(&reg, "test/gc", "v1").remove(0);
+    let gate = Gate::default();
+    let p = proxy(reg.port, &layer_digest, Fault::Hold(256 << 10, gate.clone()));
+    let hako = Hako::new();
+    let name = format!("127.0.0.1:{}/test/gc:v1", p.port);
+    let pull = hako
+        .command(&["pull", "--platform", "linux/amd64", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pull now holds the store's lock (shared) with part of the layer in ingest/.
+    gate.wait_arrived();
+    let prune = hako.command(&["prune"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Wait until the kernel shows prune blocked on the store's lock (a "->" line of /proc/locks).
+    let blocked = format!(" {} ", prune.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fs::read_to_string("/proc/locks").unwrap().lines().any(|l| l.contains("->") && l.contains(&blocked)) {
+        assert!(Instant::now() < deadline, "prune never waited for the pull's lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gate.open();
+    let out = pull.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), m["digest"].as_str().unwrap());
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hako.images().len(), 1);
+    assert!(hako.blobs().contains(&layer_digest), "prune took a blob of the image");
+    assert_eq!(hako.partials(), Vec::<String>::new());
+    let rootfs = hako.dir.path().join("rootfs");
+    hako.ok(&["unpack", &name, rootfs.to_str().unwrap()]);
+    assert_eq!(fs::read(rootfs.join("gc")).unwrap(), data);
 }
