@@ -99,6 +99,14 @@ pub enum UnpackError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A layer is foreign (non-distributable), so the store does not hold it.
+    #[error("image {image}: layer {layer} is foreign (non-distributable): hako does not download such layers, so it cannot unpack this image (`hako image inspect {image}` lists its layers)")]
+    ForeignLayer {
+        /// The image.
+        image: String,
+        /// The layer.
+        layer: Digest,
+    },
     /// The image is for another OS (a Windows image on Linux).
     #[error(transparent)]
     Foreign(#[from] crate::foreign::ForeignImage),
@@ -128,6 +136,9 @@ impl<R: Read> Read for Counted<'_, R> {
 /// `dir` is left as it was found (removed, or emptied).
 pub fn unpack_image(store: &Store, image: &ImageRecord, dir: &Path, limits: &Limits) -> Result<(), UnpackError> {
     crate::foreign::check_host(image)?;
+    if let Some(l) = image.layers.iter().find(|l| l.is_foreign()) {
+        return Err(UnpackError::ForeignLayer { image: image.name.clone(), layer: l.digest.clone() });
+    }
     let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config.digest)?).unwrap_or_default();
     let created = prepare_target(dir)?;
     let result = (|| {

@@ -1174,3 +1174,39 @@ fn prune_during_a_pull_waits_for_it_and_takes_nothing_it_needs() {
     hako.ok(&["unpack", &name, rootfs.to_str().unwrap()]);
     assert_eq!(fs::read(rootfs.join("gc")).unwrap(), data);
 }
+
+#[test]
+fn a_linux_image_with_a_non_distributable_layer_is_pulled_without_it_and_not_unpacked() {
+    let reg = Registry::start(None);
+    let foreign = digest(b"a licensed layer");
+    let top = reg.push_blob("test/nd", &gzip(&layer(&[("t", b"top")])), "application/vnd.oci.image.layer.v1.tar+gzip");
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [digest(b"nd"), digest(b"top")]},
+    }))
+    .unwrap();
+    let config = reg.push_blob("test/nd", &config, "application/vnd.oci.image.config.v1+json");
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": foreign,
+             "size": 4096, "urls": ["https://example.com/licensed-layer"]},
+            top,
+        ],
+    }))
+    .unwrap();
+    reg.push_manifest("test/nd", "v1", "application/vnd.oci.image.manifest.v1+json", &manifest);
+    let hako = Hako::new();
+    let name = format!("{}/test/nd:v1", reg.host());
+    let out = hako.run(&["pull", "--platform", "linux/amd64", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 of them foreign (non-distributable) and not downloaded"), "{stderr}");
+    assert!(!hako.blobs().contains(&foreign));
+    let rootfs = hako.dir.path().join("rootfs");
+    let err = hako.fails(&["unpack", &name, rootfs.to_str().unwrap()]);
+    assert!(err.contains(&format!("layer {foreign} is foreign (non-distributable)")), "{err}");
+    assert!(!rootfs.exists());
+    hako.ok(&["prune"]);
+    assert_eq!(hako.images().len(), 1, "prune keeps an image with a foreign layer");
+}
