@@ -511,6 +511,16 @@ fn basic_auth_refuses_a_pull_without_credentials_and_accepts_the_auth_file() {
     fs::write(hako.dir.path().join("auth.json"), auth).unwrap();
     hako.ok(&["pull", "--platform", "linux/amd64", &name]);
     assert_eq!(hako.images().len(), 1);
+
+    // Docker's file (~/.docker/config.json) with a user name and password is read too.
+    hako.ok(&["rm", &name]);
+    fs::remove_file(hako.dir.path().join("auth.json")).unwrap();
+    assert!(hako.fails(&["pull", "--platform", "linux/amd64", &name]).contains("podman login"));
+    fs::create_dir(hako.dir.path().join(".docker")).unwrap();
+    let docker = format!(r#"{{"auths":{{"http://{}":{{"username":"hako","password":"s3cret"}}}}}}"#, reg.host());
+    fs::write(hako.dir.path().join(".docker/config.json"), docker).unwrap();
+    hako.ok(&["pull", "--platform", "linux/amd64", &name]);
+    assert_eq!(hako.images().len(), 1);
 }
 
 /// What the proxy does to the response to the first request for one blob.
