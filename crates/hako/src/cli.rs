@@ -81,6 +81,8 @@ pub(crate) enum Command {
     Info,
     /// Print the HCS documents hako would submit on Windows for a bundle.
     HcsDoc(HcsDocArgs),
+    /// Pull, list, inspect, remove and unpack images (the store is --store, default /var/lib/hako/images).
+    Image(ImageArgs),
     /// Internal: the container's init (never run it by hand).
     #[command(hide = true)]
     Init,
@@ -351,4 +353,113 @@ pub(crate) struct HcsDocArgs {
     /// Folder with the LCOW kernel and initrd.
     #[arg(long)]
     pub lcow_boot_files: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageArgs {
+    /// Directory of the image store.
+    #[arg(long, global = true, env = "HAKO_IMAGE_STORE", default_value = "/var/lib/hako/images")]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Pull an image from a registry into the store.
+    Pull(PullArgs),
+    /// List the images in the store.
+    #[command(alias = "list")]
+    Ls(ImageLsArgs),
+    /// Print an image's record and configuration as JSON.
+    Inspect(ImageNameArg),
+    /// Remove images, then the blobs no other image uses.
+    #[command(alias = "rmi")]
+    Rm(ImageRmArgs),
+    /// Remove every blob no image uses, and interrupted downloads.
+    Prune,
+    /// Unpack an image's layers into a new (or empty) directory, refusing hostile layers.
+    Unpack(UnpackArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// Image reference ([registry/]repository[:tag][@sha256:digest]; docker.io when no registry is named).
+    pub image: String,
+    /// Platform to pick from a multi-platform image (os/architecture[/variant]; default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Speak plain HTTP to the registry (default only for localhost and 127.0.0.0/8 without a CA configured).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Directory of the registry's CA certificates (*.crt) [default: /etc/hako/certs.d/REGISTRY/, else
+    /// /etc/containers/certs.d/REGISTRY/ or /etc/docker/certs.d/REGISTRY/].
+    #[arg(long, env = "HAKO_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Largest manifest, index or config accepted, in bytes (K, M, G suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
+    pub max_manifest_size: u64,
+    /// Layers downloaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub jobs: u8,
+    /// Print no progress.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageLsArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print only names.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageNameArg {
+    /// Image name (as pulled) or digest (at least 12 hex digits).
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageRmArgs {
+    /// Image names or digests.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnpackArgs {
+    /// Image name or digest.
+    pub image: String,
+    /// Target directory (created; or an existing empty one).
+    pub dir: PathBuf,
+    /// Most uncompressed bytes of all layers together (K, M, G, T suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "64G")]
+    pub max_size: u64,
+    /// Most entries (files, directories, links) of all layers together.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub max_files: u64,
+}
+
+/// A size in bytes with an optional K, M, G or T suffix (powers of 1024).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: the suffix must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (for example 512, 64M or 2G)"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }

@@ -5,6 +5,7 @@ mod create;
 mod delete;
 mod exec;
 mod features;
+mod image;
 mod info;
 mod inspect;
 pub(crate) mod isolation;
@@ -77,6 +78,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Features => features::features().map(|_| 0),
         Command::Info => info::info().map(|_| 0),
         Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
+        Command::Image(a) => image::image(&a).map(|_| 0),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
@@ -102,6 +104,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Features
                 | Command::Info
                 | Command::HcsDoc(_)
+                | Command::Image(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),

@@ -1,0 +1,337 @@
+//! Unpacking: what a good layer keeps (whiteouts, opaque directories, xattrs, file capabilities, hard links,
+//! modes) and what a hostile layer is refused for, each asserted to write nothing outside the rootfs and to
+//! leave nothing behind.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hako_image::manifest::Descriptor;
+use hako_image::unpack::{unpack_image, Limits, UnpackError};
+use hako_image::{Digest, ImageRecord, Platform, Store};
+use tar::{EntryType, Header};
+
+/// One tar entry, written with raw header fields so that hostile paths are possible.
+struct E<'a> {
+    path: &'a str,
+    kind: EntryType,
+    data: &'a [u8],
+    link: &'a str,
+    mode: u32,
+    pax: Vec<(&'a str, &'a [u8])>,
+}
+
+fn e(path: &str, kind: EntryType) -> E<'_> {
+    E { path, kind, data: b"", link: "", mode: if kind == EntryType::Directory { 0o755 } else { 0o644 }, pax: vec![] }
+}
+
+fn file<'a>(path: &'a str, data: &'a [u8]) -> E<'a> {
+    E { data, ..e(path, EntryType::Regular) }
+}
+
+fn link<'a>(path: &'a str, kind: EntryType, target: &'a str) -> E<'a> {
+    E { link: target, ..e(path, kind) }
+}
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body_len + 1;
+    while len != body_len + len.to_string().len() {
+        len = body_len + len.to_string().len();
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+fn tar(entries: &[E<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for en in entries {
+        if !en.pax.is_empty() {
+            let data: Vec<u8> = en.pax.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+            let mut h = Header::new_ustar();
+            h.as_ustar_mut().unwrap().name[..9].copy_from_slice(b"PaxHeader");
+            h.set_entry_type(EntryType::XHeader);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, &data[..]).unwrap();
+        }
+        let mut h = Header::new_gnu();
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..en.path.len()].copy_from_slice(en.path.as_bytes());
+        g.linkname[..en.link.len()].copy_from_slice(en.link.as_bytes());
+        h.set_entry_type(en.kind);
+        h.set_size(en.data.len() as u64);
+        h.set_mode(en.mode);
+        h.set_uid(1000);
+        h.set_gid(1001);
+        h.set_mtime(1_600_000_000);
+        if matches!(en.kind, EntryType::Char | EntryType::Block) {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, en.data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+/// A store holding one image made of `layers` (already compressed or not).
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: Store,
+    image: ImageRecord,
+    /// A directory next to the rootfs that no entry may touch.
+    outside: PathBuf,
+    rootfs: PathBuf,
+}
+
+fn fixture(layers: &[Vec<u8>]) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let mut descs = Vec::new();
+    for l in layers {
+        let d = Digest::of(l);
+        store.put_blob(&d, l).unwrap();
+        descs.push(Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest: d,
+            size: l.len() as u64,
+            platform: None,
+            urls: vec![],
+            annotations: Default::default(),
+        });
+    }
+    let config = br#"{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = Digest::of(config);
+    store.put_blob(&cd, config).unwrap();
+    let image = ImageRecord {
+        name: "test/image:1".into(),
+        digest: cd.clone(),
+        index_digest: None,
+        media_type: String::new(),
+        platform: Platform { os: "linux".into(), architecture: "amd64".into(), ..Default::default() },
+        config: Descriptor {
+            media_type: String::new(),
+            digest: cd,
+            size: config.len() as u64,
+            platform: None,
+            urls: vec![],
+            annotations: Default::default(),
+        },
+        layers: descs,
+        size: 0,
+        pulled: 0,
+    };
+    store.put_record(&image).unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"untouched").unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    Fixture { _tmp: tmp, store, image, outside, rootfs }
+}
+
+impl Fixture {
+    fn unpack(&self) -> Result<(), UnpackError> {
+        self.unpack_with(&Limits::default())
+    }
+    fn unpack_with(&self, limits: &Limits) -> Result<(), UnpackError> {
+        unpack_image(&self.store, &self.image, &self.rootfs, limits)
+    }
+    fn assert_outside_untouched(&self) {
+        let names: Vec<_> = fs::read_dir(&self.outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec!["secret"], "something was written outside the rootfs");
+        assert_eq!(fs::read(self.outside.join("secret")).unwrap(), b"untouched");
+        let parent: Vec<_> = fs::read_dir(self.outside.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for n in &parent {
+            assert!(["store", "outside", "rootfs"].contains(&n.as_str()), "unexpected {n} next to the rootfs");
+        }
+    }
+    /// A refused layer: the error says so, nothing is outside, and the rootfs is gone.
+    fn refused(&self, needle: &str) {
+        let err = self.unpack().expect_err("a hostile layer must be refused").to_string();
+        assert!(err.contains(needle), "error {err:?} does not say {needle:?}");
+        assert!(!self.rootfs.exists(), "a refused unpack left {} behind", self.rootfs.display());
+        self.assert_outside_untouched();
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    match rustix::fs::lgetxattr(p, name, &mut buf) {
+        Ok(n) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
+    // A file capability: cap_net_bind_service+ep (VFS_CAP_REVISION_2).
+    let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let base = tar(&[
+        e("etc/", EntryType::Directory),
+        file("etc/keep", b"keep"),
+        file("etc/gone", b"gone"),
+        e("opq/", EntryType::Directory),
+        file("opq/old", b"old"),
+        E {
+            mode: 0o4755,
+            pax: vec![
+                ("SCHILY.xattr.security.capability", cap),
+                ("SCHILY.xattr.user.note", b"hi"),
+                ("SCHILY.xattr.trusted.overlay.redirect", b"/x"),
+            ],
+            ..file("bin/tool", b"#!/bin/sh\n")
+        },
+        link("bin/tool-link", EntryType::Link, "bin/tool"),
+        link("bin/sym", EntryType::Symlink, "/etc/passwd"),
+        e("fifo", EntryType::Fifo),
+    ]);
+    let second = tar(&[
+        file("etc/.wh.gone", b""),
+        e("opq/", EntryType::Directory),
+        file("opq/.wh..wh..opq", b""),
+        file("opq/new", b"new"),
+        file("bin/sym", b"now a file"),
+    ]);
+    let third = tar(&[file("etc/keep", b"replaced"), file(".wh.fifo", b"")]);
+    let f = fixture(&[gzip(&base), zstd(&second), third]);
+    f.unpack().unwrap();
+    let r = &f.rootfs;
+    assert_eq!(fs::read(r.join("etc/keep")).unwrap(), b"replaced");
+    assert!(!r.join("etc/gone").exists(), "a whiteout removes the file");
+    assert!(!r.join("opq/old").exists(), "an opaque directory hides the lower layers' entries");
+    assert_eq!(fs::read(r.join("opq/new")).unwrap(), b"new", "but keeps its own layer's");
+    assert_eq!(
+        fs::read(r.join("bin/sym")).unwrap(),
+        b"now a file",
+        "a file replaces a symlink, never writes through it"
+    );
+    assert!(!r.join("fifo").exists());
+    let tool = fs::metadata(r.join("bin/tool")).unwrap();
+    assert_eq!((mode(&r.join("bin/tool")), tool.uid(), tool.gid()), (0o4755, 1000, 1001));
+    assert_eq!(tool.mtime(), 1_600_000_000);
+    assert_eq!(tool.ino(), fs::metadata(r.join("bin/tool-link")).unwrap().ino(), "hard link kept");
+    assert_eq!(getxattr(&r.join("bin/tool"), "security.capability").as_deref(), Some(cap));
+    assert_eq!(getxattr(&r.join("bin/tool"), "user.note").as_deref(), Some(&b"hi"[..]));
+    assert_eq!(getxattr(&r.join("bin/tool"), "trusted.overlay.redirect"), None, "trusted xattrs are dropped");
+    assert_eq!(
+        fs::metadata(r.join("opq")).unwrap().mtime(),
+        1_600_000_000,
+        "directory times are set after their children"
+    );
+    f.assert_outside_untouched();
+}
+
+#[test]
+fn dotdot_and_absolute_paths_are_refused() {
+    for p in ["../outside/pwned", "a/../../outside/pwned", "/outside/pwned"] {
+        let f = fixture(&[tar(&[file("ok", b"x"), file(p, b"pwned")])]);
+        f.refused("absolute or has `..`");
+    }
+}
+
+#[test]
+fn a_symlink_planted_by_an_earlier_entry_is_never_followed() {
+    let tmp_outside = |f: &Fixture| f.outside.to_string_lossy().into_owned();
+    // Within one layer, and across layers; absolute and relative targets.
+    let f = fixture(&[]);
+    let abs = tmp_outside(&f);
+    for layers in [
+        vec![tar(&[link("evil", EntryType::Symlink, &abs), file("evil/pwned", b"x")])],
+        vec![tar(&[link("evil", EntryType::Symlink, "../outside")]), tar(&[file("evil/pwned", b"x")])],
+        vec![tar(&[link("evil", EntryType::Symlink, "../outside"), e("evil/sub/", EntryType::Directory)])],
+    ] {
+        let f = fixture(&layers);
+        f.refused("is a symlink");
+    }
+    // A whiteout through a symlink removes nothing outside.
+    let f = fixture(&[tar(&[link("evil", EntryType::Symlink, "../outside")]), tar(&[file("evil/.wh.secret", b"")])]);
+    f.refused("is a symlink");
+    // A file entry over a symlink replaces the symlink.
+    let f = fixture(&[tar(&[link("s", EntryType::Symlink, "../outside/secret"), file("s", b"pwned")])]);
+    f.unpack().unwrap();
+    assert_eq!(fs::read(f.rootfs.join("s")).unwrap(), b"pwned");
+    f.assert_outside_untouched();
+}
+
+#[test]
+fn hard_links_that_reach_outside_are_refused() {
+    let f = fixture(&[tar(&[link("h", EntryType::Link, "../outside/secret")])]);
+    f.refused("absolute or has `..`");
+    let f = fixture(&[tar(&[link("h", EntryType::Link, "/etc/passwd")])]);
+    f.refused("absolute or has `..`");
+    let f = fixture(&[tar(&[link("s", EntryType::Symlink, "../outside"), link("h", EntryType::Link, "s/secret")])]);
+    f.refused("is a symlink");
+    let f = fixture(&[tar(&[link("h", EntryType::Link, "etc/passwd")])]);
+    f.refused("does not exist in the rootfs");
+    let f = fixture(&[tar(&[e("d/", EntryType::Directory), link("h", EntryType::Link, "d")])]);
+    f.refused("hard link to a directory");
+}
+
+#[test]
+fn device_nodes_are_refused() {
+    for kind in [EntryType::Char, EntryType::Block] {
+        let f = fixture(&[tar(&[file("ok", b"x"), e("dev/null", kind)])]);
+        f.refused("device nodes are refused");
+    }
+}
+
+#[test]
+fn decompression_and_inode_bombs_hit_the_limits() {
+    let zeros = vec![0u8; 8 << 20];
+    let f = fixture(&[gzip(&tar(&[file("big", &zeros)]))]);
+    let err = f.unpack_with(&Limits { max_bytes: 1 << 20, max_entries: 100 }).unwrap_err().to_string();
+    assert!(err.contains("limit of 1048576 uncompressed bytes") && err.contains("--max-size"), "{err}");
+    assert!(!f.rootfs.exists());
+    let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    let entries: Vec<E<'_>> = names.iter().map(|n| file(n, b"")).collect();
+    let f = fixture(&[tar(&entries)]);
+    let err = f.unpack_with(&Limits { max_bytes: 1 << 30, max_entries: 20 }).unwrap_err().to_string();
+    assert!(err.contains("limit of 20 entries") && err.contains("--max-files"), "{err}");
+    assert!(!f.rootfs.exists());
+    f.unpack_with(&Limits { max_bytes: 1 << 30, max_entries: 50 }).unwrap();
+}
+
+#[test]
+fn an_existing_empty_target_is_emptied_again_on_failure_and_a_full_one_refused() {
+    let f = fixture(&[tar(&[file("a", b"x"), e("dev/sda", EntryType::Block)])]);
+    fs::create_dir(&f.rootfs).unwrap();
+    assert!(f.unpack().is_err());
+    assert!(f.rootfs.is_dir(), "a directory the caller made stays");
+    assert_eq!(fs::read_dir(&f.rootfs).unwrap().count(), 0, "but empty");
+    fs::write(f.rootfs.join("x"), b"").unwrap();
+    let err = f.unpack().unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert!(f.rootfs.join("x").exists());
+}
+
+#[test]
+fn corrupt_layers_are_refused_cleanly() {
+    let mut gz = gzip(&tar(&[file("a", &[7u8; 100_000])]));
+    let n = gz.len();
+    gz[n / 2] ^= 0xff;
+    let f = fixture(&[gz]);
+    assert!(f.unpack().is_err());
+    assert!(!f.rootfs.exists());
+}
