@@ -176,21 +176,25 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User, BundleError> {
     let passwd = String::from_utf8_lossy(&passwd);
     let groups = String::from_utf8_lossy(&groups);
     // name:password:uid:gid:gecos:home:shell
-    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 7).collect();
+    let entries: Vec<Vec<&str>> =
+        passwd.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 7).collect();
     let by = |pred: &dyn Fn(&Vec<&str>) -> bool| entries.iter().find(|f| pred(f)).cloned();
     let user = if user.is_empty() { "0" } else { user };
     let entry = match user.parse::<u32>() {
         Ok(uid) => by(&|f| f[2].parse::<u32>() == Ok(uid)),
-        Err(_) => Some(
-            by(&|f| f[0] == user).ok_or_else(|| BundleError::NoAccount { what: "user", name: user.to_string(), file: "/etc/passwd" })?,
-        ),
+        Err(_) => Some(by(&|f| f[0] == user).ok_or_else(|| BundleError::NoAccount {
+            what: "user",
+            name: user.to_string(),
+            file: "/etc/passwd",
+        })?),
     };
     let uid = match &entry {
         Some(f) => f[2].parse().map_err(|_| BundleError::BadUser(spec.to_string()))?,
         None => user.parse().map_err(|_| BundleError::BadUser(spec.to_string()))?,
     };
     // name:password:gid:members
-    let group_entries: Vec<Vec<&str>> = groups.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
+    let group_entries: Vec<Vec<&str>> =
+        groups.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
     let gid = match group {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
@@ -244,10 +248,7 @@ pub fn read_in_root(root: &Path, path: &str) -> Result<Option<Vec<u8>>, BundleEr
         return Err(rootfs_err(root, path, "not a regular file"));
     }
     let mut data = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_ACCOUNT_FILE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| rootfs_err(root, path, e))?;
+    std::fs::File::from(fd).take(MAX_ACCOUNT_FILE + 1).read_to_end(&mut data).map_err(|e| rootfs_err(root, path, e))?;
     if data.len() as u64 > MAX_ACCOUNT_FILE {
         return Err(rootfs_err(root, path, format!("larger than {MAX_ACCOUNT_FILE} bytes")));
     }
@@ -268,8 +269,14 @@ pub fn ensure_dir_in_root(root: &Path, path: &str) -> Result<(), BundleError> {
             }
         };
         let parent = if current.is_empty() { ".".to_string() } else { current.clone() };
-        let pfd = rustix::fs::openat2(&dir, &parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), IN_ROOT)
-            .map_err(|e| rootfs_err(root, &parent, e))?;
+        let pfd = rustix::fs::openat2(
+            &dir,
+            &parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            IN_ROOT,
+        )
+        .map_err(|e| rootfs_err(root, &parent, e))?;
         match rustix::fs::mkdirat(&pfd, name.as_str(), Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(rootfs_err(root, path, e)),
@@ -277,9 +284,15 @@ pub fn ensure_dir_in_root(root: &Path, path: &str) -> Result<(), BundleError> {
         current = if current.is_empty() { name } else { format!("{current}/{name}") };
     }
     // The last step must be a directory (a file or a dangling symlink named like it is refused).
-    rustix::fs::openat2(&dir, if current.is_empty() { "." } else { &current }, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), IN_ROOT)
-        .map(drop)
-        .map_err(|e| rootfs_err(root, path, io::Error::from(e)))
+    rustix::fs::openat2(
+        &dir,
+        if current.is_empty() { "." } else { &current },
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        IN_ROOT,
+    )
+    .map(drop)
+    .map_err(|e| rootfs_err(root, path, io::Error::from(e)))
 }
 
 #[cfg(test)]
@@ -325,7 +338,10 @@ mod tests {
     fn users_resolve_through_the_images_files() {
         let d = rootfs();
         let u = resolve_user(d.path(), "user").unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_deref()), (1000, 1000, vec![10], Some("/home/user")));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone(), u.home.as_deref()),
+            (1000, 1000, vec![10], Some("/home/user"))
+        );
         assert_eq!(resolve_user(d.path(), "user:wheel").unwrap().gid, 10);
         let u = resolve_user(d.path(), "4242").unwrap();
         assert_eq!((u.uid, u.gid, u.home), (4242, 0, None));
@@ -349,8 +365,14 @@ mod tests {
         assert!(matches!(resolve_user(d.path(), "evil"), Err(BundleError::NoAccount { .. })));
         // A FIFO is refused without blocking.
         std::fs::remove_file(d.path().join("etc/group")).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, &d.path().join("etc/group"), rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o600), 0)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &d.path().join("etc/group"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         assert!(read_in_root(d.path(), "etc/group").unwrap_err().to_string().contains("not a regular file"));
     }
 

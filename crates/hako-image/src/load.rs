@@ -68,7 +68,9 @@ pub enum LoadError {
         why: String,
     },
     /// The archive holds more than the limit.
-    #[error("archive {path}: it holds more than {limit} bytes of blobs (--max-size raises the limit for a trusted archive)")]
+    #[error(
+        "archive {path}: it holds more than {limit} bytes of blobs (--max-size raises the limit for a trusted archive)"
+    )]
     TooLarge {
         /// The archive.
         path: PathBuf,
@@ -250,9 +252,13 @@ fn images(store: &Store, path: &Path, index: &[u8], wanted: &Platform) -> Result
                 return Err(bad(&name, "an index names another index as a platform's manifest".into()));
             }
         }
-        let man: Manifest = serde_json::from_value(value).map_err(|e| bad(&format!("image {name} manifest"), e.to_string()))?;
+        let man: Manifest =
+            serde_json::from_value(value).map_err(|e| bad(&format!("image {name} manifest"), e.to_string()))?;
         if man.schema_version != 2 {
-            return Err(bad(&format!("image {name} manifest"), format!("schemaVersion is {}, not 2", man.schema_version)));
+            return Err(bad(
+                &format!("image {name} manifest"),
+                format!("schemaVersion is {}, not 2", man.schema_version),
+            ));
         }
         let config_value = document(store, path, &man.config, &format!("image {name} config"))?;
         let config: ImageConfig =
@@ -265,7 +271,10 @@ fn images(store: &Store, path: &Path, index: &[u8], wanted: &Platform) -> Result
         }
         for l in &man.layers {
             if !store.has_blob(&l.digest, l.size) {
-                return Err(bad(&format!("image {name}"), format!("layer {} ({} bytes) is not in the archive", l.digest, l.size)));
+                return Err(bad(
+                    &format!("image {name}"),
+                    format!("layer {} ({} bytes) is not in the archive", l.digest, l.size),
+                ));
             }
         }
         let platform = Platform {
