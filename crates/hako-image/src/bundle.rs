@@ -367,7 +367,7 @@ mod tests {
         std::fs::remove_file(d.path().join("etc/group")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &d.path().join("etc/group"),
+            d.path().join("etc/group"),
             rustix::fs::FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,

@@ -10,42 +10,37 @@ mod image;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::{run_captured, CmdOut, Runtime, DEFAULT_TIMEOUT};
 use serde_json::json;
 
 const IMAGE: &str = "localhost/hako-run-test:latest";
 
-/// The archive, built once per test binary.
-fn archive() -> &'static Path {
-    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, p) = ARCHIVE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let rootfs = dir.path().join("rootfs");
-        common::busybox_rootfs(&rootfs);
-        let tar = dir.path().join("layer.tar");
-        image::tar_rootfs(&rootfs, &tar);
-        let archive = dir.path().join("image.tar");
-        image::write_oci_archive(
-            &tar,
-            &dir.path().join("layout"),
-            &archive,
-            &[image::ImageSpec {
-                name: IMAGE,
-                config: json!({
-                    "Env": ["FROM_IMAGE=yes", "PATH=/bin"],
-                    "Cmd": ["echo", "default-cmd"],
-                    "WorkingDir": "/srv/app",
-                    "Volumes": {"/data": {}},
-                    "ExposedPorts": {"80/tcp": {}},
-                }),
-            }],
-        );
-        (dir, archive)
-    });
-    p
+/// Writes the test image as an OCI layout archive in `dir` and returns its path.
+fn archive(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    common::busybox_rootfs(&rootfs);
+    let tar = dir.join("layer.tar");
+    image::tar_rootfs(&rootfs, &tar);
+    let archive = dir.join("image.tar");
+    image::write_oci_archive(
+        &tar,
+        &dir.join("layout"),
+        &archive,
+        &[image::ImageSpec {
+            name: IMAGE,
+            config: json!({
+                "Env": ["FROM_IMAGE=yes", "PATH=/bin"],
+                "Cmd": ["echo", "default-cmd"],
+                "WorkingDir": "/srv/app",
+                "Volumes": {"/data": {}},
+                "ExposedPorts": {"80/tcp": {}},
+            }),
+        }],
+    );
+    archive
 }
 
 /// A state root and an image store of its own, with the test image loaded.
@@ -57,7 +52,8 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let env = Env::empty();
-        let out = env.image(&["load", archive().to_str().unwrap()]).expect_ok();
+        let dir = tempfile::tempdir().unwrap();
+        let out = env.image(&["load", archive(dir.path()).to_str().unwrap()]).expect_ok();
         assert!(out.stdout.contains(IMAGE), "{out}");
         env
     }
@@ -110,6 +106,20 @@ fn rm_runs_the_command_and_leaves_nothing() {
     let out = env.run(&["--rm", "--isolation", "process", IMAGE]).expect_ok();
     assert_eq!(out.stdout, "default-cmd\n", "{out}");
     assert!(!out.stderr.contains("isolation auto"), "{out}");
+    env.assert_clean();
+}
+
+#[test]
+fn stdin_reaches_the_container_only_with_interactive() {
+    let env = Env::new();
+    let args = ["run", "--rm", "-i", IMAGE, "cat"];
+    let mut a = vec!["image", "--store", env.store.path().to_str().unwrap()];
+    a.extend_from_slice(&args);
+    let out = env.rt.cmd_stdin(&a, b"typed\n").expect_ok();
+    assert_eq!(out.stdout, "typed\n", "{out}");
+    a.retain(|x| *x != "-i");
+    let out = env.rt.cmd_stdin(&a, b"typed\n").expect_ok();
+    assert_eq!(out.stdout, "", "without -i the process reads /dev/null: {out}");
     env.assert_clean();
 }
 
@@ -292,4 +302,54 @@ fn completions_and_man_pages_name_real_subcommands() {
     assert!(run.stdout.contains(".TH hako-image-run") && run.stdout.contains("\\-\\-isolation"), "{run}");
     rt.cmd(&["man", "nope"]).expect_fail().expect_msg(&["\"nope\""]);
     rt.cmd(&["completion", "tcsh"]).expect_fail();
+}
+
+#[test]
+fn memory_and_cpus_limit_the_container() {
+    let env = Env::new();
+    let script = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+                  cat /sys/fs/cgroup/cpu.max 2>/dev/null || \
+                  echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)";
+    let out = env.run(&["--rm", "--memory", "64M", "--cpus", "1.5", IMAGE, "sh", "-c", script]).expect_ok();
+    assert_eq!(out.stdout, "67108864\n150000 100000\n", "{out}");
+    env.run(&["--rm", "--cpus", "0", IMAGE, "true"]).expect_fail().expect_msg(&["--cpus"]);
+    env.assert_clean();
+}
+
+#[test]
+fn sigterm_to_hako_reaches_the_container_and_its_status_comes_back() {
+    let env = Env::new();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = env.rt.command(&[
+        "image",
+        "--store",
+        env.store.path().to_str().unwrap(),
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 5' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    cmd.stdout(out.reopen().unwrap()).stderr(Stdio::null()).stdin(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // A bound on waiting, not a timing under test: the container says when its trap is set.
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    while !fs::read_to_string(out.path()).unwrap().contains("ready") {
+        assert!(Instant::now() < deadline, "the container never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = common::wait_timeout(child, DEFAULT_TIMEOUT).expect("hako exits after the container");
+    assert_eq!(status.code(), Some(5));
+    assert_eq!(fs::read_to_string(out.path()).unwrap(), "ready\ngot-term\n");
+    env.assert_clean();
+}
+
+#[test]
+fn tty_without_a_terminal_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    env.run(&["--rm", "-t", IMAGE, "true"]).expect_fail().expect_msg(&["--tty", "not a terminal"]);
+    env.assert_clean();
 }

@@ -422,8 +422,10 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
         }
         Err(e) => {
             // create failed (its state is gone) or start failed (delete --force removed it and the bundle):
-            // either way no container refers to the bundle any more.
-            if !ctx.store.dir(&cid).exists() {
+            // unless a container of this id still uses this very bundle, nothing refers to it any more.
+            let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            let ours = ctx.store.peek(&cid).is_ok_and(|s| s.bundle == dir || s.bundle == canonical);
+            if !ours {
                 let _ = fs::remove_dir_all(&dir);
             }
             Err(e)
