@@ -277,11 +277,13 @@ fn images(store: &Store, path: &Path, index: &[u8], wanted: &Platform) -> Result
                 ));
             }
         }
-        let platform = Platform {
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            ..chosen.platform.clone().unwrap_or_default()
-        };
+        let mut platform = chosen.platform.clone().unwrap_or_default();
+        if !config.os.is_empty() {
+            platform.os = config.os.clone();
+        }
+        if !config.architecture.is_empty() {
+            platform.architecture = config.architecture.clone();
+        }
         out.push(ImageRecord {
             name,
             digest: chosen.digest.clone(),
@@ -295,4 +297,101 @@ fn images(store: &Store, path: &Path, index: &[u8], wanted: &Platform) -> Result
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A layout archive: one image with one (tiny) layer, named by `annotations`, optionally gzipped and
+    /// with the layer's bytes changed after its digest was taken.
+    fn archive(dir: &Path, annotations: serde_json::Value, gzip: bool, forge: bool) -> PathBuf {
+        let path = dir.join(format!("archive-{}", Digest::of(format!("{annotations}{gzip}{forge}").as_bytes()).hex()));
+        let mut layer_tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        layer_tar.append_data(&mut h, "hello", &b"hi\n"[..]).unwrap();
+        let layer = layer_tar.into_inner().unwrap();
+        let config = serde_json::json!({"os": "linux", "architecture": Platform::host().architecture,
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]}})
+        .to_string();
+        let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of(config.as_bytes()), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Digest::of(&layer), "size": layer.len()}]})
+        .to_string();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": manifest::OCI_MANIFEST,
+            "digest": Digest::of(manifest.as_bytes()), "size": manifest.len(), "annotations": annotations}]})
+        .to_string();
+        let mut out = tar::Builder::new(Vec::new());
+        let mut add = |name: String, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            out.append_data(&mut h, name, data).unwrap();
+        };
+        let mut stored_layer = layer.clone();
+        if forge {
+            stored_layer[0] ^= 1;
+        }
+        add(format!("blobs/sha256/{}", Digest::of(&layer).hex()), &stored_layer);
+        add(format!("blobs/sha256/{}", Digest::of(config.as_bytes()).hex()), config.as_bytes());
+        add(format!("blobs/sha256/{}", Digest::of(manifest.as_bytes()).hex()), manifest.as_bytes());
+        add("index.json".into(), index.as_bytes());
+        let data = out.into_inner().unwrap();
+        let data = if gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&data).unwrap();
+            gz.finish().unwrap()
+        } else {
+            data
+        };
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    fn blobs(store: &Store) -> usize {
+        std::fs::read_dir(store.root().join("blobs/sha256")).unwrap().count()
+    }
+
+    #[test]
+    fn a_gzipped_layout_loads_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let a = archive(dir.path(), serde_json::json!({NAME_ANNOTATION: "localhost/t:1"}), true, false);
+        let records = load(&store, &a, &Platform::host(), 1 << 30).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(store.find("localhost/t:1").unwrap().layers.len(), 1);
+        assert_eq!(blobs(&store), 3);
+    }
+
+    #[test]
+    fn failures_record_nothing_and_keep_no_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let cases = [
+            (archive(dir.path(), serde_json::json!({REF_ANNOTATION: "latest"}), false, false), "no full image name"),
+            (archive(dir.path(), serde_json::json!({NAME_ANNOTATION: "localhost/t:1"}), false, true), "does not match"),
+        ];
+        for (a, msg) in cases {
+            let e = load(&store, &a, &Platform::host(), 1 << 30).unwrap_err().to_string();
+            assert!(e.contains(msg), "{e}");
+            assert!(store.records().unwrap().is_empty());
+            assert_eq!(blobs(&store), 0, "{e}");
+        }
+        let a = archive(dir.path(), serde_json::json!({NAME_ANNOTATION: "localhost/t:1"}), false, false);
+        let e = load(&store, &a, &Platform::host(), 10).unwrap_err().to_string();
+        assert!(e.contains("--max-size"), "{e}");
+        std::fs::write(&a, b"not a tar at all, far too short").unwrap();
+        assert!(load(&store, &a, &Platform::host(), 1 << 30).is_err());
+        let empty = dir.path().join("empty.tar");
+        std::fs::write(&empty, tar::Builder::new(Vec::new()).into_inner().unwrap()).unwrap();
+        let e = load(&store, &empty, &Platform::host(), 1 << 30).unwrap_err().to_string();
+        assert!(e.contains("no index.json") && e.contains("oci-archive"), "{e}");
+        assert_eq!(blobs(&store), 0);
+    }
 }
