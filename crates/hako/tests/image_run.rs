@@ -202,7 +202,19 @@ fn detached_container_runs_until_kill_and_delete_removes_its_bundle() {
     let out = env.run(&["-d", "--name", "detached-1", IMAGE, "sh", "-c", "echo logged; exec sleep 1000"]).expect_ok();
     env.rt.track("detached-1");
     assert_eq!(out.stdout, "detached-1\n", "{out}");
-    assert_eq!(env.rt.status("detached-1"), "running");
+    let state = env.rt.state_json("detached-1");
+    assert_eq!(state["status"], "running");
+    // What the image declares and hako does not act on is kept as annotations.
+    assert_eq!(state["annotations"]["org.hako.image.exposed-ports"], "80/tcp", "{state}");
+    assert_eq!(state["annotations"]["org.hako.image.volumes"], "/data", "{state}");
+    assert_eq!(state["annotations"]["org.hako.isolation"], "process", "{state}");
+    let bundle = env.store.path().join("containers/detached-1");
+    for (path, mode) in
+        [(bundle.clone(), 0o700), (bundle.join("config.json"), 0o600), (bundle.join("hako-image-run.json"), 0o600)]
+    {
+        let m = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions()) & 0o777;
+        assert_eq!(m, mode, "{} is {m:o}", path.display());
+    }
     assert_eq!(env.bundles(), vec!["detached-1".to_string()]);
     env.rt.kill("detached-1", "KILL").expect_ok();
     env.rt.wait_status("detached-1", "stopped", Duration::from_secs(10));
@@ -243,6 +255,12 @@ fn a_bundle_without_the_marker_survives_delete() {
     let b = common::Bundle::new().args(&["true"]);
     env.rt.run(&b).expect_ok();
     assert!(b.config_path().exists(), "delete removed a bundle hako image run did not write");
+    // A marker that names another container does not make it removable either.
+    let marker = b.path().join("hako-image-run.json");
+    fs::write(&marker, r#"{"id": "someone-else"}"#).unwrap();
+    fs::set_permissions(&marker, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    env.rt.run(&b).expect_ok();
+    assert!(b.config_path().exists(), "delete removed a bundle whose marker names another container");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -439,7 +439,8 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
 pub(crate) fn remove_bundle(state: &State) -> Result<()> {
     let marker = state.bundle.join(MARKER);
     let Ok(meta) = fs::symlink_metadata(&marker) else { return Ok(()) };
-    if !meta.is_file() {
+    // As write_bundle leaves it: a regular file of ours, private.
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
         return Ok(());
     }
     let data = fs::read(&marker).with_context(|| format!("reading {}", marker.display()))?;
