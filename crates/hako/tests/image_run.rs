@@ -371,3 +371,26 @@ fn tty_without_a_terminal_is_refused_before_anything_is_written() {
     env.run(&["--rm", "-t", IMAGE, "true"]).expect_fail().expect_msg(&["--tty", "not a terminal"]);
     env.assert_clean();
 }
+
+#[test]
+fn bundles_left_by_a_killed_run_are_reclaimed_and_no_other() {
+    let env = Env::new();
+    let root = fs::canonicalize(env.rt.root()).unwrap();
+    let containers = env.store.path().join("containers");
+    let stale = |id: &str, root: &Path| {
+        let dir = containers.join(id);
+        fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+        fs::write(dir.join("hako-image-run.json"), json!({"id": id, "root": root}).to_string()).unwrap();
+    };
+    stale("killed-1", &root);
+    stale("other-root-1", Path::new("/nonexistent/hako-root"));
+    // A live container's bundle stays.
+    env.run(&["-d", "--name", "live-1", IMAGE, "sleep", "1000"]).expect_ok();
+    env.rt.track("live-1");
+    env.run(&["--rm", IMAGE, "true"]).expect_ok();
+    let mut left = env.bundles();
+    left.sort();
+    assert_eq!(left, vec!["live-1".to_string(), "other-root-1".to_string()]);
+    env.rt.cmd(&["delete", "--force", "live-1"]).expect_ok();
+    assert_eq!(env.bundles(), vec!["other-root-1".to_string()]);
+}

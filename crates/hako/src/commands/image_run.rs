@@ -248,7 +248,10 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes the bundle; on failure removes it.
+/// The marker, locked for as long as this `hako image run` lives: [`reclaim`] leaves a locked bundle alone.
+type MarkerLock = nix::fcntl::Flock<fs::File>;
+
+/// Writes the bundle and returns its marker's lock; on failure removes it.
 fn write_bundle(
     store: &Store,
     record: &ImageRecord,
@@ -256,7 +259,8 @@ fn write_bundle(
     a: &ImageRunArgs,
     id: &str,
     mode: &'static str,
-) -> Result<()> {
+    root: &Path,
+) -> Result<MarkerLock> {
     let parent = dir.parent().context("bundle directory has no parent")?;
     fs::DirBuilder::new()
         .recursive(true)
@@ -271,10 +275,12 @@ fn write_bundle(
         )
     })?;
     let result = (|| {
-        write_private(
-            &dir.join(MARKER),
-            serde_json::to_string(&json!({"id": id, "image": record.name, "digest": record.digest}))?.as_bytes(),
-        )?;
+        let marker = json!({"id": id, "image": record.name, "digest": record.digest, "root": root});
+        write_private(&dir.join(MARKER), serde_json::to_string(&marker)?.as_bytes())?;
+        let file = fs::File::open(dir.join(MARKER)).context("opening the bundle's marker")?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .context("locking the bundle's marker")?;
         let cfg: RunConfig = bundle::run_config(store, record)?;
         let rootfs = dir.join("rootfs");
         {
@@ -316,7 +322,8 @@ fn write_bundle(
             image_volumes: cfg.volumes.iter().flat_map(|v| v.keys().cloned()).collect(),
             exposed_ports: cfg.exposed_ports.iter().flat_map(|v| v.keys().cloned()).collect(),
         };
-        write_private(&dir.join("config.json"), serde_json::to_string_pretty(&build_spec(&plan))?.as_bytes())
+        write_private(&dir.join("config.json"), serde_json::to_string_pretty(&build_spec(&plan))?.as_bytes())?;
+        Ok(lock)
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(dir);
@@ -389,7 +396,9 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
         eprintln!("hako: {why}");
     }
     let dir = store.root().join("containers").join(&id);
-    write_bundle(store, &record, &dir, a, &id, mode)?;
+    let root = fs::canonicalize(root).with_context(|| format!("state root {}", root.display()))?;
+    reclaim(&store.root().join("containers"), &ctx, &root);
+    let _marker = write_bundle(store, &record, &dir, a, &id, mode, &root)?;
     let flags = CreateFlags {
         bundle: dir.clone(),
         console_socket: None,
@@ -430,6 +439,36 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
             }
             Err(e)
         }
+    }
+}
+
+/// Removes the bundles that a `hako image run` killed before its container existed left behind: those whose
+/// marker names this state root, is not locked (no `hako image run` of it lives) and whose container does
+/// not exist. Bundles of other state roots, of live runs and of existing containers are left alone.
+fn reclaim(containers: &Path, ctx: &Ctx, root: &Path) {
+    let Ok(entries) = fs::read_dir(containers) else { return };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Ok(file) =
+            fs::OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits()).open(dir.join(MARKER))
+        else {
+            continue;
+        };
+        let Ok(mut locked) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        let mut text = String::new();
+        if locked.read_to_string(&mut text).is_err() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (Some(id), Some(marker_root)) = (v["id"].as_str(), v["root"].as_str()) else { continue };
+        let Ok(cid) = ContainerId::parse(id) else { continue };
+        if Path::new(marker_root) != root || e.file_name().to_str() != Some(id) || ctx.store.dir(&cid).exists() {
+            continue;
+        }
+        tracing::info!("removing bundle {} left by a hako image run that was killed", dir.display());
+        let _ = fs::remove_dir_all(&dir);
     }
 }
 
