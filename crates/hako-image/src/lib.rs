@@ -1,10 +1,14 @@
 //! hako's images: a client of the OCI Distribution API ([`registry`]), credentials ([`auth`]), platform
-//! selection ([`platform`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store ([`store`]), pulling ([`pull`]) and unpacking layers
-//! into a root filesystem ([`unpack`]). See docs/images.md.
+//! selection ([`platform`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store
+//! ([`store`]), pulling ([`pull`]), loading an OCI layout archive ([`load`]), unpacking layers into a root
+//! filesystem ([`unpack`]) and what a container of an image runs ([`bundle`]). See docs/images.md and
+//! docs/image-run.md.
 
 pub mod auth;
+pub mod bundle;
 pub mod digest;
 pub mod foreign;
+pub mod load;
 pub mod manifest;
 pub mod platform;
 pub mod pull;

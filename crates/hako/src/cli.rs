@@ -81,8 +81,12 @@ pub(crate) enum Command {
     Info,
     /// Print the HCS documents hako would submit on Windows for a bundle.
     HcsDoc(HcsDocArgs),
-    /// Pull, list, inspect, remove and unpack images (the store is --store, default /var/lib/hako/images).
+    /// Pull, load, list, inspect, remove, unpack and run images (the store is --store, default /var/lib/hako/images).
     Image(ImageArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completion(CompletionArgs),
+    /// Print the man page of hako, or of one of its subcommands (`hako man image run`), as roff to stdout.
+    Man(ManArgs),
     /// Internal: the container's init (never run it by hand).
     #[command(hide = true)]
     Init,
@@ -380,6 +384,107 @@ pub(crate) enum ImageCommand {
     Prune,
     /// Unpack an image's layers into a new (or empty) directory, refusing hostile layers.
     Unpack(UnpackArgs),
+    /// Load the images of an OCI image layout archive (tar, or tar.gz) into the store, with no registry.
+    Load(LoadArgs),
+    /// Run a command in a new container of an image (Docker's `run`; runc's `hako run ID` is unchanged).
+    Run(ImageRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The archive (`podman save --format oci-archive`, `docker save` 25.0 or later, `skopeo copy ... oci-archive:`).
+    pub archive: PathBuf,
+    /// Platform to pick where an image is a multi-platform index (default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Most bytes of blobs the archive may hold (K, M, G, T suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "64G")]
+    pub max_size: u64,
+}
+
+/// Which isolation `hako image run` gives the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IsolationChoice {
+    /// The host's kernel, namespaces and cgroups.
+    Process,
+    /// A micro-VM of its own.
+    Vm,
+    /// What the image and the host allow (said on stderr).
+    Auto,
+}
+
+/// When `hako image run` pulls the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PullPolicy {
+    /// Only when the store does not hold it.
+    Missing,
+    /// Every time.
+    Always,
+    /// Never: fail when the store does not hold it.
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImageRunArgs {
+    /// Remove the container, its bundle and its root filesystem when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Start the container, print its id and return (its output goes to container.log in its bundle).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Container id (default: 12 random hex digits).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// KEY=VALUE, or KEY alone for this environment's value of KEY (repeatable).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// SRC:DST[:ro|:rw]: bind-mount the host path SRC (absolute) at DST (repeatable).
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Working directory in the container (created if the image lacks it).
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// uid[:gid] or name[:group], names looked up in the image's /etc/passwd and /etc/group.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Give the process a terminal (relayed to hako's, which must be one).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open (without it the process reads /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Memory limit in bytes (K, M, G suffixes allowed).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU limit, in CPUs (1.5: one and a half).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Replace the image's Entrypoint (an empty string clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Isolation: process, vm, or auto (chosen from the image and the host; the choice is said on stderr).
+    #[arg(long, value_enum, default_value_t = IsolationChoice::Auto)]
+    pub isolation: IsolationChoice,
+    /// When to pull the image.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+    /// Image name or digest.
+    pub image: String,
+    /// The command and its arguments (default: the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// A subcommand path (`image run`); none for hako(1).
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

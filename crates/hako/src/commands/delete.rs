@@ -62,5 +62,6 @@ pub(crate) fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
     }
     poststop();
     locked.remove()?;
-    Ok(())
+    // A bundle `hako image run` wrote for this container goes with it.
+    super::image_run::remove_bundle(&state)
 }

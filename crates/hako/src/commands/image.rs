@@ -1,4 +1,5 @@
-//! `hako image ...`: pull, list, inspect, remove, prune and unpack images (crate `hako-image`).
+//! `hako image ...`: pull, list, inspect, remove, prune and unpack images (crate `hako-image`); `load` and
+//! `run` live in `image_run.rs`.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -11,20 +12,28 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cli::{Format, ImageArgs, ImageCommand, ImageLsArgs, PullArgs, UnpackArgs};
 
-pub(crate) fn image(args: &ImageArgs) -> Result<()> {
+/// Runs `hako image ...`; returns the exit code (a container's, for `run`). `root` is the container state root.
+pub(crate) fn image(args: &ImageArgs, root: &std::path::Path) -> Result<i32> {
     let store = Store::open(&args.store)
         .context("opening the image store (choose another with --store or HAKO_IMAGE_STORE)")?;
+    let store = &store;
     match &args.command {
-        ImageCommand::Pull(a) => pull(&store, a),
-        ImageCommand::Ls(a) => ls(&store, a),
-        ImageCommand::Inspect(a) => inspect(&store, &a.image),
-        ImageCommand::Rm(a) => rm(&store, &a.images),
+        ImageCommand::Run(a) => super::image_run::run(store, root, a),
+        ImageCommand::Load(a) => super::image_run::load(store, a).map(|_| 0),
+        ImageCommand::Pull(a) => {
+            let record = pull(store, a)?;
+            println!("{}", record.digest);
+            Ok(0)
+        }
+        ImageCommand::Ls(a) => ls(store, a).map(|_| 0),
+        ImageCommand::Inspect(a) => inspect(store, &a.image).map(|_| 0),
+        ImageCommand::Rm(a) => rm(store, &a.images).map(|_| 0),
         ImageCommand::Prune => {
             let r = store.gc()?;
             println!("removed {} blobs, freed {}", r.blobs.len(), human(r.bytes));
-            Ok(())
+            Ok(0)
         }
-        ImageCommand::Unpack(a) => unpack_cmd(&store, a),
+        ImageCommand::Unpack(a) => unpack_cmd(store, a).map(|_| 0),
     }
 }
 
@@ -117,7 +126,8 @@ impl Progress for Lines {
     }
 }
 
-fn pull(store: &Store, a: &PullArgs) -> Result<()> {
+/// Pulls with progress on stderr; returns the record (the caller prints what it wants on stdout).
+pub(crate) fn pull(store: &Store, a: &PullArgs) -> Result<ImageRecord> {
     let reference = Reference::parse(&a.image)?;
     let mut opts =
         PullOptions { max_document_bytes: a.max_manifest_size, jobs: a.jobs.into(), ..PullOptions::default() };
@@ -151,8 +161,7 @@ fn pull(store: &Store, a: &PullArgs) -> Result<()> {
             human(record.size)
         );
     }
-    println!("{}", record.digest);
-    Ok(())
+    Ok(record)
 }
 
 fn ls(store: &Store, a: &ImageLsArgs) -> Result<()> {

@@ -3,9 +3,11 @@
 
 mod create;
 mod delete;
+mod docs;
 mod exec;
 mod features;
 mod image;
+mod image_run;
 mod info;
 mod inspect;
 pub(crate) mod isolation;
@@ -78,7 +80,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Features => features::features().map(|_| 0),
         Command::Info => info::info().map(|_| 0),
         Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
-        Command::Image(a) => image::image(&a).map(|_| 0),
+        Command::Image(a) => image::image(&a, &cli.root),
+        Command::Completion(a) => docs::completion(&a).map(|_| 0),
+        Command::Man(a) => docs::man(&a).map(|_| 0),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
@@ -105,6 +109,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Info
                 | Command::HcsDoc(_)
                 | Command::Image(_)
+                | Command::Completion(_)
+                | Command::Man(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),

@@ -1,0 +1,396 @@
+//! `hako image load` and `hako image run` end to end: a busybox image written as an OCI layout archive by the
+//! test itself (no registry), loaded into a private store, run with Docker's flags under process isolation.
+//! After every run the container's state, bundle and rootfs snapshot must be gone (or stay exactly as long
+//! as the container does). Also: completions and man pages name the real subcommands.
+
+mod common;
+#[path = "common/image.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod image;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{run_captured, CmdOut, Runtime, DEFAULT_TIMEOUT};
+use serde_json::json;
+
+const IMAGE: &str = "localhost/hako-run-test:latest";
+
+/// Writes the test image as an OCI layout archive in `dir` and returns its path.
+fn archive(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    common::busybox_rootfs(&rootfs);
+    let tar = dir.join("layer.tar");
+    image::tar_rootfs(&rootfs, &tar);
+    let archive = dir.join("image.tar");
+    image::write_oci_archive(
+        &tar,
+        &dir.join("layout"),
+        &archive,
+        &[image::ImageSpec {
+            name: IMAGE,
+            config: json!({
+                "Env": ["FROM_IMAGE=yes", "PATH=/bin"],
+                "Cmd": ["echo", "default-cmd"],
+                "WorkingDir": "/srv/app",
+                "Volumes": {"/data": {}},
+                "ExposedPorts": {"80/tcp": {}},
+            }),
+        }],
+    );
+    archive
+}
+
+/// A state root and an image store of its own, with the test image loaded.
+struct Env {
+    rt: Runtime,
+    store: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env::empty();
+        let dir = tempfile::tempdir().unwrap();
+        let out = env.image(&["load", archive(dir.path()).to_str().unwrap()]).expect_ok();
+        assert!(out.stdout.contains(IMAGE), "{out}");
+        env
+    }
+
+    fn empty() -> Env {
+        Env { rt: Runtime::new(), store: tempfile::Builder::new().prefix("hako-run-store-").tempdir().unwrap() }
+    }
+
+    fn image(&self, args: &[&str]) -> CmdOut {
+        let mut a = vec!["image", "--store", self.store.path().to_str().unwrap()];
+        a.extend_from_slice(args);
+        self.rt.cmd(&a)
+    }
+
+    fn run(&self, args: &[&str]) -> CmdOut {
+        let mut a = vec!["run"];
+        a.extend_from_slice(args);
+        self.image(&a)
+    }
+
+    fn bundles(&self) -> Vec<String> {
+        match fs::read_dir(self.store.path().join("containers")) {
+            Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let out = self.rt.cmd(&["list", "-q"]).expect_ok();
+        out.stdout.lines().map(str::to_string).collect()
+    }
+
+    #[track_caller]
+    fn assert_clean(&self) {
+        assert_eq!(self.containers(), Vec::<String>::new(), "containers left");
+        assert_eq!(self.bundles(), Vec::<String>::new(), "bundles left");
+    }
+}
+
+#[test]
+fn rm_runs_the_command_and_leaves_nothing() {
+    let env = Env::new();
+    let out = env.run(&["--rm", IMAGE, "echo", "hi"]).expect_ok();
+    assert_eq!(out.stdout, "hi\n", "{out}");
+    let auto: Vec<&str> = out.stderr.lines().filter(|l| l.contains("isolation auto")).collect();
+    assert_eq!(auto.len(), 1, "auto says its choice in one line: {out}");
+    assert!(auto[0].contains("process"), "{out}");
+    env.assert_clean();
+    // The image's Cmd runs when no command is given.
+    let out = env.run(&["--rm", "--isolation", "process", IMAGE]).expect_ok();
+    assert_eq!(out.stdout, "default-cmd\n", "{out}");
+    assert!(!out.stderr.contains("isolation auto"), "{out}");
+    env.assert_clean();
+}
+
+#[test]
+fn stdin_reaches_the_container_only_with_interactive() {
+    let env = Env::new();
+    let args = ["run", "--rm", "-i", IMAGE, "cat"];
+    let mut a = vec!["image", "--store", env.store.path().to_str().unwrap()];
+    a.extend_from_slice(&args);
+    let out = env.rt.cmd_stdin(&a, b"typed\n").expect_ok();
+    assert_eq!(out.stdout, "typed\n", "{out}");
+    a.retain(|x| *x != "-i");
+    let out = env.rt.cmd_stdin(&a, b"typed\n").expect_ok();
+    assert_eq!(out.stdout, "", "without -i the process reads /dev/null: {out}");
+    env.assert_clean();
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let env = Env::new();
+    let out = env.run(&["--rm", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(out.code, Some(7), "{out}");
+    env.assert_clean();
+}
+
+#[test]
+fn env_workdir_and_image_config_take_effect() {
+    let env = Env::new();
+    let mut cmd = env.rt.command(&[
+        "image",
+        "--store",
+        env.store.path().to_str().unwrap(),
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-e",
+        "HAKO_TEST_FROM_HOST",
+        "-e",
+        "HAKO_TEST_UNSET",
+        "-e",
+        "FROM_IMAGE=overridden",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $A $HAKO_TEST_FROM_HOST ${HAKO_TEST_UNSET-unset} $FROM_IMAGE; pwd; hostname",
+    ]);
+    cmd.env("HAKO_TEST_FROM_HOST", "host-value").env_remove("HAKO_TEST_UNSET");
+    let out = run_captured(cmd, None, DEFAULT_TIMEOUT).expect_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "1 host-value unset overridden", "{out}");
+    assert_eq!(lines[1], "/srv/app", "the image's WorkingDir, created: {out}");
+    let out = env
+        .run(&["--rm", "-w", "/tmp", "--name", "named-1", IMAGE, "sh", "-c", "pwd; hostname; echo $FROM_IMAGE"])
+        .expect_ok();
+    assert_eq!(out.stdout, "/tmp\nnamed-1\nyes\n", "{out}");
+    env.assert_clean();
+}
+
+#[test]
+fn user_is_resolved_in_the_images_passwd() {
+    let env = Env::new();
+    let out = env.run(&["--rm", "-u", "user", IMAGE, "sh", "-c", "id -u; id -g; echo $HOME"]).expect_ok();
+    assert_eq!(out.stdout, "1000\n1000\n/home/user\n", "{out}");
+    let out = env.run(&["--rm", "-u", "4242:7", IMAGE, "sh", "-c", "id -u; id -g"]).expect_ok();
+    assert_eq!(out.stdout, "4242\n7\n", "{out}");
+    let out = env.run(&["--rm", "-u", "ghost", IMAGE, "true"]).expect_fail();
+    out.expect_msg(&["\"ghost\"", "/etc/passwd"]);
+    env.assert_clean();
+}
+
+#[test]
+fn volumes_bind_read_write_and_read_only() {
+    let env = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("in"), "from-host\n").unwrap();
+    let rw = format!("{}:/mnt", host.path().display());
+    let out = env.run(&["--rm", "-v", &rw, IMAGE, "sh", "-c", "cat /mnt/in; echo written > /mnt/out"]).expect_ok();
+    assert_eq!(out.stdout, "from-host\n", "{out}");
+    assert_eq!(fs::read_to_string(host.path().join("out")).unwrap(), "written\n");
+    let ro = format!("{}:/mnt:ro", host.path().display());
+    let out = env.run(&["--rm", "-v", &ro, IMAGE, "sh", "-c", "cat /mnt/in; echo x > /mnt/ro-write"]);
+    assert_eq!(out.code, Some(1), "writing to a read-only volume fails: {out}");
+    assert!(out.stdout.contains("from-host"), "{out}");
+    assert!(!host.path().join("ro-write").exists());
+    let out = env.run(&["--rm", "-v", "relative:/mnt", IMAGE, "true"]).expect_fail();
+    out.expect_msg(&["relative", "absolute host path"]);
+    env.assert_clean();
+}
+
+#[test]
+fn detached_container_runs_until_kill_and_delete_removes_its_bundle() {
+    let env = Env::new();
+    let out = env.run(&["-d", "--name", "detached-1", IMAGE, "sh", "-c", "echo logged; exec sleep 1000"]).expect_ok();
+    env.rt.track("detached-1");
+    assert_eq!(out.stdout, "detached-1\n", "{out}");
+    let state = env.rt.state_json("detached-1");
+    assert_eq!(state["status"], "running");
+    // What the image declares and hako does not act on is kept as annotations.
+    assert_eq!(state["annotations"]["org.hako.image.exposed-ports"], "80/tcp", "{state}");
+    assert_eq!(state["annotations"]["org.hako.image.volumes"], "/data", "{state}");
+    assert_eq!(state["annotations"]["org.hako.isolation"], "process", "{state}");
+    let bundle = env.store.path().join("containers/detached-1");
+    for (path, mode) in
+        [(bundle.clone(), 0o700), (bundle.join("config.json"), 0o600), (bundle.join("hako-image-run.json"), 0o600)]
+    {
+        let m = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions()) & 0o777;
+        assert_eq!(m, mode, "{} is {m:o}", path.display());
+    }
+    assert_eq!(env.bundles(), vec!["detached-1".to_string()]);
+    env.rt.kill("detached-1", "KILL").expect_ok();
+    env.rt.wait_status("detached-1", "stopped", Duration::from_secs(10));
+    let log = fs::read_to_string(env.store.path().join("containers/detached-1/container.log")).unwrap();
+    assert_eq!(log, "logged\n");
+    env.rt.delete("detached-1").expect_ok();
+    env.assert_clean();
+    env.run(&["-d", "--rm", IMAGE, "true"]).expect_fail().expect_msg(&["--rm", "--detach", "hako delete"]);
+    env.assert_clean();
+}
+
+#[test]
+fn foreground_without_rm_keeps_the_container_until_delete() {
+    let env = Env::new();
+    let out = env.run(&["--name", "kept-1", IMAGE, "sh", "-c", "exit 3"]);
+    env.rt.track("kept-1");
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(env.rt.status("kept-1"), "stopped");
+    assert_eq!(env.bundles(), vec!["kept-1".to_string()]);
+    env.run(&["--name", "kept-1", IMAGE, "true"]).expect_fail().expect_msg(&["kept-1", "exists"]);
+    env.rt.delete("kept-1").expect_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn missing_image_with_pull_never_is_a_clear_error_and_leaves_nothing() {
+    let env = Env::empty();
+    let out = env.run(&["--rm", "--pull", "never", "localhost/nothing-here:1", "true"]).expect_fail();
+    out.expect_msg(&["localhost/nothing-here:1", "--pull never", "hako image load"]);
+    env.assert_clean();
+    assert_eq!(env.image(&["ls", "-q"]).expect_ok().stdout, "");
+}
+
+#[test]
+fn a_bundle_without_the_marker_survives_delete() {
+    // A runc-style bundle (podman's, containerd's) is never removed by delete.
+    let env = Env::new();
+    let b = common::Bundle::new().args(&["true"]);
+    env.rt.run(&b).expect_ok();
+    assert!(b.config_path().exists(), "delete removed a bundle hako image run did not write");
+    // A marker that names another container does not make it removable either.
+    let marker = b.path().join("hako-image-run.json");
+    fs::write(&marker, r#"{"id": "someone-else"}"#).unwrap();
+    fs::set_permissions(&marker, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    env.rt.run(&b).expect_ok();
+    assert!(b.config_path().exists(), "delete removed a bundle whose marker names another container");
+}
+
+#[test]
+fn load_refuses_a_forged_blob_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    common::busybox_rootfs(&rootfs);
+    let tar = dir.path().join("layer.tar");
+    image::tar_rootfs(&rootfs, &tar);
+    let layout = dir.path().join("layout");
+    let good = dir.path().join("good.tar");
+    image::write_oci_archive(&tar, &layout, &good, &[image::ImageSpec { name: IMAGE, config: json!({}) }]);
+    // Change the biggest blob (the layer) after its name was computed.
+    let blobs = layout.join("blobs/sha256");
+    let layer = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut data = fs::read(&layer).unwrap();
+    data[600] ^= 1;
+    fs::write(&layer, data).unwrap();
+    let forged = dir.path().join("forged.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&forged)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let env = Env::empty();
+    env.image(&["load", forged.to_str().unwrap()]).expect_fail().expect_msg(&["does not match its digest", "forged"]);
+    assert_eq!(env.image(&["ls", "-q"]).expect_ok().stdout, "");
+    let left: Vec<_> = fs::read_dir(env.store.path().join("blobs/sha256")).unwrap().collect();
+    assert!(left.is_empty(), "a failed load left blobs: {left:?}");
+    let out = env.image(&["load", dir.path().join("missing.tar").to_str().unwrap()]).expect_fail();
+    out.expect_msg(&["missing.tar"]);
+}
+
+#[test]
+fn completions_and_man_pages_name_real_subcommands() {
+    let rt = Runtime::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = rt.cmd(&["completion", shell]).expect_ok();
+        for sub in ["create", "delete", "image", "pull", "load"] {
+            assert!(out.stdout.contains(sub), "{shell} completion lacks {sub}: {out}");
+        }
+    }
+    let man = rt.cmd(&["man"]).expect_ok();
+    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH hako"), "{man}");
+    for sub in ["create", "exec", "image", "completion"] {
+        assert!(man.stdout.contains(sub), "man page lacks {sub}: {man}");
+    }
+    let run = rt.cmd(&["man", "image", "run"]).expect_ok();
+    assert!(run.stdout.contains(".TH hako-image-run") && run.stdout.contains("\\-\\-isolation"), "{run}");
+    rt.cmd(&["man", "nope"]).expect_fail().expect_msg(&["\"nope\""]);
+    rt.cmd(&["completion", "tcsh"]).expect_fail();
+}
+
+#[test]
+fn memory_and_cpus_limit_the_container() {
+    let env = Env::new();
+    let script = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+                  cat /sys/fs/cgroup/cpu.max 2>/dev/null || \
+                  echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)";
+    let out = env.run(&["--rm", "--memory", "64M", "--cpus", "1.5", IMAGE, "sh", "-c", script]).expect_ok();
+    assert_eq!(out.stdout, "67108864\n150000 100000\n", "{out}");
+    env.run(&["--rm", "--cpus", "0", IMAGE, "true"]).expect_fail().expect_msg(&["--cpus"]);
+    env.assert_clean();
+}
+
+#[test]
+fn sigterm_to_hako_reaches_the_container_and_its_status_comes_back() {
+    let env = Env::new();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = env.rt.command(&[
+        "image",
+        "--store",
+        env.store.path().to_str().unwrap(),
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 5' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    cmd.stdout(out.reopen().unwrap()).stderr(Stdio::null()).stdin(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // A bound on waiting, not a timing under test: the container says when its trap is set.
+    let deadline = Instant::now() + DEFAULT_TIMEOUT;
+    while !fs::read_to_string(out.path()).unwrap().contains("ready") {
+        assert!(Instant::now() < deadline, "the container never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = common::wait_timeout(child, DEFAULT_TIMEOUT).expect("hako exits after the container");
+    assert_eq!(status.code(), Some(5));
+    assert_eq!(fs::read_to_string(out.path()).unwrap(), "ready\ngot-term\n");
+    env.assert_clean();
+}
+
+#[test]
+fn tty_without_a_terminal_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    env.run(&["--rm", "-t", IMAGE, "true"]).expect_fail().expect_msg(&["--tty", "not a terminal"]);
+    env.assert_clean();
+}
+
+#[test]
+fn bundles_left_by_a_killed_run_are_reclaimed_and_no_other() {
+    let env = Env::new();
+    let root = fs::canonicalize(env.rt.root()).unwrap();
+    let containers = env.store.path().join("containers");
+    let stale = |id: &str, root: &Path| {
+        let dir = containers.join(id);
+        fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+        fs::write(dir.join("hako-image-run.json"), json!({"id": id, "root": root}).to_string()).unwrap();
+    };
+    stale("killed-1", &root);
+    stale("other-root-1", Path::new("/nonexistent/hako-root"));
+    // A live container's bundle stays.
+    env.run(&["-d", "--name", "live-1", IMAGE, "sleep", "1000"]).expect_ok();
+    env.rt.track("live-1");
+    env.run(&["--rm", IMAGE, "true"]).expect_ok();
+    let mut left = env.bundles();
+    left.sort();
+    assert_eq!(left, vec!["live-1".to_string(), "other-root-1".to_string()]);
+    env.rt.cmd(&["delete", "--force", "live-1"]).expect_ok();
+    assert_eq!(env.bundles(), vec!["other-root-1".to_string()]);
+}
