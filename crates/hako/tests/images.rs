@@ -49,7 +49,10 @@ fn free_port() -> u16 {
 
 impl Registry {
     fn start(auth: Option<(&str, &str)>) -> Registry {
-        assert!(Path::new(REGISTRY).exists(), "{REGISTRY} is missing: run scripts/install-deps (Debian package docker-registry)");
+        assert!(
+            Path::new(REGISTRY).exists(),
+            "{REGISTRY} is missing: run scripts/install-deps (Debian package docker-registry)"
+        );
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut auth_cfg = String::new();
@@ -71,13 +74,8 @@ impl Registry {
         );
         let cfg = dir.path().join("config.yml");
         fs::write(&cfg, config).unwrap();
-        let mut child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(st) = child.try_wait().unwrap() {
