@@ -1,8 +1,10 @@
 //! hako's images: a client of the OCI Distribution API ([`registry`]), credentials ([`auth`]), platform
-//! selection ([`platform`]), a content-addressed store ([`store`]), pulling ([`pull`]) and unpacking layers
+//! selection ([`platform`]), the platform of an image without pulling it and its compatibility verdict
+//! ([`compat`]), a content-addressed store ([`store`]), pulling ([`pull`]) and unpacking layers
 //! into a root filesystem ([`unpack`]). See docs/images.md.
 
 pub mod auth;
+pub mod compat;
 pub mod digest;
 pub mod manifest;
 pub mod platform;

@@ -1,6 +1,7 @@
 //! One module per group of subcommands; [`run`] dispatches. Every command that changes a container holds its
 //! state-directory lock for the whole operation.
 
+mod compat;
 mod create;
 mod delete;
 mod exec;
@@ -79,6 +80,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Info => info::info().map(|_| 0),
         Command::HcsDoc(a) => info::hcs_doc(&a).map(|_| 0),
         Command::Image(a) => image::image(&a).map(|_| 0),
+        Command::Compat(a) => compat::compat(&a),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
@@ -105,6 +107,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Info
                 | Command::HcsDoc(_)
                 | Command::Image(_)
+                | Command::Compat(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),
