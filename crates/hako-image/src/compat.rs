@@ -179,11 +179,11 @@ pub fn resolve(store: Option<&Store>, name: &str, opts: &ResolveOptions) -> Resu
                     platform::select(&candidates, &any).ok()
                 });
                 // Else the first entry of the wanted OS, or of any: its verdict names the mismatch.
-                let real = |c: &&Option<Platform>| c.as_ref().map_or(false, |p| p.os != "unknown");
+                let real = |c: &&Option<Platform>| c.as_ref().is_some_and(|p| p.os != "unknown");
                 let first = |os: Option<&str>| {
                     candidates
                         .iter()
-                        .position(|c| real(&c) && os.map_or(true, |os| c.as_ref().map_or(false, |p| p.os == os)))
+                        .position(|c| real(&c) && os.is_none_or(|os| c.as_ref().is_some_and(|p| p.os == os)))
                 };
                 other_os
                     .or_else(|| first(Some(&opts.platform.os)))

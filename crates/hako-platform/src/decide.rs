@@ -502,7 +502,7 @@ fn lifecycle(v: &OsVersion, base: Option<&str>, today: Date, warnings: &mut Vec<
     let supported: Vec<&str> = table::tables()
         .releases
         .iter()
-        .filter(|x| x.channel == Channel::Ltsc && x.end_of_support(base).map_or(false, |e| e >= today))
+        .filter(|x| x.channel == Channel::Ltsc && matches!(x.end_of_support(base), Some(e) if e >= today))
         .map(|x| x.name.as_str())
         .collect();
     let fix = if supported.is_empty() {
@@ -532,7 +532,11 @@ fn lifecycle(v: &OsVersion, base: Option<&str>, today: Date, warnings: &mut Vec<
                 ),
             ));
         } else if let (Some(m), Some(_)) = (r.mainstream_end, r.extended_end) {
-            if m < today && base.map_or(true, |b| r.image_exceptions.iter().all(|e| e.image != b)) {
+            let excepted = match base {
+                Some(b) => r.image_exceptions.iter().any(|e| e.image == b),
+                None => false,
+            };
+            if m < today && !excepted {
                 warnings.push(Reason::new(
                     "extended-support",
                     format!(
