@@ -104,9 +104,18 @@ pub enum ResolveError {
     },
 }
 
-/// The platform an image config states: `os`, `architecture`, `variant`, `os.version`, `os.features`.
-pub fn config_platform(config: &[u8]) -> Result<Platform, serde_json::Error> {
-    serde_json::from_slice(config)
+/// The platform an image config states: `os`, `architecture` (both required), `variant`, `os.version`,
+/// `os.features`.
+pub fn config_platform(config: &[u8]) -> Result<Platform, String> {
+    let value: serde_json::Value = serde_json::from_slice(config).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("it is not a JSON object".to_string());
+    }
+    let p: Platform = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    if p.os.is_empty() || p.architecture.is_empty() {
+        return Err("it states no os or architecture, which the image spec requires".to_string());
+    }
+    Ok(p)
 }
 
 fn image_platform(p: &Platform, reference: &Reference) -> ImagePlatform {
@@ -139,7 +148,7 @@ pub fn resolve(store: Option<&Store>, name: &str, opts: &ResolveOptions) -> Resu
                     why,
                 };
                 let config = store.read_blob(&rec.config.digest)?;
-                let p = config_platform(&config).map_err(|e| bad(e.to_string()))?;
+                let p = config_platform(&config).map_err(bad)?;
                 let stored_ref = Reference::parse(&rec.name).unwrap_or(reference);
                 return Ok(Resolved {
                     reference: rec.name.clone(),
@@ -204,7 +213,7 @@ pub fn resolve(store: Option<&Store>, name: &str, opts: &ResolveOptions) -> Resu
     };
     let man: Manifest = serde_json::from_slice(&body).map_err(|e| bad("the manifest", e.to_string()))?;
     let config = client.small_blob(&man.config)?;
-    let mut p = config_platform(&config).map_err(|e| bad("the config", e.to_string()))?;
+    let mut p = config_platform(&config).map_err(|e| bad("the config", e))?;
     if let Some(e) = entry {
         if e.os_version.is_some() {
             p.os_version = e.os_version;
@@ -258,6 +267,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.os_version.as_deref(), Some("10.0.20348.1487"));
         assert_eq!(p.os_features, ["win32k"]);
-        assert!(config_platform(b"[]").is_err());
+        assert!(config_platform(b"[]").unwrap_err().contains("not a JSON object"));
+        assert!(config_platform(br#"{"os":"linux"}"#).unwrap_err().contains("no os or architecture"));
     }
 }
