@@ -272,6 +272,10 @@ pub fn decide(host: &Host, image: &ImagePlatform, policy: &Policy, today: Date) 
         ));
     }
 
+    if let (Some(h), Some(i)) = (host.os_version.filter(|_| host_os == "windows"), image_version.as_ref()) {
+        known_issues(h.build, i.build, &mut warnings);
+    }
+
     let arch_ok =
         arch::score((&image.architecture, image.variant.as_deref()), (&host.architecture, host.variant.as_deref()))
             .is_some();
@@ -465,6 +469,26 @@ fn windows_on_windows(host: &Host, image: &ImagePlatform, image_version: Option<
     (process, vm)
 }
 
+/// Known failures of combinations the rules allow (reference: top pain points, issue evidence).
+fn known_issues(host_build: u32, image_build: u32, warnings: &mut Vec<Reason>) {
+    if host_build == builds::V25H2_WIN11 && image_build == builds::LTSC2025 {
+        warnings.push(Reason::new(
+            "known-issue",
+            "ltsc2025 images have failed on Windows 11 25H2 hosts with \"PrepareLayer ... unrecognized format \
+             (0xc0370112)\" (microsoft/hcsshim#2566): if the container does not start, update the host or use Hyper-V isolation"
+                .to_string(),
+        ));
+    }
+    if (host_build == builds::V21H2_WIN11 || host_build == builds::V22H2_WIN11) && image_build == builds::LTSC2022 {
+        warnings.push(Reason::new(
+            "known-issue",
+            "ltsc2022 images under process isolation have failed on some Windows 11 hosts with 0xc0370106 or \
+             \"RPC failed\" (docker/for-win#14287, microsoft/Windows-Containers#525): if the container does not start, use Hyper-V isolation"
+                .to_string(),
+        ));
+    }
+}
+
 fn rule_code(rule: Rule) -> &'static str {
     match rule {
         Rule::NoOsVersion => "no-os-version",
@@ -648,6 +672,25 @@ mod tests {
             assert!(codes(&d.process).contains(&code), "code {}: {}", code, what);
             assert!(!d.auto_reasons.is_empty(), "{}", what);
         }
+    }
+
+    #[test]
+    fn windows_11_known_issues_warn() {
+        let d = decide(&win_host(26200, Edition::Client), &win_image("10.0.26100.1", &[]), &Policy::default(), today());
+        assert!(d.process.possible);
+        assert!(
+            d.warnings.iter().any(|r| r.code == "known-issue" && r.message.contains("0xc0370112")),
+            "{:?}",
+            d.warnings
+        );
+        let d = decide(&win_host(22621, Edition::Client), &win_image("10.0.20348.1", &[]), &Policy::default(), today());
+        assert!(
+            d.warnings.iter().any(|r| r.code == "known-issue" && r.message.contains("0xc0370106")),
+            "{:?}",
+            d.warnings
+        );
+        let d = decide(&win_host(26100, Edition::Server), &win_image("10.0.26100.1", &[]), &Policy::default(), today());
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     }
 
     #[test]
