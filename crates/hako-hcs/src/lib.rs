@@ -5,7 +5,8 @@
 //! - [`oci`]: the parts of an OCI bundle a Windows runtime reads;
 //! - [`translate`](mod@translate): bundle to HCS documents for process isolation, Hyper-V isolation and LCOW,
 //!   with every rule of the spec enforced; [`hcs_doc`] prints the result (`hako hcs-doc`);
-//! - [`compat`], [`osversion`]: which image build runs on which host, and how;
+//! - [`compat`], [`osversion`]: which image build runs on which host, and how (re-exported from
+//!   `hako-platform`, the compatibility engine the image code shares);
 //! - [`hresult`]: HCS error codes and their fixes;
 //! - [`state`], [`supervisor`]: the state under `--root` and the supervisor's pipe protocol.
 //!
@@ -22,7 +23,6 @@
 
 #[cfg(windows)]
 pub mod backend;
-pub mod compat;
 mod doc;
 mod error;
 #[cfg(windows)]
@@ -33,11 +33,13 @@ pub mod hcs;
 pub mod host;
 pub mod hresult;
 pub mod oci;
-pub mod osversion;
 pub mod schema;
 pub mod state;
 pub mod supervisor;
 pub mod translate;
+
+pub use hako_platform::osversion;
+pub use hako_platform::windows as compat;
 
 pub use doc::{hcs_doc, render_text, translate_options, DocFormat, HcsDocOptions, DEFAULT_ASSUMED_HOST_BUILD};
 pub use error::HcsError;

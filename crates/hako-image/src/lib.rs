@@ -1,11 +1,13 @@
 //! hako's images: a client of the OCI Distribution API ([`registry`]), credentials ([`auth`]), platform
-//! selection ([`platform`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store
-//! ([`store`]), pulling ([`pull`]), loading an OCI layout archive ([`load`]), unpacking layers into a root
-//! filesystem ([`unpack`]) and what a container of an image runs ([`bundle`]). See docs/images.md and
-//! docs/image-run.md.
+//! selection ([`platform`]), the platform of an image without pulling it and its compatibility verdict
+//! ([`compat`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store ([`store`]),
+//! pulling ([`pull`]), loading an OCI layout archive ([`load`]), unpacking layers into a root filesystem
+//! ([`unpack`]) and what a container of an image runs ([`bundle`]). See docs/images.md, docs/image-run.md
+//! and docs/compat.md.
 
 pub mod auth;
 pub mod bundle;
+pub mod compat;
 pub mod digest;
 pub mod foreign;
 pub mod load;

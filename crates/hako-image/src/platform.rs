@@ -1,10 +1,12 @@
 //! Platforms (os/architecture/variant) and the choice of one manifest from an index.
 //!
-//! [`select`] takes the candidates and the wanted platform, so the Windows `os.version` rules can be added
-//! to it without changing its callers.
+//! [`select`] takes the candidates and the wanted platform; for Windows it applies the `os.version` rules of
+//! the shared compatibility engine (`hako-platform`): the host's build first, then the newest compatible.
 
 use std::fmt;
 
+use hako_platform::windows::{self, Verdict};
+use hako_platform::{arch, OsVersion};
 use serde::{Deserialize, Serialize};
 
 /// An image platform as the OCI image index states it.
@@ -29,7 +31,7 @@ pub struct Platform {
 
 /// A `--platform` value hako refuses.
 #[derive(Debug, thiserror::Error)]
-#[error("platform {0:?} is not os/architecture[/variant] (for example linux/amd64 or linux/arm/v7)")]
+#[error("platform {0:?} is not os/architecture[/variant][:os.version] (for example linux/amd64, linux/arm/v7 or windows/amd64:10.0.20348)")]
 pub struct BadPlatform(pub String);
 
 /// No candidate of an index suits the wanted platform.
@@ -45,32 +47,30 @@ pub struct NoMatch {
 impl Platform {
     /// The platform of this host, in the names registries use.
     pub fn host() -> Platform {
-        let (architecture, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "x86" => ("386", None),
-            "aarch64" => ("arm64", None),
-            "arm" => ("arm", Some("v7")),
-            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-            "loongarch64" => ("loong64", None),
-            other => (other, None),
-        };
-        Platform {
-            os: std::env::consts::OS.to_string(),
-            architecture: architecture.to_string(),
-            variant: variant.map(str::to_string),
-            ..Platform::default()
-        }
+        let (architecture, variant) = hako_platform::arch::this_host();
+        Platform { os: std::env::consts::OS.to_string(), architecture, variant, ..Platform::default() }
     }
 
-    /// Parses `os/architecture[/variant]`.
+    /// Parses `os/architecture[/variant][:os.version]` (`linux/arm/v7`, `windows/amd64:10.0.20348`): the
+    /// version, for Windows, is the host build that selection prefers.
     pub fn parse(s: &str) -> Result<Platform, BadPlatform> {
-        let parts: Vec<&str> = s.split('/').collect();
+        let (path, version) = match s.split_once(':') {
+            Some((p, v)) => (p, Some(v)),
+            None => (s, None),
+        };
+        let parts: Vec<&str> = path.split('/').collect();
         let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok(p)) {
             return Err(BadPlatform(s.to_string()));
         }
-        let (architecture, variant) = normalize_arch(parts[1], parts.get(2).copied());
-        Ok(Platform { os: parts[0].to_lowercase(), architecture, variant, ..Platform::default() })
+        let os = parts[0].to_lowercase();
+        let os_version = match version {
+            None => None,
+            Some(v) if os == "windows" && v.parse::<OsVersion>().is_ok() => Some(v.to_string()),
+            Some(_) => return Err(BadPlatform(s.to_string())),
+        };
+        let (architecture, variant) = arch::normalize(parts[1], parts.get(2).copied());
+        Ok(Platform { os, architecture, variant, os_version, ..Platform::default() })
     }
 }
 
@@ -87,59 +87,55 @@ impl fmt::Display for Platform {
     }
 }
 
-/// Go's architecture names for the common aliases, and arm64's default variant folded away.
-fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
-    let arch = arch.to_lowercase();
-    let arch = match arch.as_str() {
-        "x86_64" | "x86-64" => "amd64".to_string(),
-        "aarch64" => "arm64".to_string(),
-        "armhf" => return ("arm".into(), Some("v7".into())),
-        "armel" => return ("arm".into(), Some("v6".into())),
-        _ => arch,
-    };
-    let variant = variant.map(str::to_lowercase).filter(|v| !(arch == "arm64" && (v == "v8" || v.is_empty())));
-    let variant = variant.filter(|v| !v.is_empty());
-    (arch, variant)
-}
-
-/// How well `candidate` suits `wanted`: `None` when it cannot run, higher is better.
-fn score(candidate: &Platform, wanted: &Platform) -> Option<u32> {
+/// How well `candidate` suits `wanted`: `None` when it cannot run, larger is better. The order: for
+/// Windows with a wanted `os.version` (the host's), the host's own build first, then any build process
+/// isolation accepts, then an image that states no version (containerd takes it as matching), then one
+/// only Hyper-V isolation runs; then the closer architecture variant; then the newer `os.version`.
+fn score(candidate: &Platform, wanted: &Platform) -> Option<(u32, u32, OsVersion)> {
     if !candidate.os.eq_ignore_ascii_case(&wanted.os) {
         return None;
     }
-    let (c_arch, c_var) = normalize_arch(&candidate.architecture, candidate.variant.as_deref());
-    let (w_arch, w_var) = normalize_arch(&wanted.architecture, wanted.variant.as_deref());
-    if c_arch != w_arch {
-        return None;
+    let arch_score = arch::score(
+        (&candidate.architecture, candidate.variant.as_deref()),
+        (&wanted.architecture, wanted.variant.as_deref()),
+    )?;
+    if !candidate.os.eq_ignore_ascii_case("windows") {
+        return Some((0, arch_score, OsVersion::default()));
     }
-    match (&c_var, &w_var) {
-        (None, None) => Some(2),
-        (Some(c), Some(w)) if c == w => Some(3),
-        // An image without a variant is taken for any variant of its architecture.
-        (None, Some(_)) => Some(1),
-        // A host of arm/v7 runs arm/v6 and arm/v5 images too, preferring the newest.
-        (Some(c), Some(w)) if c_arch == "arm" => {
-            let n = |v: &str| v.trim_start_matches('v').parse::<u32>().ok();
-            match (n(c), n(w)) {
-                (Some(c), Some(w)) if c < w => Some(1),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
+    let version = match &candidate.os_version {
+        Some(text) => Some(text.parse::<OsVersion>().ok()?),
+        None => None,
+    };
+    let host = match wanted.os_version.as_deref().map(str::parse::<OsVersion>) {
+        Some(Ok(h)) => h,
+        // No host build to match: the newest image wins.
+        _ => return Some((0, arch_score, version.unwrap_or_default())),
+    };
+    let v = match version {
+        Some(v) => v,
+        None => return Some((2, arch_score, OsVersion::default())),
+    };
+    let tier = match windows::check(&windows::HostInfo { version: host, is_client: false }, Some(&v)) {
+        Verdict::ProcessOk if v.build == host.build => 4,
+        Verdict::ProcessOk => 3,
+        Verdict::NeedsHyperV { .. } => 1,
+        Verdict::CannotRun { .. } => return None,
+    };
+    Some((tier, arch_score, v))
 }
 
-/// Picks the candidate that best suits `wanted`, the first among equals (an index lists its preferred
-/// manifest first). Candidates without a platform (attestations, artifacts) are never picked.
+/// Picks the candidate that best suits `wanted` (see [`score`] for the order; for Windows the rules of
+/// `hako_platform::windows`), the first among equals (an index lists its preferred manifest first).
+/// Candidates without a platform (attestations, artifacts) are never picked.
 pub fn select(candidates: &[Option<Platform>], wanted: &Platform) -> Result<usize, NoMatch> {
-    let mut best: Option<(usize, u32)> = None;
+    let mut best: Option<(usize, (u32, u32, OsVersion))> = None;
     for (i, c) in candidates.iter().enumerate() {
         let Some(c) = c else { continue };
         if c.os == "unknown" {
             continue;
         }
         if let Some(s) = score(c, wanted) {
-            if best.is_none_or(|(_, b)| s > b) {
+            if best.as_ref().is_none_or(|(_, b)| s > *b) {
                 best = Some((i, s));
             }
         }
@@ -176,5 +172,47 @@ mod tests {
             vec![Some(Platform { os: "unknown".into(), architecture: "unknown".into(), ..Default::default() })];
         assert!(select(&unknown, &Platform::parse("linux/amd64").unwrap()).is_err());
         assert!(Platform::parse("linux").is_err() && Platform::parse("linux/amd64/v1/x").is_err());
+    }
+
+    fn win(version: Option<&str>) -> Option<Platform> {
+        Some(Platform {
+            os: "windows".into(),
+            architecture: "amd64".into(),
+            os_version: version.map(str::to_string),
+            os_features: vec!["win32k".into()],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn windows_prefers_the_host_build_then_the_newest_compatible() {
+        let c = vec![
+            win(Some("10.0.17763.5000")),
+            win(Some("10.0.20348.1487")),
+            win(Some("10.0.20348.2000")),
+            win(Some("10.0.26100.100")),
+            p("linux/amd64"),
+        ];
+        let want = |v: &str| Platform::parse(&format!("windows/amd64:{v}")).unwrap();
+        // The host's build, newest revision.
+        assert_eq!(select(&c, &want("10.0.20348.100")).unwrap(), 2);
+        assert_eq!(select(&c, &want("10.0.17763")).unwrap(), 0);
+        assert_eq!(select(&c, &want("10.0.26100.1")).unwrap(), 3);
+        // Windows 11 22H2: ltsc2022 runs with process isolation; 26100 is newer than the host.
+        assert_eq!(select(&c, &want("10.0.22621.1")).unwrap(), 2);
+        // Win11 25H2 takes ltsc2025 (process) over ltsc2022 (Hyper-V only).
+        assert_eq!(select(&c, &want("10.0.26200.1")).unwrap(), 3);
+        // A host newer than everything but outside the process ranges: the newest Hyper-V-able.
+        assert_eq!(select(&c[..3], &want("10.0.26200.1")).unwrap(), 2);
+        // Nothing older than an ltsc2016 host.
+        let e = select(&c, &want("10.0.14393")).unwrap_err().to_string();
+        assert!(e.contains("windows/amd64 10.0.14393") && e.contains("10.0.17763.5000"), "{e}");
+        // Without a host build, the newest; an image without os.version matches, below explicit ones.
+        assert_eq!(select(&c, &Platform::parse("windows/amd64").unwrap()).unwrap(), 3);
+        let c2 = vec![win(Some("10.0.17763.1")), win(None), win(Some("10.0.20348.1"))];
+        assert_eq!(select(&c2, &want("10.0.20348.5")).unwrap(), 2);
+        assert_eq!(select(&c2, &want("10.0.26200.5")).unwrap(), 1);
+        assert!(Platform::parse("linux/amd64:10.0.20348").is_err());
+        assert!(Platform::parse("windows/amd64:ltsc2022").is_err());
     }
 }

@@ -87,6 +87,9 @@ pub(crate) enum Command {
     Completion(CompletionArgs),
     /// Print the man page of hako, or of one of its subcommands (`hako man image run`), as roff to stdout.
     Man(ManArgs),
+    /// Say whether this host (or a Windows host of --host-os-version) can run an image with process
+    /// isolation, with VM isolation, what `auto` picks, and why (reads no layer).
+    Compat(CompatArgs),
     /// Internal: the container's init (never run it by hand).
     #[command(hide = true)]
     Init,
@@ -547,6 +550,54 @@ pub(crate) struct UnpackArgs {
     /// Most entries (files, directories, links) of all layers together.
     #[arg(long, default_value_t = 4_000_000)]
     pub max_files: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompatArgs {
+    /// Image reference ([registry/]repository[:tag][@sha256:digest]), or the name or digest of an image
+    /// in the store (the store is read first; otherwise the registry's index, manifest and config).
+    pub image: String,
+    /// Judge for a Windows host of this version (10.0.BUILD[.UBR], e.g. 10.0.20348.2113) instead of this
+    /// Linux host.
+    #[arg(long, value_name = "10.0.BUILD[.UBR]")]
+    pub host_os_version: Option<String>,
+    /// The Windows host's edition (with --host-os-version): server, client (Windows 10/11) or nano-server
+    /// (no win32k).
+    #[arg(long, value_enum, default_value_t = HostEdition::Server, requires = "host_os_version")]
+    pub host_edition: HostEdition,
+    /// Platform to pick from a multi-platform image (os/architecture[/variant][:os.version]; default: the
+    /// host's, falling back to the entry of another OS, whose verdict then says which host runs it).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = CompatFormat::Text)]
+    pub format: CompatFormat,
+    /// Directory of the image store.
+    #[arg(long, env = "HAKO_IMAGE_STORE", default_value = "/var/lib/hako/images")]
+    pub store: PathBuf,
+    /// Speak plain HTTP to the registry (default only for localhost and 127.0.0.0/8).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// A Windows host's edition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HostEdition {
+    /// Windows Server.
+    Server,
+    /// Windows 10/11.
+    Client,
+    /// Nano Server (no win32k).
+    NanoServer,
+}
+
+/// Output format of `hako compat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompatFormat {
+    /// Lines for people.
+    Text,
+    /// The decision as JSON.
+    Json,
 }
 
 /// A size in bytes with an optional K, M, G or T suffix (powers of 1024).

@@ -227,7 +227,30 @@ fn crate_dependencies_point_the_way_architecture_md_says() {
         of("hako-runtime")
     );
     assert!(hako_deps("hako-cgroups").is_empty(), "hako-cgroups stands alone: {:?}", of("hako-cgroups"));
-    assert!(hako_deps("hako-hcs").is_empty(), "hako-hcs stands alone (rustc 1.63): {:?}", of("hako-hcs"));
+    assert_eq!(
+        hako_deps("hako-hcs"),
+        ["hako-platform"],
+        "hako-hcs depends on no hako crate but hako-platform (rustc 1.63): {:?}",
+        of("hako-hcs")
+    );
+    let platform: Vec<&String> = of("hako-platform").iter().collect();
+    assert_eq!(
+        platform,
+        ["serde", "serde_json", "thiserror"],
+        "hako-platform (the compatibility engine, rustc 1.63) depends on serde, serde_json and thiserror only"
+    );
+    assert!(
+        of("hako-image").contains("hako-platform"),
+        "hako-image selects Windows platforms with hako-platform's rules, not a copy of them"
+    );
+    for (name, d) in &deps {
+        if d.contains("hako-platform") {
+            assert!(
+                ["hako", "hako-hcs", "hako-image"].contains(&name.as_str()),
+                "{name} depends on hako-platform: only hako, hako-hcs and hako-image do (ARCHITECTURE.md)"
+            );
+        }
+    }
     assert!(!of("hako-vm").contains("hako-linux"), "hako-vm never builds a container itself");
     for (name, d) in &deps {
         if name != "hako" {

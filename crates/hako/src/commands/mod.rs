@@ -1,6 +1,7 @@
 //! One module per group of subcommands; [`run`] dispatches. Every command that changes a container holds its
 //! state-directory lock for the whole operation.
 
+mod compat;
 mod create;
 mod delete;
 mod docs;
@@ -83,6 +84,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Image(a) => image::image(&a, &cli.root),
         Command::Completion(a) => docs::completion(&a).map(|_| 0),
         Command::Man(a) => docs::man(&a).map(|_| 0),
+        Command::Compat(a) => compat::compat(&a),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
@@ -111,6 +113,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Image(_)
                 | Command::Completion(_)
                 | Command::Man(_)
+                | Command::Compat(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),

@@ -12,6 +12,9 @@
 //!   rule does not apply from 1809 on.
 //! - Client hosts (Windows 10/11) older than 1809 only run Hyper-V containers.
 //! - An image without `os.version` matches (containerd does the same).
+//!
+//! [`assess`] also names the [`Rule`] that decided, so callers can explain a verdict in structured form;
+//! [`check`] is the verdict alone (what the Windows backend enforces before HCS sees a container).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +59,43 @@ impl Verdict {
     }
 }
 
+/// The rule that decided a [`Verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// The image states no `os.version`: taken as matching, as containerd does.
+    NoOsVersion,
+    /// Image and host differ in major.minor.
+    MajorMinor,
+    /// The image is newer than the host: nothing runs it.
+    NewerImage,
+    /// A Windows client older than 1809 runs Hyper-V containers only.
+    ClientBefore1809,
+    /// A host older than 20348 needs the same build for process isolation.
+    BuildMismatch,
+    /// The image build lies outside [latest LTSC below the host .. host] for process isolation.
+    OutsideLtscRange,
+    /// ltsc2016 process isolation needs the same revision (UBR).
+    Ltsc2016Revision,
+    /// Same build (and, for ltsc2016, same revision).
+    SameBuild,
+    /// Windows 11 (21H2, 22H2) runs ltsc2022 images with process isolation.
+    Windows11Ltsc2022,
+    /// Windows Server 23H2 (Annual Channel) runs ltsc2022 images with process isolation.
+    AnnualChannelLtsc2022,
+    /// A newer host runs images of the latest LTSC below it (or ltsc2022) with process isolation.
+    LtscPortability,
+}
+
+/// A verdict and the rule that gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The rule that decided it.
+    pub rule: Rule,
+}
+
 /// The image builds a host accepts under process isolation, as an inclusive range.
 pub fn process_isolation_range(host_build: u32) -> (u32, u32) {
     if host_build < builds::LTSC2022 {
@@ -81,29 +121,45 @@ fn describe_range((low, high): (u32, u32)) -> String {
 /// The verdict for an image of version `image` (its `os.version`; `None` when the image does not
 /// say) on `host`.
 pub fn check(host: &HostInfo, image: Option<&OsVersion>) -> Verdict {
+    assess(host, image).verdict
+}
+
+/// The verdict for an image of version `image` on `host`, with the rule that decided it.
+pub fn assess(host: &HostInfo, image: Option<&OsVersion>) -> Assessment {
     let image = match image {
         Some(v) => v,
-        None => return Verdict::ProcessOk,
+        None => return Assessment { verdict: Verdict::ProcessOk, rule: Rule::NoOsVersion },
     };
+    let (verdict, rule) = decide(host, image);
+    Assessment { verdict, rule }
+}
+
+fn decide(host: &HostInfo, image: &OsVersion) -> (Verdict, Rule) {
     let h = host.version;
     if image.major != h.major || image.minor != h.minor {
-        return Verdict::CannotRun {
-            reason: format!(
-                "image version {} and host version {} differ in major.minor: use an image built for Windows {}.{}",
-                image, h, h.major, h.minor
-            ),
-        };
+        return (
+            Verdict::CannotRun {
+                reason: format!(
+                    "image version {} and host version {} differ in major.minor: use an image built for Windows {}.{}",
+                    image, h, h.major, h.minor
+                ),
+            },
+            Rule::MajorMinor,
+        );
     }
     if image.build > h.build {
-        return Verdict::CannotRun {
-            reason: format!(
-                "image build {} is newer than host build {}: a newer image never runs on an older host, \
+        return (
+            Verdict::CannotRun {
+                reason: format!(
+                    "image build {} is newer than host build {}: a newer image never runs on an older host, \
                  not even with Hyper-V isolation: use an image of build {} or older, or update the host",
-                builds::describe(image.build),
-                builds::describe(h.build),
-                h.build
-            ),
-        };
+                    builds::describe(image.build),
+                    builds::describe(h.build),
+                    h.build
+                ),
+            },
+            Rule::NewerImage,
+        );
     }
     let range = process_isolation_range(h.build);
     let hyperv_fix = format!(
@@ -111,22 +167,29 @@ pub fn check(host: &HostInfo, image: Option<&OsVersion>) -> Verdict {
         describe_range(range)
     );
     if host.is_client && h.build < builds::RS5 {
-        return Verdict::NeedsHyperV {
-            reason: format!(
-                "host build {} is a Windows client older than 1809, which only runs Hyper-V containers: {}",
-                h.build, hyperv_fix
-            ),
-        };
+        return (
+            Verdict::NeedsHyperV {
+                reason: format!(
+                    "host build {} is a Windows client older than 1809, which only runs Hyper-V containers: {}",
+                    h.build, hyperv_fix
+                ),
+            },
+            Rule::ClientBefore1809,
+        );
     }
     if image.build < range.0 || image.build > range.1 {
-        return Verdict::NeedsHyperV {
-            reason: format!(
-                "image build {} does not match host build {} for process isolation: {}",
-                builds::describe(image.build),
-                builds::describe(h.build),
-                hyperv_fix
-            ),
-        };
+        let rule = if h.build < builds::LTSC2022 { Rule::BuildMismatch } else { Rule::OutsideLtscRange };
+        return (
+            Verdict::NeedsHyperV {
+                reason: format!(
+                    "image build {} does not match host build {} for process isolation: {}",
+                    builds::describe(image.build),
+                    builds::describe(h.build),
+                    hyperv_fix
+                ),
+            },
+            rule,
+        );
     }
     if image.build == builds::RS1
         && h.build == builds::RS1
@@ -134,15 +197,24 @@ pub fn check(host: &HostInfo, image: Option<&OsVersion>) -> Verdict {
         && h.revision != 0
         && image.revision != h.revision
     {
-        return Verdict::NeedsHyperV {
+        return (Verdict::NeedsHyperV {
             reason: format!(
                 "ltsc2016 image revision {} differs from host revision {}; ltsc2016 process isolation needs equal revisions: \
                  use Hyper-V isolation or an image of version {}",
                 image.revision, h.revision, h
             ),
-        };
+        }, Rule::Ltsc2016Revision);
     }
-    Verdict::ProcessOk
+    let rule = if image.build == h.build {
+        Rule::SameBuild
+    } else if image.build == builds::LTSC2022 && (h.build == builds::V21H2_WIN11 || h.build == builds::V22H2_WIN11) {
+        Rule::Windows11Ltsc2022
+    } else if image.build == builds::LTSC2022 && h.build == builds::V23H2 {
+        Rule::AnnualChannelLtsc2022
+    } else {
+        Rule::LtscPortability
+    };
+    (Verdict::ProcessOk, rule)
 }
 
 #[cfg(test)]
