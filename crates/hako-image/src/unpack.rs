@@ -231,6 +231,13 @@ fn resolve_flags() -> ResolveFlags {
 /// Opens (creating when `create`, 0755) the directory `comps` under `root`, one component at a time.
 fn open_dir(root: BorrowedFd<'_>, comps: &[OsString], create: bool) -> Result<Option<OwnedFd>, String> {
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // The whole path in one openat2 first: the same rules as the walk below (inside the root, no symlinks, no
+    // magic links; the components are plain names), one syscall instead of one per component. The walk runs
+    // only when that fails, to create what is missing and to say what is wrong.
+    let whole: PathBuf = if comps.is_empty() { PathBuf::from(".") } else { comps.iter().collect() };
+    if let Ok(fd) = rustix::fs::openat2(root, &whole, flags, Mode::empty(), resolve_flags()) {
+        return Ok(Some(fd));
+    }
     let mut fd = rustix::fs::openat2(root, ".", flags, Mode::empty(), resolve_flags()).map_err(|e| e.to_string())?;
     for (i, c) in comps.iter().enumerate() {
         let shown = || comps[..=i].iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
@@ -427,7 +434,8 @@ pub fn apply_layer(
                 let existing = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).ok();
                 if !existing.is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory) {
                     remove_at(dir, name).map_err(io)?;
-                    rustix::fs::mkdirat(dir, name.as_os_str(), Mode::from_raw_mode(0o700)).map_err(|e| io(e.into()))?;
+                    rustix::fs::mkdirat(dir, name.as_os_str(), Mode::from_raw_mode(mode & 0o777))
+                        .map_err(|e| io(e.into()))?;
                 }
                 let fd = rustix::fs::openat(
                     dir,
@@ -440,13 +448,23 @@ pub fn apply_layer(
                 dir_times.push((comps.clone(), mtime));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                remove_at(dir, name).map_err(io)?;
-                let fd = rustix::fs::openat(
-                    dir,
-                    name.as_os_str(),
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                // Created with its final permission bits (set_meta then changes nothing, usually); whatever
+                // is in the way is removed first.
+                let create = || {
+                    rustix::fs::openat(
+                        dir,
+                        name.as_os_str(),
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(mode & 0o777),
+                    )
+                };
+                let fd = match create() {
+                    Err(Errno::EXIST) => {
+                        remove_at(dir, name).map_err(io)?;
+                        create()
+                    }
+                    created => created,
+                }
                 .map_err(|e| io(e.into()))?;
                 let mut file = File::from(fd);
                 if let Err(e) = io::copy(&mut entry, &mut file) {
@@ -553,7 +571,9 @@ pub fn apply_layer(
     Ok(())
 }
 
-/// Owner, then mode (chown clears setuid), then xattrs, then times of an open file or directory.
+/// Owner, then mode (chown clears setuid), then xattrs, then times of an open file or directory. Owner and
+/// mode are changed only where they differ: a file just created by root with its mode usually has both
+/// already, and each change is a metadata write.
 fn set_meta(
     fd: BorrowedFd<'_>,
     owner: (Option<Uid>, Option<Gid>),
@@ -561,8 +581,14 @@ fn set_meta(
     xattrs: &[(String, Vec<u8>)],
     times: Option<&Timestamps>,
 ) -> io::Result<()> {
-    rustix::fs::fchown(fd, owner.0, owner.1)?;
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
+    let st = rustix::fs::fstat(fd)?;
+    let chown = owner.0.is_some_and(|u| u.as_raw() != st.st_uid) || owner.1.is_some_and(|g| g.as_raw() != st.st_gid);
+    if chown {
+        rustix::fs::fchown(fd, owner.0, owner.1)?;
+    }
+    if chown || st.st_mode & 0o7777 != mode {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?;
+    }
     for (name, value) in xattrs {
         match rustix::fs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty()) {
             Ok(()) => {}
