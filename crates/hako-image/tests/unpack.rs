@@ -19,11 +19,14 @@ struct E<'a> {
     data: &'a [u8],
     link: &'a str,
     mode: u32,
+    uid: u64,
+    gid: u64,
     pax: Vec<(&'a str, &'a [u8])>,
 }
 
 fn e(path: &str, kind: EntryType) -> E<'_> {
-    E { path, kind, data: b"", link: "", mode: if kind == EntryType::Directory { 0o755 } else { 0o644 }, pax: vec![] }
+    let mode = if kind == EntryType::Directory { 0o755 } else { 0o644 };
+    E { path, kind, data: b"", link: "", mode, uid: 1000, gid: 1001, pax: vec![] }
 }
 
 fn file<'a>(path: &'a str, data: &'a [u8]) -> E<'a> {
@@ -66,8 +69,8 @@ fn tar(entries: &[E<'_>]) -> Vec<u8> {
         h.set_entry_type(en.kind);
         h.set_size(en.data.len() as u64);
         h.set_mode(en.mode);
-        h.set_uid(1000);
-        h.set_gid(1001);
+        h.set_uid(en.uid);
+        h.set_gid(en.gid);
         h.set_mtime(1_600_000_000);
         if matches!(en.kind, EntryType::Char | EntryType::Block) {
             h.set_device_major(1).unwrap();
@@ -240,6 +243,50 @@ fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
         1_600_000_000,
         "directory times are set after their children"
     );
+    f.assert_outside_untouched();
+}
+
+/// hako creates files and directories with their modes and changes owner and mode only where they differ:
+/// root's own entries (the usual case, nothing to change) must still end with exactly their owner and mode,
+/// special bits and bits a umask clears included, and a replaced file must not keep the old one's.
+#[test]
+fn root_owned_entries_keep_exact_modes_and_replaced_files_take_the_new_owner_and_mode() {
+    let root = |en: E<'static>| E { uid: 0, gid: 0, ..en };
+    let base = tar(&[
+        root(E { mode: 0o1777, ..e("tmp/", EntryType::Directory) }),
+        root(E { mode: 0o700, ..e("root/", EntryType::Directory) }),
+        root(E { mode: 0o4755, ..file("usr/bin/passwd", b"suid") }),
+        E { mode: 0o2755, uid: 0, gid: 42, ..file("usr/bin/chage", b"sgid") },
+        root(E { mode: 0o777, ..file("usr/bin/open", b"open") }),
+        root(E { mode: 0o000, ..file("etc/shadow", b"none") }),
+        root(E { mode: 0o644, ..file("etc/replaced", b"old") }),
+    ]);
+    let second = tar(&[
+        E { mode: 0o600, ..file("etc/replaced", b"new") },
+        root(E { mode: 0o755, ..file("usr/bin/passwd", b"plain") }),
+    ]);
+    let f = fixture(&[gzip(&base), second]);
+    f.unpack().unwrap();
+    let r = &f.rootfs;
+    let meta = |p: &str| {
+        let m = fs::symlink_metadata(r.join(p)).unwrap();
+        (mode(&r.join(p)), m.uid(), m.gid())
+    };
+    assert_eq!(meta("tmp"), (0o1777, 0, 0));
+    assert_eq!(meta("root"), (0o700, 0, 0));
+    assert_eq!(meta("usr/bin/chage"), (0o2755, 0, 42));
+    assert_eq!(meta("usr/bin/open"), (0o777, 0, 0));
+    assert_eq!(meta("etc/shadow"), (0o000, 0, 0));
+    assert_eq!(
+        (meta("etc/replaced"), fs::read(r.join("etc/replaced")).unwrap()),
+        ((0o600, 1000, 1001), b"new".to_vec())
+    );
+    assert_eq!(
+        (meta("usr/bin/passwd"), fs::read(r.join("usr/bin/passwd")).unwrap()),
+        ((0o755, 0, 0), b"plain".to_vec()),
+        "a replaced setuid file must not stay setuid"
+    );
+    assert_eq!(fs::metadata(r.join("usr/bin/open")).unwrap().mtime(), 1_600_000_000);
     f.assert_outside_untouched();
 }
 
