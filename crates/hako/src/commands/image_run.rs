@@ -1,8 +1,8 @@
 //! `hako image run` (a container of an image in one command) and `hako image load` (images from an OCI
 //! layout archive). `image run` writes an ordinary OCI bundle, `<store>/containers/<id>/` (0700: config.json
-//! built from the image config and the flags, rootfs/ unpacked from the store, and a marker file naming the
-//! container), then creates and starts it through `create::run`, the code path of `hako run`. Deleting the
-//! container (`--rm`, or `hako delete ID`) removes that bundle too: `delete` calls [`remove_bundle`], which
+//! built from the image config and the flags, rootfs/ an overlayfs mount of the image's layer snapshots or a
+//! copy of the image (`hako_image::snapshot`), and a marker file naming the container), then creates and starts it through `create::run`, the code path of `hako run`. Deleting the
+//! container (`--rm`, or `hako delete ID`) unmounts its root filesystem and removes that bundle too: `delete` calls [`remove_bundle`], which
 //! removes a bundle only when it holds the marker of that very container. See docs/image-run.md.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hako_image::bundle::{self, RunConfig, User};
-use hako_image::unpack::{self, Limits};
+use hako_image::snapshot::{self, RootfsMode};
+use hako_image::unpack::Limits;
 use hako_image::compat::ResolveOptions;
 use hako_image::{ImageRecord, Platform, Store, StoreError};
 use hako_platform::{Date, Decision, Host, Isolation, Policy};
@@ -263,6 +264,7 @@ fn write_bundle(
     id: &str,
     mode: &'static str,
     root: &Path,
+    rootfs_mode: RootfsMode,
 ) -> Result<MarkerLock> {
     let parent = dir.parent().context("bundle directory has no parent")?;
     fs::DirBuilder::new()
@@ -286,11 +288,8 @@ fn write_bundle(
             .context("locking the bundle's marker")?;
         let cfg: RunConfig = bundle::run_config(store, record)?;
         let rootfs = dir.join("rootfs");
-        {
-            // The store's shared lock: a concurrent prune cannot take the blobs away mid-unpack.
-            let _lock = store.lock(false)?;
-            unpack::unpack_image(store, record, &rootfs, &Limits::default())?;
-        }
+        let made = snapshot::prepare_rootfs(store, record, dir, &Limits::default(), rootfs_mode)?;
+        tracing::debug!(container = id, rootfs = ?made, "root filesystem ready");
         let args = bundle::process_args(&record.name, &cfg, a.entrypoint.as_deref(), &a.command)?;
         let user = bundle::resolve_user(&rootfs, a.user.as_deref().or(cfg.user.as_deref()).unwrap_or(""))?;
         let mut env_flags = parse_env(&a.env, |k| std::env::var(k).ok())?;
@@ -329,9 +328,15 @@ fn write_bundle(
         Ok(lock)
     })();
     if result.is_err() {
-        let _ = fs::remove_dir_all(dir);
+        discard_bundle(dir);
     }
     result
+}
+
+/// Removes a bundle of `hako image run`: unmounts its overlay root filesystem first, if it has one.
+fn discard_bundle(dir: &Path) {
+    snapshot::release_rootfs(dir);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// Points hako's own stdin at /dev/null and, with `log`, its stdout and stderr at the log, for the container
@@ -381,6 +386,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
         parse_volume(v)?;
     }
     parse_env(&a.env, |_| None)?;
+    let rootfs_mode = RootfsMode::from_env()?;
     let id = match &a.name {
         Some(n) => n.clone(),
         None => random_id()?,
@@ -410,10 +416,10 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
     if let Some(why) = why {
         eprintln!("hako: {why}");
     }
-    let dir = store.root().join("containers").join(&id);
+    let dir = store.root().join(snapshot::CONTAINERS_DIR).join(&id);
     let root = fs::canonicalize(root).with_context(|| format!("state root {}", root.display()))?;
-    reclaim(&store.root().join("containers"), &ctx, &root);
-    let _marker = write_bundle(store, &record, &dir, a, &id, mode, &root)?;
+    reclaim(&store.root().join(snapshot::CONTAINERS_DIR), &ctx, &root);
+    let _marker = write_bundle(store, &record, &dir, a, &id, mode, &root, rootfs_mode)?;
     let flags = CreateFlags {
         bundle: dir.clone(),
         console_socket: None,
@@ -431,7 +437,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
     let saved = match saved {
         Ok(s) => s,
         Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
+            discard_bundle(&dir);
             return Err(e);
         }
     };
@@ -450,7 +456,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
             let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
             let ours = ctx.store.peek(&cid).is_ok_and(|s| s.bundle == dir || s.bundle == canonical);
             if !ours {
-                let _ = fs::remove_dir_all(&dir);
+                discard_bundle(&dir);
             }
             Err(e)
         }
@@ -483,7 +489,7 @@ fn reclaim(containers: &Path, ctx: &Ctx, root: &Path) {
             continue;
         }
         tracing::info!("removing bundle {} left by a hako image run that was killed", dir.display());
-        let _ = fs::remove_dir_all(&dir);
+        discard_bundle(&dir);
     }
 }
 
@@ -502,6 +508,7 @@ pub(crate) fn remove_bundle(state: &State) -> Result<()> {
     if v["id"].as_str() != Some(state.id.as_str()) {
         return Ok(());
     }
+    snapshot::release_rootfs(&state.bundle);
     fs::remove_dir_all(&state.bundle).with_context(|| {
         format!(
             "container {} was deleted, but its bundle {} could not be removed (remove it by hand)",
