@@ -250,7 +250,13 @@ fn ensure_snapshots(
             let result = (|| {
                 let root = open(&tmp).map_err(|e| io_at(&tmp)(e.into()))?;
                 let blob = store.open_blob(&layer.digest)?;
-                unpack::apply_layer(root.as_fd(), blob, &layer.digest.to_string(), config.rootfs.diff_ids.get(i), &mut state)?;
+                unpack::apply_layer(
+                    root.as_fd(),
+                    blob,
+                    &layer.digest.to_string(),
+                    config.rootfs.diff_ids.get(i),
+                    &mut state,
+                )?;
                 // Every file of the snapshot on disk before its name says it is whole.
                 rustix::fs::syncfs(open_rd(&tmp)?).map_err(|e| io_at(&tmp)(e.into()))?;
                 match fs::rename(&tmp, &dir) {
@@ -293,7 +299,9 @@ pub fn release_rootfs(bundle: &Path) {
                 tracing::warn!(rootfs = %rootfs.display(), error = %e, "unmounting the container's root filesystem failed");
             }
         }
-        Err(e) => tracing::warn!(rootfs = %rootfs.display(), error = %e, "unmounting the container's root filesystem failed"),
+        Err(e) => {
+            tracing::warn!(rootfs = %rootfs.display(), error = %e, "unmounting the container's root filesystem failed")
+        }
     }
 }
 

@@ -299,8 +299,8 @@ fn open_dir_inheriting(root: BorrowedFd<'_>, comps: &[OsString], lowers: &[Owned
         if open_dir(root, &comps[..n], false)?.is_some() {
             continue;
         }
+        let lower = lower_dir(lowers, &comps[..n])?;
         let fd = open_dir(root, &comps[..n], true)?.expect("created");
-        let lower = lowers.iter().rev().find_map(|l| open_dir(l.as_fd(), &comps[..n], false).ok().flatten());
         if let Some(lower) = lower {
             let st = rustix::fs::fstat(&lower).map_err(|e| e.to_string())?;
             let rd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -310,6 +310,33 @@ fn open_dir_inheriting(root: BorrowedFd<'_>, comps: &[OsString], lowers: &[Owned
         }
     }
     Ok(open_dir(root, comps, false)?.expect("created"))
+}
+
+/// In snapshot mode: the directory `comps` of the topmost lower layer that has an entry there; `None`
+/// when none has one or the topmost is a whiteout. A symlink or another non-directory there is refused as
+/// the copy path refuses it: this layer would write below it.
+fn lower_dir(lowers: &[OwnedFd], comps: &[OsString]) -> Result<Option<OwnedFd>, String> {
+    let Some((name, parent)) = comps.split_last() else { return Ok(None) };
+    let shown = || comps.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
+    for lower in lowers.iter().rev() {
+        // A lower layer whose path to here is not plain directories does not have this entry.
+        let Ok(Some(dir)) = open_dir(lower.as_fd(), parent, false) else { continue };
+        let st = match rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(format!("{}: {e}", shown())),
+        };
+        return match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => Ok(open_dir(lower.as_fd(), comps, false)?),
+            FileType::CharacterDevice if st.st_rdev == 0 => Ok(None),
+            FileType::Symlink => Err(format!(
+                "its parent {} is a symlink, and hako never writes through a symlink a layer planted (it could point outside the rootfs)",
+                shown()
+            )),
+            _ => Err(format!("its parent {} is not a directory", shown())),
+        };
+    }
+    Ok(None)
 }
 
 /// In snapshot mode: a hard link whose target lies in a lower layer becomes a copy of that file (content,
@@ -479,8 +506,13 @@ pub fn apply_layer(
             if state.snapshot {
                 let dir = open_dir_inheriting(root, parent, &state.lowers).map_err(|w| refuse(&w))?;
                 if target == b".wh..opq" {
-                    let rd = rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| io(e.into()))?;
+                    let rd = rustix::fs::openat(
+                        &dir,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| io(e.into()))?;
                     rustix::fs::fsetxattr(&rd, OPAQUE_XATTR, b"y", XattrFlags::empty())
                         .map_err(|e| io(io::Error::other(format!("setting {OPAQUE_XATTR}: {e}"))))?;
                 } else {

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hako_image::bundle::{self, RunConfig, User};
+use hako_image::compat::ResolveOptions;
 use hako_image::snapshot::{self, RootfsMode};
 use hako_image::unpack::Limits;
-use hako_image::compat::ResolveOptions;
 use hako_image::{ImageRecord, Platform, Store, StoreError};
 use hako_platform::{Date, Decision, Host, Isolation, Policy};
 use hako_runtime::state::State;
@@ -564,7 +564,10 @@ mod tests {
         assert_eq!(mode, "vm");
         assert!(why.unwrap().contains("policy-untrusted"));
         let e = decide_isolation(IsolationChoice::Process, "img", &d).unwrap_err().to_string();
-        assert!(e.contains("process isolation") && e.contains("trustedRegistries") && e.contains("hako compat img"), "{e}");
+        assert!(
+            e.contains("process isolation") && e.contains("trustedRegistries") && e.contains("hako compat img"),
+            "{e}"
+        );
         // refuse: neither mode.
         let policy = r#"{"isolation": {"trustedRegistries": ["trusted.example"], "untrusted": "refuse"}}"#;
         let d = verdict(&linux(&arch, "r.example"), policy);
