@@ -262,9 +262,8 @@ fn write_bundle(
     dir: &Path,
     a: &ImageRunArgs,
     id: &str,
-    mode: &'static str,
+    (mode, rootfs_mode): (&'static str, RootfsMode),
     root: &Path,
-    rootfs_mode: RootfsMode,
 ) -> Result<MarkerLock> {
     let parent = dir.parent().context("bundle directory has no parent")?;
     fs::DirBuilder::new()
@@ -419,7 +418,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
     let dir = store.root().join(snapshot::CONTAINERS_DIR).join(&id);
     let root = fs::canonicalize(root).with_context(|| format!("state root {}", root.display()))?;
     reclaim(&store.root().join(snapshot::CONTAINERS_DIR), &ctx, &root);
-    let _marker = write_bundle(store, &record, &dir, a, &id, mode, &root, rootfs_mode)?;
+    let _marker = write_bundle(store, &record, &dir, a, &id, (mode, rootfs_mode), &root)?;
     let flags = CreateFlags {
         bundle: dir.clone(),
         console_socket: None,
