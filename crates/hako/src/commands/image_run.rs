@@ -1,9 +1,10 @@
 //! `hako image run` (a container of an image in one command) and `hako image load` (images from an OCI
 //! layout archive). `image run` writes an ordinary OCI bundle, `<store>/containers/<id>/` (0700: config.json
 //! built from the image config and the flags, rootfs/ an overlayfs mount of the image's layer snapshots or a
-//! copy of the image (`hako_image::snapshot`), and a marker file naming the container), then creates and starts it through `create::run`, the code path of `hako run`. Deleting the
-//! container (`--rm`, or `hako delete ID`) unmounts its root filesystem and removes that bundle too: `delete` calls [`remove_bundle`], which
-//! removes a bundle only when it holds the marker of that very container. See docs/image-run.md.
+//! copy of the image (`hako_image::snapshot`), and a marker file naming the container), then creates and
+//! starts it through `create::run`, the code path of `hako run`. Deleting the container (`--rm`, or `hako
+//! delete ID`) unmounts its root filesystem and removes that bundle too: `delete` calls [`remove_bundle`],
+//! which removes a bundle only when it holds the marker of that very container. See docs/image-run.md.
 
 use std::collections::BTreeMap;
 use std::fs;
