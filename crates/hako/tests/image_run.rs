@@ -693,3 +693,60 @@ fn untrusted_image_gets_vm_isolation_under_auto() {
     assert_eq!(env.mounts(), Vec::<String>::new());
     env.assert_clean();
 }
+
+/// Unmounts a mount the test made, when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Mounted {
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let st = std::process::Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(target).status();
+    assert!(st.unwrap().success(), "mount -t overlay on {}", target.display());
+    Mounted(target.to_path_buf())
+}
+
+#[test]
+fn where_overlayfs_fails_auto_copies_and_overlay_says_why() {
+    // A store on an overlayfs: the kernel refuses it as an upper directory, so no container overlay.
+    let env = Env::empty();
+    let base = tempfile::tempdir().unwrap();
+    for d in ["l", "u", "w"] {
+        fs::create_dir(base.path().join(d)).unwrap();
+    }
+    let p = |d: &str| base.path().join(d);
+    let _store_mount = mount_overlay(&p("l"), &p("u"), &p("w"), env.store.path());
+    let dir = tempfile::tempdir().unwrap();
+    env.image(&["load", layered_archive(dir.path()).to_str().unwrap()]).expect_ok();
+    let mut a = vec!["--debug", "image", "--store", env.store.path().to_str().unwrap(), "run"];
+    a.extend_from_slice(&["--rm", LAYERED, "sh", "-c", LAYERED_CHECK]);
+    let out = run_captured(env.rt.command(&a), None, DEFAULT_TIMEOUT).expect_ok();
+    assert_eq!(out.stdout, LAYERED_SEES, "{out}");
+    assert!(out.stderr.contains("overlayfs root filesystem not possible, copying the image instead"), "{out}");
+    assert_eq!(env.snapshots(), Vec::<String>::new(), "no snapshot is made when overlayfs cannot be used");
+    env.assert_clean();
+    let out = env.run_env(&[("HAKO_ROOTFS", "overlay")], &["--rm", LAYERED, "true"]).expect_fail();
+    out.expect_msg(&["overlayfs cannot be used", "HAKO_ROOTFS=copy"]);
+    env.assert_clean();
+}
+
+#[test]
+fn a_killed_runs_mounted_rootfs_is_unmounted_when_reclaimed() {
+    let env = Env::new();
+    let root = fs::canonicalize(env.rt.root()).unwrap();
+    let dir = env.store.path().join("containers/killed-ov-1");
+    for d in ["rootfs", "upper", "work", "lower"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::write(dir.join("hako-image-run.json"), json!({"id": "killed-ov-1", "root": root}).to_string()).unwrap();
+    let guard = mount_overlay(&dir.join("lower"), &dir.join("upper"), &dir.join("work"), &dir.join("rootfs"));
+    assert_eq!(env.mounts().len(), 1);
+    env.run(&["--rm", IMAGE, "true"]).expect_ok();
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+    std::mem::forget(guard);
+}
