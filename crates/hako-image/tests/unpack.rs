@@ -145,6 +145,15 @@ fn fixture(layers: &[Vec<u8>]) -> Fixture {
     Fixture { _tmp: tmp, store, image, outside, rootfs }
 }
 
+impl Drop for Fixture {
+    /// A failed assertion must not leave a test's overlay mounted.
+    fn drop(&mut self) {
+        for b in ["bundle", "bundle2"] {
+            release_rootfs(&self.outside.parent().unwrap().join(b));
+        }
+    }
+}
+
 impl Fixture {
     fn unpack(&self) -> Result<(), UnpackError> {
         self.unpack_with(&Limits::default())

@@ -90,6 +90,7 @@ impl Env {
     fn assert_clean(&self) {
         assert_eq!(self.containers(), Vec::<String>::new(), "containers left");
         assert_eq!(self.bundles(), Vec::<String>::new(), "bundles left");
+        assert_eq!(self.mounts(), Vec::<String>::new(), "mounts left");
     }
 }
 
@@ -523,11 +524,14 @@ impl Env {
         }
     }
 
-    /// Lines of /proc/self/mountinfo that name this store.
+    /// Lines of /proc/self/mountinfo whose mount point lies inside this store.
     fn mounts(&self) -> Vec<String> {
-        let store = fs::canonicalize(self.store.path()).unwrap();
+        let store = format!("{}/", fs::canonicalize(self.store.path()).unwrap().display());
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        info.lines().filter(|l| l.contains(store.to_str().unwrap())).map(str::to_string).collect()
+        info.lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&store)))
+            .map(str::to_string)
+            .collect()
     }
 }
 
