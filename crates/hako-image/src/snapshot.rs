@@ -141,7 +141,7 @@ pub fn prepare_rootfs(
         match overlay(store, image, bundle, limits) {
             Ok(()) => return Ok(Rootfs::Overlay),
             Err(e) => {
-                release_rootfs(bundle);
+                undo_overlay(bundle);
                 let fallback = matches!(e, SnapshotError::Overlay { .. } | SnapshotError::Io { .. })
                     || matches!(e, SnapshotError::Unpack(UnpackError::Io { .. } | UnpackError::Target { .. }));
                 if mode == RootfsMode::Overlay || !fallback {
@@ -156,6 +156,16 @@ pub fn prepare_rootfs(
     let _lock = store.lock(false)?;
     unpack::unpack_image(store, image, &rootfs, limits)?;
     Ok(Rootfs::Copy)
+}
+
+/// Removes what a failed [`overlay`] wrote in `bundle`: the mount, `upper/`, `work/`, the lease and an
+/// empty `rootfs/`.
+fn undo_overlay(bundle: &Path) {
+    release_rootfs(bundle);
+    let _ = fs::remove_dir_all(bundle.join("upper"));
+    let _ = fs::remove_dir_all(bundle.join("work"));
+    let _ = fs::remove_file(bundle.join(LEASE_FILE));
+    let _ = fs::remove_dir(bundle.join("rootfs"));
 }
 
 fn io_at(dir: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
@@ -228,7 +238,9 @@ fn probe(snapshots: &Path) -> io::Result<()> {
     result
 }
 
-/// The snapshot of every layer of `image` (made for those that have none), opened, base first.
+/// The snapshot of every layer of `image` (made for those that have none), opened, base first. New
+/// snapshots are unpacked under temporary names, synced to disk together (one `syncfs`), then renamed into
+/// place; on failure the temporary ones are removed.
 fn ensure_snapshots(
     store: &Store,
     image: &ImageRecord,
@@ -240,43 +252,62 @@ fn ensure_snapshots(
     state.snapshot = true;
     let open = |p: &Path| {
         rustix::fs::open(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io_at(p)(e.into()))
     };
-    for (i, layer) in image.layers.iter().enumerate() {
-        let dir = snapshots.join(layer.digest.hex());
-        if !dir.is_dir() {
+    // (temporary name, final name, index in state.lowers) of the snapshots this run makes.
+    let mut made: Vec<(PathBuf, PathBuf, usize)> = Vec::new();
+    // (index in state.lowers, final name) of layers listed a second time while their snapshot is new.
+    let mut again: Vec<(usize, PathBuf)> = Vec::new();
+    let result = (|| {
+        for (i, layer) in image.layers.iter().enumerate() {
+            let dir = snapshots.join(layer.digest.hex());
+            if let Some((tmp, _, _)) = made.iter().find(|(_, d, _)| *d == dir) {
+                // A layer listed twice: its snapshot is still under its temporary name until the renames.
+                again.push((state.lowers.len(), dir.clone()));
+                state.lowers.push(open(tmp)?);
+                continue;
+            }
+            if dir.is_dir() {
+                state.lowers.push(open(&dir)?);
+                continue;
+            }
             let tmp = snapshots.join(format!(".tmp-{}-{}", layer.digest.hex(), std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
             fs::DirBuilder::new().mode(0o755).create(&tmp).map_err(io_at(&tmp))?;
-            let result = (|| {
-                let root = open(&tmp).map_err(|e| io_at(&tmp)(e.into()))?;
-                let blob = store.open_blob(&layer.digest)?;
-                unpack::apply_layer(
-                    root.as_fd(),
-                    blob,
-                    &layer.digest.to_string(),
-                    config.rootfs.diff_ids.get(i),
-                    &mut state,
-                )?;
-                // Every file of the snapshot on disk before its name says it is whole.
-                rustix::fs::syncfs(open_rd(&tmp)?).map_err(|e| io_at(&tmp)(e.into()))?;
-                match fs::rename(&tmp, &dir) {
-                    Ok(()) => Ok(()),
-                    // Another run made it meanwhile: the same content.
-                    Err(e) if dir.is_dir() => {
-                        tracing::debug!(snapshot = %dir.display(), error = %e, "snapshot made by another run");
-                        let _ = fs::remove_dir_all(&tmp);
-                        Ok(())
-                    }
-                    Err(e) => Err(io_at(&dir)(e)),
-                }
-            })();
-            if result.is_err() {
-                let _ = fs::remove_dir_all(&tmp);
-            }
-            result?;
-            tracing::debug!(snapshot = %dir.display(), "layer snapshot made");
+            made.push((tmp.clone(), dir, state.lowers.len()));
+            let root = open(&tmp)?;
+            let blob = store.open_blob(&layer.digest)?;
+            let diff_id = config.rootfs.diff_ids.get(i);
+            unpack::apply_layer(root.as_fd(), blob, &layer.digest.to_string(), diff_id, &mut state)?;
+            state.lowers.push(root);
         }
-        state.lowers.push(open(&dir).map_err(|e| io_at(&dir)(e.into()))?);
+        if let Some((tmp, _, _)) = made.first() {
+            // Every file of the new snapshots on disk before their names say they are whole.
+            rustix::fs::syncfs(open_rd(tmp)?).map_err(|e| io_at(tmp)(e.into()))?;
+        }
+        for (tmp, dir, index) in &made {
+            match fs::rename(tmp, dir) {
+                Ok(()) => tracing::debug!(snapshot = %dir.display(), "layer snapshot made"),
+                // Another run made it meanwhile, with the same content: use that one (the lease names it),
+                // and drop this run's copy.
+                Err(e) if dir.is_dir() => {
+                    tracing::debug!(snapshot = %dir.display(), error = %e, "snapshot made by another run");
+                    state.lowers[*index] = open(dir)?;
+                    let _ = fs::remove_dir_all(tmp);
+                }
+                Err(e) => return Err(io_at(dir)(e)),
+            }
+        }
+        for (index, dir) in &again {
+            state.lowers[*index] = open(dir)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (tmp, _, _) in &made {
+            let _ = fs::remove_dir_all(tmp);
+        }
+        return Err(e);
     }
     Ok(std::mem::take(&mut state.lowers))
 }

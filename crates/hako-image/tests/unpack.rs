@@ -445,3 +445,23 @@ fn corrupt_layers_are_refused_cleanly() {
     assert!(f.unpack().is_err());
     assert!(!f.rootfs.exists());
 }
+
+#[test]
+fn a_failed_overlay_mount_leaves_nothing_in_the_bundle_and_auto_copies() {
+    // More layers than one mount's options can name.
+    let names: Vec<String> = (0..240).map(|i| format!("f{i}")).collect();
+    let layers: Vec<Vec<u8>> = names.iter().map(|n| tar(&[file(n, n.as_bytes())])).collect();
+    let f = fixture(&layers);
+    let err = f.overlay(&Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("240 layers") && err.contains("HAKO_ROOTFS=copy"), "{err}");
+    let left: Vec<_> = fs::read_dir(f.bundle()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a failed mount left {left:?} in the bundle");
+    let made = prepare_rootfs(&f.store, &f.image, &f.bundle(), &Limits::default(), RootfsMode::Auto).unwrap();
+    assert_eq!(made, Rootfs::Copy);
+    let left: Vec<_> = fs::read_dir(f.bundle()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec!["rootfs"], "the copy path writes only the rootfs");
+    assert_eq!(fs::read(f.bundle().join("rootfs/f239")).unwrap(), b"f239");
+    // The snapshots made before the mount failed are whole; prune removes them with the image.
+    f.store.remove(f.image.digest.hex()).unwrap();
+    assert_eq!(f.store.gc().unwrap().snapshots.len(), 240);
+}
