@@ -239,10 +239,11 @@ pub fn resolve(store: Option<&Store>, name: &str, opts: &ResolveOptions) -> Resu
 /// The verdict for the image `name` on `host`: [`resolve`] (store first, then the registry, no layer
 /// download), then [`hako_platform::decide`] with `policy` and `today`.
 ///
-/// `hako run --isolation auto` calls this with [`Host::this_linux`], [`Policy::load_default`] and
-/// [`Date::today`], runs `decision.auto` (process or vm) when it is `Some` and says which it chose and why
-/// (`decision.auto_reasons`), and fails with the reasons of `decision.process` and `decision.vm` when it
-/// is `None`; `decision.warnings` are printed either way.
+/// `hako image run` (`decide_isolation` in the binary's `commands/image_run.rs`) calls this with
+/// [`Host::this_linux`], [`Policy::load_default`] and [`Date::today`], runs `decision.auto` (process or vm)
+/// when it is `Some` and says which it chose and why (`decision.auto_reasons`), and fails with the reasons
+/// of `decision.process` and `decision.vm` when it is `None`; an explicit mode the decision rules out is
+/// refused with its reasons; `decision.warnings` are printed either way.
 pub fn decide_image(
     store: Option<&Store>,
     name: &str,
