@@ -39,7 +39,6 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::manifest::ImageConfig;
 use crate::store::{ImageRecord, Store, StoreError};
 use crate::unpack::{self, Limits, State, UnpackError};
 
@@ -247,7 +246,7 @@ fn ensure_snapshots(
     snapshots: &Path,
     limits: &Limits,
 ) -> Result<Vec<OwnedFd>, SnapshotError> {
-    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config.digest)?).unwrap_or_default();
+    let config = crate::unpack::read_config(store, image)?;
     let mut state = State::new(*limits);
     state.snapshot = true;
     let open = |p: &Path| {

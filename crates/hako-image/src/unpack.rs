@@ -103,6 +103,16 @@ pub enum UnpackError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored image config (verified by its digest when it was stored) does not parse.
+    #[error("image {image}: its config {digest} is not a valid image config ({why}): remove the image (hako image rm) and pull it again")]
+    Config {
+        /// The image.
+        image: String,
+        /// The config's digest.
+        digest: String,
+        /// The parser's error.
+        why: String,
+    },
     /// A layer is foreign (non-distributable), so the store does not hold it.
     #[error("image {image}: layer {layer} is foreign (non-distributable): hako does not download such layers, so it cannot unpack this image (`hako image inspect {image}` lists its layers)")]
     ForeignLayer {
@@ -136,11 +146,20 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
+/// The stored config of `image`.
+pub(crate) fn read_config(store: &Store, image: &ImageRecord) -> Result<ImageConfig, UnpackError> {
+    serde_json::from_slice(&store.read_blob(&image.config.digest)?).map_err(|e| UnpackError::Config {
+        image: image.name.clone(),
+        digest: image.config.digest.to_string(),
+        why: e.to_string(),
+    })
+}
+
 /// Unpacks every layer of `image` from `store` into `dir`, which must not exist or be empty. On failure
 /// `dir` is left as it was found (removed, or emptied).
 pub fn unpack_image(store: &Store, image: &ImageRecord, dir: &Path, limits: &Limits) -> Result<(), UnpackError> {
     check_image(image)?;
-    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config.digest)?).unwrap_or_default();
+    let config = read_config(store, image)?;
     let created = prepare_target(dir)?;
     let result = (|| {
         let root =
