@@ -13,7 +13,7 @@ use crate::manifest::{self, Index, Manifest};
 use crate::platform::{self, Platform};
 use crate::pull::DEFAULT_MAX_DOCUMENT_BYTES;
 use crate::reference::Reference;
-use crate::registry::{Client, ClientOptions, RegistryError};
+use crate::registry::{Client, ClientOptions};
 use crate::store::{Store, StoreError};
 
 /// Where the platform of an image was read.
@@ -75,34 +75,9 @@ impl Default for ResolveOptions {
     }
 }
 
-/// Why an image's platform could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    /// The registry failed.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// No manifest of the index suits the platform.
-    #[error("{reference}: {source}")]
-    NoMatch {
-        /// The image.
-        reference: String,
-        /// The choice that failed.
-        source: platform::NoMatch,
-    },
-    /// A document is not what the image spec describes.
-    #[error("{reference}: {what} is not a valid image document: {why}")]
-    BadDocument {
-        /// The image.
-        reference: String,
-        /// Which document.
-        what: String,
-        /// What is wrong.
-        why: String,
-    },
-}
+/// Why an image's platform could not be read: the errors of a pull, whose first steps (reference, registry,
+/// index, manifest, config) reading a platform repeats.
+pub type ResolveError = crate::pull::PullError;
 
 /// The platform an image config states: `os`, `architecture` (both required), `variant`, `os.version`,
 /// `os.features`.
@@ -239,10 +214,11 @@ pub fn resolve(store: Option<&Store>, name: &str, opts: &ResolveOptions) -> Resu
 /// The verdict for the image `name` on `host`: [`resolve`] (store first, then the registry, no layer
 /// download), then [`hako_platform::decide`] with `policy` and `today`.
 ///
-/// `hako run --isolation auto` calls this with [`Host::this_linux`], [`Policy::load_default`] and
-/// [`Date::today`], runs `decision.auto` (process or vm) when it is `Some` and says which it chose and why
-/// (`decision.auto_reasons`), and fails with the reasons of `decision.process` and `decision.vm` when it
-/// is `None`; `decision.warnings` are printed either way.
+/// `hako image run` (`decide_isolation` in the binary's `commands/image_run.rs`) calls this with
+/// [`Host::this_linux`], [`Policy::load_default`] and [`Date::today`], runs `decision.auto` (process or vm)
+/// when it is `Some` and says which it chose and why (`decision.auto_reasons`), and fails with the reasons
+/// of `decision.process` and `decision.vm` when it is `None`; an explicit mode the decision rules out is
+/// refused with its reasons; `decision.warnings` are printed either way.
 pub fn decide_image(
     store: Option<&Store>,
     name: &str,

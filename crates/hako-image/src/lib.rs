@@ -2,8 +2,8 @@
 //! selection ([`platform`]), the platform of an image without pulling it and its compatibility verdict
 //! ([`compat`]), the refusal of other OSes' images ([`foreign`]), a content-addressed store ([`store`]),
 //! pulling ([`pull`]), loading an OCI layout archive ([`load`]), unpacking layers into a root filesystem
-//! ([`unpack`]) and what a container of an image runs ([`bundle`]). See docs/images.md, docs/image-run.md
-//! and docs/compat.md.
+//! ([`unpack`]), layer snapshots and the overlayfs root filesystems of containers ([`snapshot`]) and what a
+//! container of an image runs ([`bundle`]). See docs/images.md, docs/image-run.md and docs/compat.md.
 
 pub mod auth;
 pub mod bundle;
@@ -16,6 +16,7 @@ pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
 

@@ -277,13 +277,7 @@ fn images(store: &Store, path: &Path, index: &[u8], wanted: &Platform) -> Result
                 ));
             }
         }
-        let mut platform = chosen.platform.clone().unwrap_or_default();
-        if !config.os.is_empty() {
-            platform.os = config.os.clone();
-        }
-        if !config.architecture.is_empty() {
-            platform.architecture = config.architecture.clone();
-        }
+        let platform = config.platform_with(chosen.platform.clone());
         out.push(ImageRecord {
             name,
             digest: chosen.digest.clone(),

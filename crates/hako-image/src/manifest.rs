@@ -91,24 +91,29 @@ pub struct Manifest {
 /// The parts of an image configuration hako reads.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ImageConfig {
-    /// Architecture.
-    #[serde(default)]
-    pub architecture: String,
-    /// Operating system.
-    #[serde(default)]
-    pub os: String,
-    /// CPU variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// Windows build the image was made from (`10.0.20348.2113`).
-    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
-    pub os_version: Option<String>,
-    /// OS features the image needs (`win32k`).
-    #[serde(default, rename = "os.features", skip_serializing_if = "Vec::is_empty")]
-    pub os_features: Vec<String>,
+    /// `os`, `architecture`, `variant`, `os.version` and `os.features`, as an index states them.
+    #[serde(flatten)]
+    pub platform: crate::Platform,
     /// The layers' uncompressed digests.
     #[serde(default)]
     pub rootfs: RootFs,
+}
+
+impl ImageConfig {
+    /// The image's platform: this config's, completed by what the index said about it (an index's
+    /// `os.version` and `os.features` count when the config lacks them).
+    pub fn platform_with(&self, from_index: Option<crate::Platform>) -> crate::Platform {
+        let index = from_index.unwrap_or_default();
+        let config = &self.platform;
+        let or = |a: &str, b: String| if a.is_empty() { b } else { a.to_string() };
+        crate::Platform {
+            os: or(&config.os, index.os),
+            architecture: or(&config.architecture, index.architecture),
+            variant: config.variant.clone().or(index.variant),
+            os_version: config.os_version.clone().or(index.os_version),
+            os_features: if config.os_features.is_empty() { index.os_features } else { config.os_features.clone() },
+        }
+    }
 }
 
 /// `rootfs` of an image configuration.

@@ -163,7 +163,7 @@ pub fn pull(
         digest,
         index_digest,
         media_type,
-        platform: image_platform(&config, index_platform),
+        platform: config.platform_with(index_platform),
         size: man.layers.iter().map(|l| l.size).sum(),
         config: man.config,
         layers: man.layers,
@@ -171,20 +171,6 @@ pub fn pull(
     };
     store.put_record(&record)?;
     Ok(record)
-}
-
-/// The image's platform: its config's, completed by what the index said about it (an index's `os.version`
-/// and `os.features` count when the config lacks them).
-fn image_platform(config: &ImageConfig, from_index: Option<Platform>) -> Platform {
-    let index = from_index.unwrap_or_default();
-    let or = |a: &str, b: String| if a.is_empty() { b } else { a.to_string() };
-    Platform {
-        os: or(&config.os, index.os),
-        architecture: or(&config.architecture, index.architecture),
-        variant: config.variant.clone().or(index.variant),
-        os_version: config.os_version.clone().or(index.os_version),
-        os_features: if config.os_features.is_empty() { index.os_features } else { config.os_features.clone() },
-    }
 }
 
 /// Fetches `layers` with up to `opts.jobs` downloads at once.

@@ -7,6 +7,8 @@
 //!   ingest/<hex>.partial     a download in progress or interrupted: the next pull resumes it
 //!   ingest/<hex>.lock        flock: one downloader per blob, so concurrent pulls store it once
 //!   images/<sha256(name)>.json  one record per image name, written last by a pull
+//!   snapshots/<hex>/         layer <hex> unpacked alone, an overlayfs lower layer (see [`crate::snapshot`])
+//!   containers/<id>/         bundles of `hako image run`, each with the lease of the snapshots it uses
 //! ```
 //!
 //! Every file is written to a temporary name, fsynced and renamed into place (then the directory is
@@ -120,6 +122,8 @@ pub struct GcReport {
     pub blobs: Vec<Digest>,
     /// Bytes freed (blobs and partial downloads).
     pub bytes: u64,
+    /// Layer snapshots removed (no image names their layer and no container uses them).
+    pub snapshots: Vec<Digest>,
 }
 
 /// A held flock; released when dropped.
@@ -311,7 +315,8 @@ impl Store {
         Ok(rec)
     }
 
-    /// Removes every blob no record references and every partial download. Takes the exclusive lock, so it
+    /// Removes every blob no record references, every partial download, and every layer snapshot that no
+    /// record and no container's lease names ([`crate::snapshot`]). Takes the exclusive lock, so it
     /// waits for running pulls and they wait for it.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
         let _lock = self.lock(true)?;
@@ -337,6 +342,8 @@ impl Store {
             fs::remove_file(e.path()).map_err(io_at(&e.path()))?;
         }
         sync_dir(&blobs)?;
+        let layers = self.records()?.iter().flat_map(|r| r.layers.iter().map(|l| l.digest.clone())).collect();
+        report.snapshots = crate::snapshot::gc(self, &layers)?;
         Ok(report)
     }
 }

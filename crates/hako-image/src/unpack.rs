@@ -8,6 +8,10 @@
 //! Refused (the unpack fails and removes what it wrote): absolute paths and `..`, an entry whose parent is a
 //! symlink or not a directory, a hard link whose target is outside the rootfs, goes through a symlink, is a
 //! directory or does not exist, character and block devices, and layers that exceed the [`Limits`].
+//! In snapshot mode ([`crate::snapshot`]) each layer is unpacked alone into a directory of its own, and its
+//! whiteouts become overlayfs whiteouts (0:0 character devices, the only device nodes hako ever makes) and
+//! opaque directories `trusted.overlay.opaque=y`; a hard link to a file of a lower layer becomes a copy.
+//!
 //! Kept: owners, modes (setuid included), modification times, hard links, FIFOs, xattrs in `user.`,
 //! `security.` (file capabilities) and `system.posix_acl_*`; `trusted.` xattrs are dropped (overlayfs keeps
 //! its own metadata there, which an image must not forge).
@@ -99,6 +103,16 @@ pub enum UnpackError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored image config (verified by its digest when it was stored) does not parse.
+    #[error("image {image}: its config {digest} is not a valid image config ({why}): remove the image (hako image rm) and pull it again")]
+    Config {
+        /// The image.
+        image: String,
+        /// The config's digest.
+        digest: String,
+        /// The parser's error.
+        why: String,
+    },
     /// A layer is foreign (non-distributable), so the store does not hold it.
     #[error("image {image}: layer {layer} is foreign (non-distributable): hako does not download such layers, so it cannot unpack this image (`hako image inspect {image}` lists its layers)")]
     ForeignLayer {
@@ -132,14 +146,20 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
+/// The stored config of `image`.
+pub(crate) fn read_config(store: &Store, image: &ImageRecord) -> Result<ImageConfig, UnpackError> {
+    serde_json::from_slice(&store.read_blob(&image.config.digest)?).map_err(|e| UnpackError::Config {
+        image: image.name.clone(),
+        digest: image.config.digest.to_string(),
+        why: e.to_string(),
+    })
+}
+
 /// Unpacks every layer of `image` from `store` into `dir`, which must not exist or be empty. On failure
 /// `dir` is left as it was found (removed, or emptied).
 pub fn unpack_image(store: &Store, image: &ImageRecord, dir: &Path, limits: &Limits) -> Result<(), UnpackError> {
-    crate::foreign::check_host(image)?;
-    if let Some(l) = image.layers.iter().find(|l| l.is_foreign()) {
-        return Err(UnpackError::ForeignLayer { image: image.name.clone(), layer: l.digest.clone() });
-    }
-    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config.digest)?).unwrap_or_default();
+    check_image(image)?;
+    let config = read_config(store, image)?;
     let created = prepare_target(dir)?;
     let result = (|| {
         let root =
@@ -158,19 +178,38 @@ pub fn unpack_image(store: &Store, image: &ImageRecord, dir: &Path, limits: &Lim
     result
 }
 
-/// Running totals over an image's layers.
+/// Refuses an image of another OS and one with a foreign layer, before anything is written.
+pub(crate) fn check_image(image: &ImageRecord) -> Result<(), UnpackError> {
+    crate::foreign::check_host(image)?;
+    if let Some(l) = image.layers.iter().find(|l| l.is_foreign()) {
+        return Err(UnpackError::ForeignLayer { image: image.name.clone(), layer: l.digest.clone() });
+    }
+    Ok(())
+}
+
+/// Running totals over an image's layers, and how whiteouts are applied.
 pub struct State {
     limits: Limits,
     bytes: Cell<u64>,
     entries: u64,
+    /// Snapshot mode: each layer is unpacked into a directory of its own (an overlayfs lower layer), so a
+    /// whiteout becomes an overlayfs whiteout (a 0:0 character device) and an opaque directory gets
+    /// `trusted.overlay.opaque=y`, instead of removing what lower layers wrote.
+    pub(crate) snapshot: bool,
+    /// In snapshot mode, the layers below the one being unpacked, topmost last: where a hard link's target
+    /// and a directory's attributes are found when this layer does not hold them.
+    pub(crate) lowers: Vec<OwnedFd>,
 }
 
 impl State {
     /// Totals at zero.
     pub fn new(limits: Limits) -> State {
-        State { limits, bytes: Cell::new(0), entries: 0 }
+        State { limits, bytes: Cell::new(0), entries: 0, snapshot: false, lowers: Vec::new() }
     }
 }
+
+/// The overlayfs xattr that makes a directory of an upper layer hide the directories of the layers below.
+pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Creates `dir` (0755) or checks that it is an empty directory; says whether it created it.
 fn prepare_target(dir: &Path) -> Result<bool, UnpackError> {
@@ -273,6 +312,114 @@ fn open_dir(root: BorrowedFd<'_>, comps: &[OsString], create: bool) -> Result<Op
         fd = next;
     }
     Ok(Some(fd))
+}
+
+/// In snapshot mode: opens the directory `comps` of the layer under `root`, creating what is missing; a
+/// directory this layer creates only as a parent gets the owner and mode it has in the topmost lower layer
+/// (an overlayfs directory shows the attributes of its topmost layer), 0755 root when none has it.
+fn open_dir_inheriting(root: BorrowedFd<'_>, comps: &[OsString], lowers: &[OwnedFd]) -> Result<OwnedFd, String> {
+    if let Some(fd) = open_dir(root, comps, false)? {
+        return Ok(fd);
+    }
+    for n in 1..=comps.len() {
+        if open_dir(root, &comps[..n], false)?.is_some() {
+            continue;
+        }
+        let lower = lower_dir(lowers, &comps[..n])?;
+        let fd = open_dir(root, &comps[..n], true)?.expect("created");
+        if let Some(lower) = lower {
+            let st = rustix::fs::fstat(&lower).map_err(|e| e.to_string())?;
+            let rd = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| e.to_string())?;
+            let owner = (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)));
+            set_meta(rd.as_fd(), owner, st.st_mode & 0o7777, &[], None).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(open_dir(root, comps, false)?.expect("created"))
+}
+
+/// In snapshot mode: the directory `comps` of the topmost lower layer that has an entry there; `None`
+/// when none has one or the topmost is a whiteout. A symlink or another non-directory there is refused as
+/// the copy path refuses it: this layer would write below it.
+fn lower_dir(lowers: &[OwnedFd], comps: &[OsString]) -> Result<Option<OwnedFd>, String> {
+    let Some((name, parent)) = comps.split_last() else { return Ok(None) };
+    let shown = || comps.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
+    for lower in lowers.iter().rev() {
+        // A lower layer whose path to here is not plain directories does not have this entry.
+        let Ok(Some(dir)) = open_dir(lower.as_fd(), parent, false) else { continue };
+        let st = match rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(format!("{}: {e}", shown())),
+        };
+        return match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => Ok(open_dir(lower.as_fd(), comps, false)?),
+            FileType::CharacterDevice if st.st_rdev == 0 => Ok(None),
+            FileType::Symlink => Err(format!(
+                "its parent {} is a symlink, and hako never writes through a symlink a layer planted (it could point outside the rootfs)",
+                shown()
+            )),
+            _ => Err(format!("its parent {} is not a directory", shown())),
+        };
+    }
+    Ok(None)
+}
+
+/// In snapshot mode: a hard link whose target lies in a lower layer becomes a copy of that file (content,
+/// owner, mode, kept xattrs, times) at `name` in `dir`. The topmost lower layer that has the path wins; a
+/// whiteout there (or a non-regular file) means the target does not exist.
+fn copy_from_lowers(lowers: &[OwnedFd], target: &[OsString], dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), String> {
+    let missing = || "it does not exist in the rootfs".to_string();
+    let (tname, tparent) = target.split_last().ok_or_else(missing)?;
+    for lower in lowers.iter().rev() {
+        let Some(tdir) = open_dir(lower.as_fd(), tparent, false)? else { continue };
+        let src = match rustix::fs::openat2(
+            &tdir,
+            tname.as_os_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+            resolve_flags(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let st = rustix::fs::fstat(&src).map_err(|e| e.to_string())?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(missing());
+        }
+        remove_at(dir, name).map_err(|e| e.to_string())?;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut out = File::from(fd);
+        io::copy(&mut File::from(src.try_clone().map_err(|e| e.to_string())?), &mut out).map_err(|e| e.to_string())?;
+        let mut xattrs = Vec::new();
+        let mut names = vec![0u8; 64 * 1024];
+        let n = rustix::fs::flistxattr(&src, &mut names).map_err(|e| e.to_string())?;
+        for x in names[..n].split(|b| *b == 0).filter(|x| !x.is_empty()) {
+            let x = String::from_utf8_lossy(x).into_owned();
+            if !xattr_kept(&x) {
+                continue;
+            }
+            let mut value = vec![0u8; 64 * 1024];
+            let len = rustix::fs::fgetxattr(&src, x.as_str(), &mut value).map_err(|e| e.to_string())?;
+            value.truncate(len);
+            xattrs.push((x, value));
+        }
+        let owner = (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)));
+        let t = |s: i64, ns: u64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
+        let times = Timestamps {
+            last_access: t(st.st_atime as i64, st.st_atime_nsec as u64),
+            last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as u64),
+        };
+        return set_meta(out.as_fd(), owner, st.st_mode & 0o7777, &xattrs, Some(&times)).map_err(|e| e.to_string());
+    }
+    Err(missing())
 }
 
 /// Removes `name` in `dir` (a directory with everything in it), never following a symlink.
@@ -382,6 +529,29 @@ pub fn apply_layer(
         let kind = entry.header().entry_type();
         let name_bytes = name.as_bytes();
         if let Some(target) = name_bytes.strip_prefix(b".wh.") {
+            if state.snapshot {
+                let dir = open_dir_inheriting(root, parent, &state.lowers).map_err(|w| refuse(&w))?;
+                if target == b".wh..opq" {
+                    let rd = rustix::fs::openat(
+                        &dir,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| io(e.into()))?;
+                    rustix::fs::fsetxattr(&rd, OPAQUE_XATTR, b"y", XattrFlags::empty())
+                        .map_err(|e| io(io::Error::other(format!("setting {OPAQUE_XATTR}: {e}"))))?;
+                } else {
+                    if target.is_empty() || target == b"." || target == b".." || target.contains(&b'/') {
+                        return Err(refuse("a whiteout must name an entry of its directory"));
+                    }
+                    let target = OsStr::from_bytes(target);
+                    remove_at(dir.as_fd(), target).map_err(io)?;
+                    rustix::fs::mknodat(&dir, target, FileType::CharacterDevice, Mode::empty(), 0)
+                        .map_err(|e| io(io::Error::other(format!("creating an overlayfs whiteout: {e}"))))?;
+                }
+                continue;
+            }
             let Some(dir) = open_dir(root, parent, false).map_err(|w| refuse(&w))? else { continue };
             if target == b".wh..opq" {
                 let prefix = parent.to_vec();
@@ -399,7 +569,11 @@ pub fn apply_layer(
             }
             continue;
         }
-        let dir = open_dir(root, parent, true).map_err(|w| refuse(&w))?.expect("created");
+        let dir = if state.snapshot {
+            open_dir_inheriting(root, parent, &state.lowers).map_err(|w| refuse(&w))?
+        } else {
+            open_dir(root, parent, true).map_err(|w| refuse(&w))?.expect("created")
+        };
         let dir = dir.as_fd();
         let header = entry.header();
         let uid = header.uid().map_err(io)?;
@@ -496,19 +670,30 @@ pub fn apply_layer(
                     return Err(refuse("a hard link to itself"));
                 }
                 let (tname, tparent) = tcomps.split_last().expect("not empty");
-                let tdir = open_dir(root, tparent, false)
-                    .map_err(|w| refuse(&format!("its hard link target: {w}")))?
-                    .ok_or_else(|| refuse("its hard link target does not exist in the rootfs"))?;
-                let src = match rustix::fs::openat2(
-                    &tdir,
-                    tname.as_os_str(),
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    resolve_flags(),
-                ) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) => return Err(refuse("its hard link target does not exist in the rootfs")),
-                    Err(e) => return Err(io(e.into())),
+                let tdir = open_dir(root, tparent, false).map_err(|w| refuse(&format!("its hard link target: {w}")))?;
+                let src = match tdir.map(|tdir| {
+                    rustix::fs::openat2(
+                        &tdir,
+                        tname.as_os_str(),
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        resolve_flags(),
+                    )
+                }) {
+                    Some(Ok(fd)) => fd,
+                    Some(Err(Errno::NOENT)) | None if state.snapshot => {
+                        // A link to a file of a lower layer: this layer gets a copy of it.
+                        copy_from_lowers(&state.lowers, &tcomps, dir, name)
+                            .map_err(|w| refuse(&format!("its hard link target: {w}")))?;
+                        for n in 1..=comps.len() {
+                            written.insert(comps[..n].to_vec());
+                        }
+                        continue;
+                    }
+                    Some(Err(Errno::NOENT)) | None => {
+                        return Err(refuse("its hard link target does not exist in the rootfs"))
+                    }
+                    Some(Err(e)) => return Err(io(e.into())),
                 };
                 let st = rustix::fs::fstat(&src).map_err(|e| io(e.into()))?;
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {

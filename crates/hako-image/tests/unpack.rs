@@ -4,10 +4,11 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hako_image::manifest::Descriptor;
+use hako_image::snapshot::{prepare_rootfs, release_rootfs, Rootfs, RootfsMode, SnapshotError};
 use hako_image::unpack::{unpack_image, Limits, UnpackError};
 use hako_image::{Digest, ImageRecord, Platform, Store};
 use tar::{EntryType, Header};
@@ -147,6 +148,15 @@ fn fixture(layers: &[Vec<u8>]) -> Fixture {
     Fixture { _tmp: tmp, store, image, outside, rootfs }
 }
 
+impl Drop for Fixture {
+    /// A failed assertion must not leave a test's overlay mounted.
+    fn drop(&mut self) {
+        for b in ["bundle", "bundle2"] {
+            release_rootfs(&self.outside.parent().unwrap().join(b));
+        }
+    }
+}
+
 impl Fixture {
     fn unpack(&self) -> Result<(), UnpackError> {
         self.unpack_with(&Limits::default())
@@ -163,15 +173,49 @@ impl Fixture {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         for n in &parent {
-            assert!(["store", "outside", "rootfs"].contains(&n.as_str()), "unexpected {n} next to the rootfs");
+            assert!(
+                ["store", "outside", "rootfs", "bundle", "bundle2"].contains(&n.as_str()),
+                "unexpected {n} next to the rootfs"
+            );
         }
     }
-    /// A refused layer: the error says so, nothing is outside, and the rootfs is gone.
+    /// A refused layer: the error says so, nothing is outside, and the rootfs is gone; the same by the
+    /// snapshot path, which leaves no snapshot and nothing in the bundle.
     fn refused(&self, needle: &str) {
         let err = self.unpack().expect_err("a hostile layer must be refused").to_string();
         assert!(err.contains(needle), "error {err:?} does not say {needle:?}");
         assert!(!self.rootfs.exists(), "a refused unpack left {} behind", self.rootfs.display());
         self.assert_outside_untouched();
+        let err = self.overlay(&Limits::default()).expect_err("a hostile layer must be refused").to_string();
+        assert!(err.contains(needle), "snapshot path: error {err:?} does not say {needle:?}");
+        self.assert_snapshot_path_clean();
+        self.assert_outside_untouched();
+    }
+    /// The bundle the snapshot path writes in (created).
+    fn bundle(&self) -> PathBuf {
+        let b = self.outside.parent().unwrap().join("bundle");
+        fs::create_dir_all(&b).unwrap();
+        b
+    }
+    fn overlay(&self, limits: &Limits) -> Result<Rootfs, SnapshotError> {
+        prepare_rootfs(&self.store, &self.image, &self.bundle(), limits, RootfsMode::Overlay)
+    }
+    fn snapshots(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.store.root().join("snapshots"))
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    fn assert_snapshot_path_clean(&self) {
+        // The layers below the refused one (always the last here) may keep their whole, valid snapshots.
+        let snaps = self.snapshots();
+        let refused = self.image.layers.last().map(|l| l.digest.hex().to_string()).unwrap_or_default();
+        assert!(!snaps.iter().any(|s| s.starts_with('.') || *s == refused), "a failed snapshot was left: {snaps:?}");
+        let left: Vec<_> = fs::read_dir(self.bundle()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "a failed snapshot path left {left:?} in the bundle");
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.bundle().to_str().unwrap()), "a failed snapshot path left a mount");
     }
 }
 
@@ -187,10 +231,11 @@ fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-#[test]
-fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
-    // A file capability: cap_net_bind_service+ep (VFS_CAP_REVISION_2).
-    let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// A file capability: cap_net_bind_service+ep (VFS_CAP_REVISION_2).
+const CAP: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Three layers with whiteouts, an opaque directory, hard links (one to a lower layer's file), xattrs.
+fn good_layers() -> Vec<Vec<u8>> {
     let base = tar(&[
         e("etc/", EntryType::Directory),
         file("etc/keep", b"keep"),
@@ -200,7 +245,7 @@ fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
         E {
             mode: 0o4755,
             pax: vec![
-                ("SCHILY.xattr.security.capability", cap),
+                ("SCHILY.xattr.security.capability", CAP),
                 ("SCHILY.xattr.user.note", b"hi"),
                 ("SCHILY.xattr.trusted.overlay.redirect", b"/x"),
             ],
@@ -217,11 +262,18 @@ fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
         file("opq/new", b"new"),
         file("bin/sym", b"now a file"),
     ]);
-    let third = tar(&[file("etc/keep", b"replaced"), file(".wh.fifo", b"")]);
-    let f = fixture(&[gzip(&base), zstd(&second), third]);
-    f.unpack().unwrap();
-    let r = &f.rootfs;
+    let third = tar(&[
+        file("etc/keep", b"replaced"),
+        file(".wh.fifo", b""),
+        link("lib/from-lower", EntryType::Link, "etc/keep"),
+    ]);
+    vec![gzip(&base), zstd(&second), third]
+}
+
+/// What [`good_layers`] must give, by either path.
+fn assert_good_tree(r: &Path) {
     assert_eq!(fs::read(r.join("etc/keep")).unwrap(), b"replaced");
+    assert_eq!(fs::read(r.join("lib/from-lower")).unwrap(), b"replaced", "a hard link to a lower layer's file");
     assert!(!r.join("etc/gone").exists(), "a whiteout removes the file");
     assert!(!r.join("opq/old").exists(), "an opaque directory hides the lower layers' entries");
     assert_eq!(fs::read(r.join("opq/new")).unwrap(), b"new", "but keeps its own layer's");
@@ -235,7 +287,7 @@ fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
     assert_eq!((mode(&r.join("bin/tool")), tool.uid(), tool.gid()), (0o4755, 1000, 1001));
     assert_eq!(tool.mtime(), 1_600_000_000);
     assert_eq!(tool.ino(), fs::metadata(r.join("bin/tool-link")).unwrap().ino(), "hard link kept");
-    assert_eq!(getxattr(&r.join("bin/tool"), "security.capability").as_deref(), Some(cap));
+    assert_eq!(getxattr(&r.join("bin/tool"), "security.capability").as_deref(), Some(CAP));
     assert_eq!(getxattr(&r.join("bin/tool"), "user.note").as_deref(), Some(&b"hi"[..]));
     assert_eq!(getxattr(&r.join("bin/tool"), "trusted.overlay.redirect"), None, "trusted xattrs are dropped");
     assert_eq!(
@@ -243,6 +295,13 @@ fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
         1_600_000_000,
         "directory times are set after their children"
     );
+}
+
+#[test]
+fn layers_apply_in_order_with_whiteouts_opaque_dirs_links_and_xattrs() {
+    let f = fixture(&good_layers());
+    f.unpack().unwrap();
+    assert_good_tree(&f.rootfs);
     f.assert_outside_untouched();
 }
 
@@ -288,6 +347,57 @@ fn root_owned_entries_keep_exact_modes_and_replaced_files_take_the_new_owner_and
     );
     assert_eq!(fs::metadata(r.join("usr/bin/open")).unwrap().mtime(), 1_600_000_000);
     f.assert_outside_untouched();
+}
+
+#[test]
+fn snapshots_give_the_same_tree_through_overlayfs_and_are_made_once() {
+    let f = fixture(&good_layers());
+    let made = f.overlay(&Limits::default()).unwrap();
+    assert_eq!(made, Rootfs::Overlay);
+    let bundle = f.bundle();
+    assert_good_tree(&bundle.join("rootfs"));
+    // In the snapshots: an overlayfs whiteout (0:0 character device) and an opaque directory.
+    let snaps = f.snapshots();
+    assert_eq!(snaps.len(), 3);
+    let second = f.store.root().join("snapshots").join(f.image.layers[1].digest.hex());
+    let wh = fs::symlink_metadata(second.join("etc/gone")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert_eq!(getxattr(&second.join("opq"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    // Writes go to the container's upper directory only.
+    fs::write(bundle.join("rootfs/etc/keep"), b"written").unwrap();
+    assert_eq!(fs::read(bundle.join("upper/etc/keep")).unwrap(), b"written");
+    let third = f.store.root().join("snapshots").join(f.image.layers[2].digest.hex());
+    assert_eq!(fs::read(third.join("etc/keep")).unwrap(), b"replaced");
+    release_rootfs(&bundle);
+    // A second root filesystem reuses the snapshots.
+    let again = f.outside.parent().unwrap().join("bundle2");
+    fs::create_dir(&again).unwrap();
+    prepare_rootfs(&f.store, &f.image, &again, &Limits::default(), RootfsMode::Overlay).unwrap();
+    assert_eq!(f.snapshots(), snaps);
+    assert_good_tree(&again.join("rootfs"));
+    release_rootfs(&again);
+    // gc keeps what the image names, even without a lease.
+    f.store.gc().unwrap();
+    assert_eq!(f.snapshots(), snaps);
+    f.store.remove(f.image.digest.hex()).unwrap();
+    let report = f.store.gc().unwrap();
+    assert_eq!(report.snapshots.len(), 3);
+    assert_eq!(f.snapshots(), Vec::<String>::new());
+}
+
+#[test]
+fn the_snapshot_path_keeps_the_limits() {
+    let zeros = vec![0u8; 8 << 20];
+    let f = fixture(&[gzip(&tar(&[file("big", &zeros)]))]);
+    let err = f.overlay(&Limits { max_bytes: 1 << 20, max_entries: 100 }).unwrap_err().to_string();
+    assert!(err.contains("limit of 1048576 uncompressed bytes") && err.contains("--max-size"), "{err}");
+    f.assert_snapshot_path_clean();
+    let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
+    let entries: Vec<E<'_>> = names.iter().map(|n| file(n, b"")).collect();
+    let f = fixture(&[tar(&entries)]);
+    let err = f.overlay(&Limits { max_bytes: 1 << 30, max_entries: 20 }).unwrap_err().to_string();
+    assert!(err.contains("limit of 20 entries") && err.contains("--max-files"), "{err}");
+    f.assert_snapshot_path_clean();
 }
 
 #[test]
@@ -381,4 +491,24 @@ fn corrupt_layers_are_refused_cleanly() {
     let f = fixture(&[gz]);
     assert!(f.unpack().is_err());
     assert!(!f.rootfs.exists());
+}
+
+#[test]
+fn a_failed_overlay_mount_leaves_nothing_in_the_bundle_and_auto_copies() {
+    // More layers than one mount's options can name.
+    let names: Vec<String> = (0..240).map(|i| format!("f{i}")).collect();
+    let layers: Vec<Vec<u8>> = names.iter().map(|n| tar(&[file(n, n.as_bytes())])).collect();
+    let f = fixture(&layers);
+    let err = f.overlay(&Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("240 layers") && err.contains("HAKO_ROOTFS=copy"), "{err}");
+    let left: Vec<_> = fs::read_dir(f.bundle()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a failed mount left {left:?} in the bundle");
+    let made = prepare_rootfs(&f.store, &f.image, &f.bundle(), &Limits::default(), RootfsMode::Auto).unwrap();
+    assert_eq!(made, Rootfs::Copy);
+    let left: Vec<_> = fs::read_dir(f.bundle()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec!["rootfs"], "the copy path writes only the rootfs");
+    assert_eq!(fs::read(f.bundle().join("rootfs/f239")).unwrap(), b"f239");
+    // The snapshots made before the mount failed are whole; prune removes them with the image.
+    f.store.remove(f.image.digest.hex()).unwrap();
+    assert_eq!(f.store.gc().unwrap().snapshots.len(), 240);
 }

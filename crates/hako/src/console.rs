@@ -175,3 +175,13 @@ pub(crate) fn wait(pid: i32, sfd: SignalFd, console: Option<OwnedFd>) -> Result<
     }
     Ok(exit.unwrap_or(0))
 }
+
+/// Makes a closed stdout end this process quietly, as it ends `ls` or runc (a Go program) when a reader such
+/// as `head` stops reading, instead of Rust's ignored SIGPIPE turning each print into a panic. Only for
+/// commands that do nothing but print: the others write to pipes of their own (hooks, the VM's helpers),
+/// where EPIPE must stay an error they handle.
+pub(crate) fn end_quietly_on_a_closed_stdout() {
+    // SAFETY: SIG_DFL installs no handler code, so nothing runs in signal context; called before any thread
+    // of this process starts.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+}

@@ -201,3 +201,30 @@ fn hako_hcs_doc_command() {
     let out = rt.cmd(&["hcs-doc", &linux.path().to_string_lossy()]).expect_fail();
     out.expect_msg(&["windows"]);
 }
+
+/// A reader that stops early (`hako list | head`) ends a printing command quietly, as it ends `ls` or
+/// runc: killed by SIGPIPE or exit 0, never a panic message about a broken pipe.
+#[test]
+fn a_closed_stdout_ends_printing_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let store = tempfile::tempdir().expect("tempdir");
+    for args in [&["completion", "bash"][..], &["man"], &["list"], &["features"], &["image", "ls"]] {
+        let mut child = Command::new(runtime())
+            .args(args)
+            .env("HAKO_IMAGE_STORE", store.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hako");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "hako {args:?}: {stderr}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "hako {args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}

@@ -90,6 +90,7 @@ impl Env {
     fn assert_clean(&self) {
         assert_eq!(self.containers(), Vec::<String>::new(), "containers left");
         assert_eq!(self.bundles(), Vec::<String>::new(), "bundles left");
+        assert_eq!(self.mounts(), Vec::<String>::new(), "mounts left");
     }
 }
 
@@ -393,4 +394,363 @@ fn bundles_left_by_a_killed_run_are_reclaimed_and_no_other() {
     assert_eq!(left, vec!["live-1".to_string(), "other-root-1".to_string()]);
     env.rt.cmd(&["delete", "--force", "live-1"]).expect_ok();
     assert_eq!(env.bundles(), vec!["other-root-1".to_string()]);
+}
+
+// ---- Layer snapshots, overlayfs root filesystems and the copy path ----
+
+const LAYERED: &str = "localhost/hako-layers-test:1";
+
+/// `cap_net_raw=ep` as a VFS capability (revision 2) xattr value.
+const CAP_NET_RAW_EP: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>) {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(data.len() as u64);
+    if let Some(l) = link {
+        h.set_link_name(l).unwrap();
+    }
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+/// A three-layer image: busybox with files to delete; a layer that deletes, makes a directory opaque,
+/// adds a file with a file capability (PAX SCHILY.xattr.security.capability) and hard-links a file of
+/// the first layer; a layer that adds one file. Returns the OCI layout archive.
+fn layered_archive(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    common::busybox_rootfs(&rootfs);
+    fs::write(rootfs.join("etc/deleted"), "must be hidden\n").unwrap();
+    fs::create_dir_all(rootfs.join("opq")).unwrap();
+    fs::write(rootfs.join("opq/old"), "must be hidden\n").unwrap();
+    fs::create_dir_all(rootfs.join("keep")).unwrap();
+    fs::write(rootfs.join("keep/a"), "linked\n").unwrap();
+    let base = dir.join("base.tar");
+    image::tar_rootfs(&rootfs, &base);
+
+    let mut b = tar::Builder::new(Vec::new());
+    append(&mut b, "etc/.wh.deleted", tar::EntryType::Regular, b"", None);
+    append(&mut b, "opq", tar::EntryType::Directory, b"", None);
+    append(&mut b, "opq/.wh..wh..opq", tar::EntryType::Regular, b"", None);
+    append(&mut b, "opq/new", tar::EntryType::Regular, b"in the opaque dir\n", None);
+    b.append_pax_extensions([("SCHILY.xattr.security.capability", &CAP_NET_RAW_EP[..])]).unwrap();
+    append(&mut b, "bin/capped", tar::EntryType::Regular, b"#!/bin/sh\n", None);
+    append(&mut b, "etc/hardlinked", tar::EntryType::Link, b"", Some("keep/a"));
+    let second = b.into_inner().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    append(&mut b, "etc/added", tar::EntryType::Regular, b"top layer\n", None);
+    let third = b.into_inner().unwrap();
+
+    let layout = dir.join("layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let add = |data: &[u8]| {
+        let tmp = layout.join("tmp");
+        fs::write(&tmp, data).unwrap();
+        let (digest, size) = image::digest(&tmp);
+        fs::rename(&tmp, layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap();
+        (digest, size)
+    };
+    let layers: Vec<(String, u64)> = [fs::read(&base).unwrap(), second, third].iter().map(|l| add(l)).collect();
+    let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+    let config = json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| &l.0).collect::<Vec<_>>()},
+    });
+    let (config, config_size) = add(config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": layers.iter().map(|(d, s)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s,
+        })).collect::<Vec<_>>(),
+    });
+    let (manifest, manifest_size) = add(manifest.to_string().as_bytes());
+    let index = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": manifest_size,
+        "annotations": {"io.containerd.image.name": LAYERED, "org.opencontainers.image.ref.name": "1"},
+    }]});
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let archive = dir.join("layered.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    archive
+}
+
+/// What a container of the layered image must see: whiteouts and the opaque directory applied, every layer
+/// present, the cross-layer hard link resolved.
+const LAYERED_CHECK: &str = "test ! -e /etc/deleted && test ! -e /opq/old && cat /opq/new /etc/added /etc/hardlinked";
+const LAYERED_SEES: &str = "in the opaque dir\ntop layer\nlinked\n";
+
+impl Env {
+    fn layered() -> Env {
+        let env = Env::empty();
+        let dir = tempfile::tempdir().unwrap();
+        env.image(&["load", layered_archive(dir.path()).to_str().unwrap()]).expect_ok();
+        env
+    }
+
+    /// `hako image run ARGS` with environment variables set.
+    fn run_env(&self, vars: &[(&str, &str)], args: &[&str]) -> CmdOut {
+        let mut a = vec!["image", "--store", self.store.path().to_str().unwrap(), "run"];
+        a.extend_from_slice(args);
+        let mut cmd = self.rt.command(&a);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        run_captured(cmd, None, DEFAULT_TIMEOUT)
+    }
+
+    fn snapshots(&self) -> Vec<String> {
+        match fs::read_dir(self.store.path().join("snapshots")) {
+            Ok(d) => {
+                let mut v: Vec<String> = d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+                v.sort();
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Lines of /proc/self/mountinfo whose mount point lies inside this store.
+    fn mounts(&self) -> Vec<String> {
+        let store = format!("{}/", fs::canonicalize(self.store.path()).unwrap().display());
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&store)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn getcap(path: &Path) -> String {
+    let out = std::process::Command::new("getcap").arg(path).output().expect("getcap (libcap2-bin)");
+    assert!(out.status.success(), "getcap {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn overlay_rootfs_shares_read_only_layer_snapshots_and_delete_unmounts_it() {
+    let env = Env::layered();
+    let overlay = [("HAKO_ROOTFS", "overlay")];
+    env.run_env(&overlay, &["-d", "--name", "ov-1", LAYERED, "sleep", "1000"]).expect_ok();
+    env.rt.track("ov-1");
+    let bundle = env.store.path().join("containers/ov-1");
+    let mounts = env.mounts();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert!(mounts[0].contains("containers/ov-1/rootfs") && mounts[0].contains(" - overlay "), "{mounts:?}");
+    // One snapshot per layer, shared: a second container adds none.
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 3, "{snaps:?}");
+    let out = env
+        .run_env(&overlay, &["--rm", LAYERED, "sh", "-c", &format!("{LAYERED_CHECK} && echo w > /etc/written")])
+        .expect_ok();
+    assert_eq!(out.stdout, LAYERED_SEES, "{out}");
+    assert_eq!(env.snapshots(), snaps);
+    // Whiteouts are overlayfs whiteouts in the layer's snapshot; nothing a container writes reaches one.
+    let whiteouts: Vec<PathBuf> = snaps
+        .iter()
+        .map(|s| env.store.path().join("snapshots").join(s).join("etc/deleted"))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+    assert_eq!(whiteouts.len(), 2, "the base file and the whiteout: {whiteouts:?}");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(whiteouts.iter().any(|p| {
+        let m = p.symlink_metadata().unwrap();
+        m.file_type().is_char_device() && m.rdev() == 0
+    }));
+    for s in &snaps {
+        assert!(!env.store.path().join("snapshots").join(s).join("etc/written").exists());
+    }
+    // The file capability survives, seen through the overlay.
+    assert!(getcap(&bundle.join("rootfs/bin/capped")).contains("cap_net_raw=ep"));
+    // Deleting the container unmounts its root filesystem and removes its upper directory.
+    env.rt.kill("ov-1", "KILL").expect_ok();
+    env.rt.wait_status("ov-1", "stopped", Duration::from_secs(10));
+    env.rt.delete("ov-1").expect_ok();
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+    // The default (auto) takes overlayfs on this host too.
+    env.run(&["-d", "--name", "ov-2", LAYERED, "sleep", "1000"]).expect_ok();
+    env.rt.track("ov-2");
+    assert_eq!(env.mounts().len(), 1, "{:?}", env.mounts());
+    env.rt.cmd(&["delete", "--force", "ov-2"]).expect_ok();
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+#[test]
+fn copy_rootfs_applies_whiteouts_and_keeps_file_capabilities() {
+    let env = Env::layered();
+    let copy = [("HAKO_ROOTFS", "copy")];
+    let out = env.run_env(&copy, &["--name", "cp-1", LAYERED, "sh", "-c", LAYERED_CHECK]).expect_ok();
+    env.rt.track("cp-1");
+    assert_eq!(out.stdout, LAYERED_SEES, "{out}");
+    assert_eq!(env.mounts(), Vec::<String>::new(), "the copy path mounts nothing");
+    assert_eq!(env.snapshots(), Vec::<String>::new(), "the copy path makes no snapshot");
+    let bundle = env.store.path().join("containers/cp-1");
+    assert!(getcap(&bundle.join("rootfs/bin/capped")).contains("cap_net_raw=ep"));
+    env.rt.delete("cp-1").expect_ok();
+    env.assert_clean();
+    let out = env.run_env(&[("HAKO_ROOTFS", "tmpfs")], &["--rm", LAYERED, "true"]).expect_fail();
+    out.expect_msg(&["HAKO_ROOTFS", "\"tmpfs\"", "copy"]);
+    env.assert_clean();
+}
+
+#[test]
+fn prune_never_removes_a_snapshot_a_container_uses() {
+    let env = Env::layered();
+    env.run_env(&[("HAKO_ROOTFS", "overlay")], &["-d", "--name", "pr-1", LAYERED, "sleep", "1000"]).expect_ok();
+    env.rt.track("pr-1");
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 3);
+    // The image goes, its blobs with it; the snapshots the container uses stay, and it still works.
+    env.image(&["rm", LAYERED]).expect_ok();
+    env.image(&["prune"]).expect_ok();
+    assert_eq!(env.image(&["ls", "-q"]).expect_ok().stdout, "");
+    assert_eq!(env.snapshots(), snaps);
+    assert_eq!(env.rt.exec("pr-1", &["sh", "-c", LAYERED_CHECK]).expect_ok().stdout, LAYERED_SEES);
+    env.rt.cmd(&["delete", "--force", "pr-1"]).expect_ok();
+    let out = env.image(&["prune"]).expect_ok();
+    assert!(out.stdout.contains("3 layer snapshots"), "{out}");
+    assert_eq!(env.snapshots(), Vec::<String>::new());
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+// ---- --isolation auto and the compatibility engine's policy ----
+
+/// Writes a hako configuration with `isolation` and returns its path.
+fn policy(dir: &Path, isolation: serde_json::Value) -> String {
+    let p = dir.join("config.json");
+    fs::write(&p, json!({ "isolation": isolation }).to_string()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn isolation_policy_decides_auto_and_refuses_what_it_forbids() {
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = policy(dir.path(), json!({"trustedRegistries": ["localhost/hako-run-test"]}));
+    let out = env.run_env(&[("HAKO_CONFIG", &trusted)], &["--rm", IMAGE, "echo", "hi"]).expect_ok();
+    assert_eq!(out.stdout, "hi\n");
+    let auto: Vec<&str> = out.stderr.lines().filter(|l| l.contains("isolation auto")).collect();
+    assert!(auto.len() == 1 && auto[0].contains("process") && auto[0].contains("process-possible"), "{out}");
+    // Untrusted and "refuse": no mode runs it, and nothing is left.
+    let refuse = policy(dir.path(), json!({"trustedRegistries": ["registry.example"], "untrusted": "refuse"}));
+    for mode in ["auto", "process", "vm"] {
+        let out = env.run_env(&[("HAKO_CONFIG", &refuse)], &["--rm", "--isolation", mode, IMAGE, "true"]).expect_fail();
+        out.expect_msg(&[IMAGE, "policy-refused", "trustedRegistries"]);
+        env.assert_clean();
+    }
+    // Untrusted under "vm": an explicit process is refused with the engine's reason.
+    let vm = policy(dir.path(), json!({"trustedRegistries": ["registry.example"]}));
+    let out = env.run_env(&[("HAKO_CONFIG", &vm)], &["--rm", "--isolation", "process", IMAGE, "true"]).expect_fail();
+    out.expect_msg(&[IMAGE, "process isolation", "policy-untrusted", "hako compat"]);
+    env.assert_clean();
+    // A configuration hako cannot read is an error, not a silent default.
+    let bad = dir.path().join("bad.json");
+    fs::write(&bad, "{\"isolation\": 3}").unwrap();
+    let out = env.run_env(&[("HAKO_CONFIG", bad.to_str().unwrap())], &["--rm", IMAGE, "true"]).expect_fail();
+    out.expect_msg(&[bad.to_str().unwrap()]);
+    env.assert_clean();
+}
+
+/// The one test that boots a VM: an untrusted image under `auto` gets VM isolation, says so, and records
+/// it in the bundle's config (its root filesystem is the overlay, shared into the guest).
+#[test]
+fn untrusted_image_gets_vm_isolation_under_auto() {
+    if !Path::new("/var/lib/hako/vm/vmlinux").exists() && std::env::var_os("HAKO_REQUIRE_ALL").is_none() {
+        eprintln!("note: no VM assets (scripts/vm-assets): skipped");
+        return;
+    }
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let vm = policy(dir.path(), json!({"trustedRegistries": ["registry.example"]}));
+    let out = env
+        .run_env(&[("HAKO_CONFIG", &vm)], &["-d", "--name", "vm-auto-1", IMAGE, "sh", "-c", "echo from-vm; uname -r"])
+        .expect_ok();
+    env.rt.track("vm-auto-1");
+    let auto: Vec<&str> = out.stderr.lines().filter(|l| l.contains("isolation auto")).collect();
+    assert!(auto.len() == 1 && auto[0].contains("vm") && auto[0].contains("policy-untrusted"), "{out}");
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(env.store.path().join("containers/vm-auto-1/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["annotations"]["org.hako.isolation"], "vm", "{config}");
+    env.rt.wait_status("vm-auto-1", "stopped", Duration::from_secs(120));
+    let log = fs::read_to_string(env.store.path().join("containers/vm-auto-1/container.log")).unwrap();
+    let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(log.starts_with("from-vm\n") && !log.contains(host_kernel.trim()), "{log}");
+    env.rt.delete("vm-auto-1").expect_ok();
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+}
+
+/// Unmounts a mount the test made, when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Mounted {
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    let st = std::process::Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(target).status();
+    assert!(st.unwrap().success(), "mount -t overlay on {}", target.display());
+    Mounted(target.to_path_buf())
+}
+
+#[test]
+fn where_overlayfs_fails_auto_copies_and_overlay_says_why() {
+    // A store on an overlayfs: the kernel refuses it as an upper directory, so no container overlay.
+    let env = Env::empty();
+    let base = tempfile::tempdir().unwrap();
+    for d in ["l", "u", "w"] {
+        fs::create_dir(base.path().join(d)).unwrap();
+    }
+    let p = |d: &str| base.path().join(d);
+    let _store_mount = mount_overlay(&p("l"), &p("u"), &p("w"), env.store.path());
+    let dir = tempfile::tempdir().unwrap();
+    env.image(&["load", layered_archive(dir.path()).to_str().unwrap()]).expect_ok();
+    let mut a = vec!["--debug", "image", "--store", env.store.path().to_str().unwrap(), "run"];
+    a.extend_from_slice(&["--rm", LAYERED, "sh", "-c", LAYERED_CHECK]);
+    let out = run_captured(env.rt.command(&a), None, DEFAULT_TIMEOUT).expect_ok();
+    assert_eq!(out.stdout, LAYERED_SEES, "{out}");
+    assert!(out.stderr.contains("overlayfs root filesystem not possible, copying the image instead"), "{out}");
+    assert_eq!(env.snapshots(), Vec::<String>::new(), "no snapshot is made when overlayfs cannot be used");
+    env.assert_clean();
+    let out = env.run_env(&[("HAKO_ROOTFS", "overlay")], &["--rm", LAYERED, "true"]).expect_fail();
+    out.expect_msg(&["overlayfs cannot be used", "HAKO_ROOTFS=copy"]);
+    env.assert_clean();
+}
+
+#[test]
+fn a_killed_runs_mounted_rootfs_is_unmounted_when_reclaimed() {
+    let env = Env::new();
+    let root = fs::canonicalize(env.rt.root()).unwrap();
+    let dir = env.store.path().join("containers/killed-ov-1");
+    for d in ["rootfs", "upper", "work", "lower"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::write(dir.join("hako-image-run.json"), json!({"id": "killed-ov-1", "root": root}).to_string()).unwrap();
+    let guard = mount_overlay(&dir.join("lower"), &dir.join("upper"), &dir.join("work"), &dir.join("rootfs"));
+    assert_eq!(env.mounts().len(), 1);
+    env.run(&["--rm", IMAGE, "true"]).expect_ok();
+    assert_eq!(env.mounts(), Vec::<String>::new());
+    env.assert_clean();
+    std::mem::forget(guard);
 }

@@ -133,6 +133,19 @@ fn spawn_registry(dir: &Path, data: &Path, name: &str, extra: &str) -> (Child, u
 }
 
 impl Registry {
+    /// The OCI manifest `repo:tag` as the registry serves it.
+    fn manifest(&self, repo: &str, tag: &str) -> Value {
+        let body = Registry::agent()
+            .get(format!("http://{}/v2/{repo}/manifests/{tag}", self.host()))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .expect("GET manifest")
+            .body_mut()
+            .read_to_string()
+            .expect("manifest body");
+        serde_json::from_str(&body).expect("manifest JSON")
+    }
+
     fn start(auth: Option<(&str, &str)>) -> Registry {
         Registry::launch(Setup { basic: auth, ..Setup::default() })
     }
@@ -662,17 +675,7 @@ fn a_connection_dropped_mid_layer_resumes_with_a_range_request() {
     let m = reg.push_image("test/big", "v1", "amd64", &[layer(&[("big", &data)])], json!({}));
     let hako = Hako::new();
     // Find the layer's digest through the registry.
-    let man: Value = serde_json::from_str(
-        &Registry::agent()
-            .get(format!("http://{}/v2/test/big/manifests/v1", reg.host()))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let man: Value = reg.manifest("test/big", "v1");
     let layer_digest = man["layers"][0]["digest"].as_str().unwrap().to_string();
     let p = proxy(reg.port, &layer_digest, Fault::Cut(1 << 20));
     let name = format!("127.0.0.1:{}/test/big:v1", p.port);
@@ -694,17 +697,7 @@ fn a_connection_dropped_mid_layer_resumes_with_a_range_request() {
 fn a_blob_with_the_wrong_digest_is_refused_and_nothing_stored() {
     let reg = Registry::start(None);
     reg.push_image("test/bad", "v1", "amd64", &[layer(&[("x", &noise(100_000, 3))])], json!({}));
-    let man: Value = serde_json::from_str(
-        &Registry::agent()
-            .get(format!("http://{}/v2/test/bad/manifests/v1", reg.host()))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let man: Value = reg.manifest("test/bad", "v1");
     let layer_digest = man["layers"][0]["digest"].as_str().unwrap().to_string();
     let p = proxy(reg.port, &layer_digest, Fault::Corrupt);
     let hako = Hako::new();
@@ -1131,17 +1124,7 @@ fn a_terminal_gets_progress_bars() {
 
 /// The digests of the layers of `repo:tag`, read from the (plain) registry.
 fn layer_digests(reg: &Registry, repo: &str, tag: &str) -> Vec<String> {
-    let man: Value = serde_json::from_str(
-        &Registry::agent()
-            .get(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let man: Value = reg.manifest(repo, tag);
     man["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
 

@@ -30,7 +30,12 @@ pub(crate) fn image(args: &ImageArgs, root: &std::path::Path) -> Result<i32> {
         ImageCommand::Rm(a) => rm(store, &a.images).map(|_| 0),
         ImageCommand::Prune => {
             let r = store.gc()?;
-            println!("removed {} blobs, freed {}", r.blobs.len(), human(r.bytes));
+            println!(
+                "removed {} blobs and {} layer snapshots, freed {}",
+                r.blobs.len(),
+                r.snapshots.len(),
+                human(r.bytes)
+            );
             Ok(0)
         }
         ImageCommand::Unpack(a) => unpack_cmd(store, a).map(|_| 0),

@@ -1,9 +1,10 @@
 //! `hako image run` (a container of an image in one command) and `hako image load` (images from an OCI
 //! layout archive). `image run` writes an ordinary OCI bundle, `<store>/containers/<id>/` (0700: config.json
-//! built from the image config and the flags, rootfs/ unpacked from the store, and a marker file naming the
-//! container), then creates and starts it through `create::run`, the code path of `hako run`. Deleting the
-//! container (`--rm`, or `hako delete ID`) removes that bundle too: `delete` calls [`remove_bundle`], which
-//! removes a bundle only when it holds the marker of that very container. See docs/image-run.md.
+//! built from the image config and the flags, rootfs/ an overlayfs mount of the image's layer snapshots or a
+//! copy of the image (`hako_image::snapshot`), and a marker file naming the container), then creates and
+//! starts it through `create::run`, the code path of `hako run`. Deleting the container (`--rm`, or `hako
+//! delete ID`) unmounts its root filesystem and removes that bundle too: `delete` calls [`remove_bundle`],
+//! which removes a bundle only when it holds the marker of that very container. See docs/image-run.md.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,8 +15,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hako_image::bundle::{self, RunConfig, User};
-use hako_image::unpack::{self, Limits};
+use hako_image::compat::ResolveOptions;
+use hako_image::snapshot::{self, RootfsMode};
+use hako_image::unpack::Limits;
 use hako_image::{ImageRecord, Platform, Store, StoreError};
+use hako_platform::{Date, Decision, Host, Isolation, Policy};
 use hako_runtime::state::State;
 use hako_runtime::ContainerId;
 use serde_json::{json, Value};
@@ -60,44 +64,44 @@ pub(crate) fn load(store: &Store, a: &LoadArgs) -> Result<()> {
     Ok(())
 }
 
-/// The isolation mode for an image of `image` on `host`, and, when hako chose it (`auto`), why. The one
-/// place the choice is made: the compatibility engine replaces the body of `auto` when it lands.
+/// What the compatibility engine's verdict means for `hako image run --isolation requested`: the mode to
+/// run, the one line that says what `auto` chose and why (none for an explicit choice), and the warnings.
+/// A mode the engine says cannot run the image is refused with its reasons, explicit or not. The one place
+/// the choice is made; the verdict is `hako_image::compat::decide_image`'s (see docs/compat.md).
 pub(crate) fn decide_isolation(
     requested: IsolationChoice,
     name: &str,
-    image: &Platform,
-    host: &Platform,
-) -> Result<(&'static str, Option<String>)> {
-    if image.os == "windows" {
-        let version = image.os_version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
-        bail!(
-            "image {name} is a Windows{version} image: a {} host runs it in no isolation mode; run it with hako.exe on a Windows host of that build (process isolation) or a newer one (Hyper-V isolation)",
-            host.os
-        );
-    }
-    let os = if image.os.is_empty() { host.os.as_str() } else { image.os.as_str() };
-    if os != host.os || (!image.architecture.is_empty() && image.architecture != host.architecture) {
-        bail!(
-            "image {name} is for {}/{}, this host is {}/{}: pull the host's platform (hako image pull --platform {}/{} {name})",
-            os,
-            image.architecture,
-            host.os,
-            host.architecture,
-            host.os,
-            host.architecture
-        );
-    }
-    Ok(match requested {
+    d: &Decision,
+) -> Result<(&'static str, Option<String>, Vec<String>)> {
+    let warnings = d.warnings.iter().map(|w| format!("warning: {} [{}]", w.message, w.code)).collect();
+    let refuse = |mode: &str, m: &hako_platform::Mode| {
+        anyhow::anyhow!(
+            "image {name} cannot run with {mode} isolation on this host: {} (`hako compat {name}` explains the verdict)",
+            join_reasons(&m.reasons)
+        )
+    };
+    let (mode, why) = match requested {
+        IsolationChoice::Process if !d.process.possible => return Err(refuse("process", &d.process)),
+        IsolationChoice::Vm if !d.vm.possible => return Err(refuse("VM", &d.vm)),
         IsolationChoice::Process => ("process", None),
         IsolationChoice::Vm => ("vm", None),
-        IsolationChoice::Auto => (
-            "process",
-            Some(format!(
-                "isolation auto: process, because {name} is a {os}/{} image and this host's kernel runs it",
-                host.architecture
-            )),
-        ),
-    })
+        IsolationChoice::Auto => match d.auto {
+            Some(Isolation::Process) => ("process", Some(format!("isolation auto: process for {name}, because {}", join_reasons(&d.auto_reasons)))),
+            Some(Isolation::Vm) => ("vm", Some(format!("isolation auto: vm for {name}, because {}", join_reasons(&d.auto_reasons)))),
+            None => bail!(
+                "image {name} cannot run on this host: process isolation: {}; VM isolation: {} (`hako compat {name}` explains the verdict)",
+                join_reasons(&d.process.reasons),
+                join_reasons(&d.vm.reasons)
+            ),
+        },
+    };
+    Ok((mode, why, warnings))
+}
+
+/// Reasons as one line: `message [code]; ...`.
+fn join_reasons(reasons: &[hako_platform::Reason]) -> String {
+    let parts: Vec<String> = reasons.iter().map(|r| format!("{} [{}]", r.message, r.code)).collect();
+    parts.join("; ")
 }
 
 /// A `-v SRC:DST[:ro|:rw]`.
@@ -259,7 +263,7 @@ fn write_bundle(
     dir: &Path,
     a: &ImageRunArgs,
     id: &str,
-    mode: &'static str,
+    (mode, rootfs_mode): (&'static str, RootfsMode),
     root: &Path,
 ) -> Result<MarkerLock> {
     let parent = dir.parent().context("bundle directory has no parent")?;
@@ -284,11 +288,8 @@ fn write_bundle(
             .context("locking the bundle's marker")?;
         let cfg: RunConfig = bundle::run_config(store, record)?;
         let rootfs = dir.join("rootfs");
-        {
-            // The store's shared lock: a concurrent prune cannot take the blobs away mid-unpack.
-            let _lock = store.lock(false)?;
-            unpack::unpack_image(store, record, &rootfs, &Limits::default())?;
-        }
+        let made = snapshot::prepare_rootfs(store, record, dir, &Limits::default(), rootfs_mode)?;
+        tracing::debug!(container = id, rootfs = ?made, "root filesystem ready");
         let args = bundle::process_args(&record.name, &cfg, a.entrypoint.as_deref(), &a.command)?;
         let user = bundle::resolve_user(&rootfs, a.user.as_deref().or(cfg.user.as_deref()).unwrap_or(""))?;
         let mut env_flags = parse_env(&a.env, |k| std::env::var(k).ok())?;
@@ -327,9 +328,15 @@ fn write_bundle(
         Ok(lock)
     })();
     if result.is_err() {
-        let _ = fs::remove_dir_all(dir);
+        discard_bundle(dir);
     }
     result
+}
+
+/// Removes a bundle of `hako image run`: unmounts its overlay root filesystem first, if it has one.
+fn discard_bundle(dir: &Path) {
+    snapshot::release_rootfs(dir);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// Points hako's own stdin at /dev/null and, with `log`, its stdout and stderr at the log, for the container
@@ -379,6 +386,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
         parse_volume(v)?;
     }
     parse_env(&a.env, |_| None)?;
+    let rootfs_mode = RootfsMode::from_env()?;
     let id = match &a.name {
         Some(n) => n.clone(),
         None => random_id()?,
@@ -392,14 +400,26 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
         crate::console::require_terminal_stdin("--tty", "drop --tty")?;
     }
     let record = find_or_pull(store, &a.image, a.pull)?;
-    let (mode, why) = decide_isolation(a.isolation, &record.name, &record.platform, &Platform::host())?;
+    let policy = Policy::load_default()?;
+    let (_, decision) = hako_image::compat::decide_image(
+        Some(store),
+        &record.name,
+        &Host::this_linux(),
+        &policy,
+        Date::today(),
+        &ResolveOptions::default(),
+    )?;
+    let (mode, why, warnings) = decide_isolation(a.isolation, &record.name, &decision)?;
+    for w in warnings {
+        eprintln!("hako: {w}");
+    }
     if let Some(why) = why {
         eprintln!("hako: {why}");
     }
-    let dir = store.root().join("containers").join(&id);
+    let dir = store.root().join(snapshot::CONTAINERS_DIR).join(&id);
     let root = fs::canonicalize(root).with_context(|| format!("state root {}", root.display()))?;
-    reclaim(&store.root().join("containers"), &ctx, &root);
-    let _marker = write_bundle(store, &record, &dir, a, &id, mode, &root)?;
+    reclaim(&store.root().join(snapshot::CONTAINERS_DIR), &ctx, &root);
+    let _marker = write_bundle(store, &record, &dir, a, &id, (mode, rootfs_mode), &root)?;
     let flags = CreateFlags {
         bundle: dir.clone(),
         console_socket: None,
@@ -417,7 +437,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
     let saved = match saved {
         Ok(s) => s,
         Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
+            discard_bundle(&dir);
             return Err(e);
         }
     };
@@ -436,7 +456,7 @@ pub(crate) fn run(store: &Store, root: &Path, a: &ImageRunArgs) -> Result<i32> {
             let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
             let ours = ctx.store.peek(&cid).is_ok_and(|s| s.bundle == dir || s.bundle == canonical);
             if !ours {
-                let _ = fs::remove_dir_all(&dir);
+                discard_bundle(&dir);
             }
             Err(e)
         }
@@ -469,7 +489,7 @@ fn reclaim(containers: &Path, ctx: &Ctx, root: &Path) {
             continue;
         }
         tracing::info!("removing bundle {} left by a hako image run that was killed", dir.display());
-        let _ = fs::remove_dir_all(&dir);
+        discard_bundle(&dir);
     }
 }
 
@@ -488,6 +508,7 @@ pub(crate) fn remove_bundle(state: &State) -> Result<()> {
     if v["id"].as_str() != Some(state.id.as_str()) {
         return Ok(());
     }
+    snapshot::release_rootfs(&state.bundle);
     fs::remove_dir_all(&state.bundle).with_context(|| {
         format!(
             "container {} was deleted, but its bundle {} could not be removed (remove it by hand)",
@@ -501,32 +522,72 @@ pub(crate) fn remove_bundle(state: &State) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn host() -> Platform {
-        Platform::host()
+    fn linux(arch: &str, registry: &str) -> hako_platform::ImagePlatform {
+        hako_platform::ImagePlatform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: None,
+            os_version: None,
+            os_features: Vec::new(),
+            registry: Some(registry.into()),
+            repository: Some("team/app".into()),
+        }
+    }
+
+    fn verdict(image: &hako_platform::ImagePlatform, policy: &str) -> Decision {
+        let policy: Policy = if policy.is_empty() {
+            Policy::default()
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("config.json");
+            fs::write(&f, policy).unwrap();
+            Policy::load(&f).unwrap()
+        };
+        hako_platform::decide(&Host::this_linux(), image, &policy, Date::today())
     }
 
     #[test]
-    fn auto_chooses_process_for_a_linux_image_of_this_arch_and_says_why() {
-        let (mode, why) = decide_isolation(IsolationChoice::Auto, "img", &host(), &host()).unwrap();
+    fn auto_follows_the_engine_and_says_why_in_one_line() {
+        let arch = Host::this_linux().architecture;
+        let d = verdict(&linux(&arch, "r.example"), "");
+        let (mode, why, warnings) = decide_isolation(IsolationChoice::Auto, "img", &d).unwrap();
         assert_eq!(mode, "process");
         let why = why.unwrap();
         assert!(why.contains("auto") && why.contains("process") && why.contains("img") && !why.contains('\n'), "{why}");
-        assert_eq!(decide_isolation(IsolationChoice::Vm, "img", &host(), &host()).unwrap(), ("vm", None));
+        assert!(warnings.is_empty());
+        let (mode, why, _) = decide_isolation(IsolationChoice::Vm, "img", &d).unwrap();
+        assert_eq!((mode, why), ("vm", None));
+        // An untrusted registry gets VM isolation under auto, and an explicit process is refused.
+        let policy = r#"{"isolation": {"trustedRegistries": ["trusted.example"]}}"#;
+        let d = verdict(&linux(&arch, "r.example"), policy);
+        let (mode, why, _) = decide_isolation(IsolationChoice::Auto, "img", &d).unwrap();
+        assert_eq!(mode, "vm");
+        assert!(why.unwrap().contains("policy-untrusted"));
+        let e = decide_isolation(IsolationChoice::Process, "img", &d).unwrap_err().to_string();
+        assert!(
+            e.contains("process isolation") && e.contains("trustedRegistries") && e.contains("hako compat img"),
+            "{e}"
+        );
+        // refuse: neither mode.
+        let policy = r#"{"isolation": {"trustedRegistries": ["trusted.example"], "untrusted": "refuse"}}"#;
+        let d = verdict(&linux(&arch, "r.example"), policy);
+        let e = decide_isolation(IsolationChoice::Auto, "img", &d).unwrap_err().to_string();
+        assert!(e.contains("cannot run on this host") && e.contains("policy-refused"), "{e}");
+        assert!(decide_isolation(IsolationChoice::Vm, "img", &d).is_err());
     }
 
     #[test]
     fn windows_and_foreign_arch_images_are_refused() {
-        let win = Platform {
+        let win = hako_platform::ImagePlatform {
             os: "windows".into(),
-            architecture: "amd64".into(),
             os_version: Some("10.0.20348.1".into()),
-            ..Platform::default()
+            ..linux("amd64", "mcr.microsoft.com")
         };
-        let e = decide_isolation(IsolationChoice::Auto, "w", &win, &host()).unwrap_err().to_string();
-        assert!(e.contains("Windows 10.0.20348.1") && e.contains("hako.exe"), "{e}");
-        let other = Platform { architecture: "s390x_not".into(), ..host() };
-        let e = decide_isolation(IsolationChoice::Process, "o", &other, &host()).unwrap_err().to_string();
-        assert!(e.contains("--platform"), "{e}");
+        let e = decide_isolation(IsolationChoice::Auto, "w", &verdict(&win, "")).unwrap_err().to_string();
+        assert!(e.contains("windows-image-on-linux") && e.contains("Windows host"), "{e}");
+        let other = linux("s390x_not", "r.example");
+        let e = decide_isolation(IsolationChoice::Process, "o", &verdict(&other, "")).unwrap_err().to_string();
+        assert!(e.contains("arch-mismatch") && e.contains("--platform"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hako_runtime::isolation::Isolation;
 use hako_runtime::state::{Locked, State, Status, Store};
 use hako_runtime::ContainerId;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ImageCommand};
 
 /// What every container command needs.
 pub(crate) struct Ctx {
@@ -75,6 +75,22 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 pub(crate) fn run(cli: Cli) -> Result<i32> {
     if cli.systemd_cgroup {
         bail!("--systemd-cgroup: hako has no systemd cgroup driver and manages cgroups through cgroupfs only; drop the flag (and set SystemdCgroup = false in containerd's runtime options, cgroup_manager = \"cgroupfs\" in podman's)");
+    }
+    let prints_only = match &cli.command {
+        Command::Features
+        | Command::Info
+        | Command::HcsDoc(_)
+        | Command::Completion(_)
+        | Command::Man(_)
+        | Command::Compat(_)
+        | Command::State(_)
+        | Command::Ps(_)
+        | Command::List(_) => true,
+        Command::Image(a) => matches!(a.command, ImageCommand::Ls(_) | ImageCommand::Inspect(_)),
+        _ => false,
+    };
+    if prints_only {
+        crate::console::end_quietly_on_a_closed_stdout();
     }
     match cli.command {
         Command::Spec(a) => spec::spec(&a).map(|_| 0),
