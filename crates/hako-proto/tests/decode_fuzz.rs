@@ -122,7 +122,7 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(|(name, mac, mtu, addresses, routes)| NetIf { name, mac, mtu, addresses, routes });
     prop_oneof![
         (text(), json(), prop::collection::vec(share, 0..3), stdio(), prop::collection::vec(netif, 0..2))
-            .prop_map(|(id, config, shares, stdio, net)| Op::Create { id, config, shares, stdio, net }),
+            .prop_map(|(id, config, shares, stdio, net)| Op::Create { id, config, shares, stdio, net, sandbox: None }),
         text().prop_map(|id| Op::Start { id }),
         (text(), text(), json(), stdio()).prop_map(|(id, exec_id, process, stdio)| Op::Exec {
             id,

@@ -106,6 +106,8 @@ pub(crate) enum Command {
         dir: PathBuf,
         /// The request to send.
         opfile: PathBuf,
+        /// The directory of the supervisor to talk to (a pod sandbox's), DIR by default.
+        vm_dir: Option<PathBuf>,
     },
 }
 

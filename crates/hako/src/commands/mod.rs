@@ -89,7 +89,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
         Command::VmSupervisor { dir } => Ok(hako_vm::supervisor_main(&dir)),
-        Command::VmShadow { dir, opfile } => Ok(hako_vm::shadow_main(&dir, &opfile)),
+        Command::VmShadow { dir, opfile, vm_dir } => Ok(hako_vm::shadow_main(&dir, &opfile, vm_dir.as_deref())),
         command => {
             let ctx = Ctx::open(&cli.root)?;
             match command {
