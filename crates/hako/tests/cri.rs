@@ -303,7 +303,6 @@ state = "{d}/state"
                     ..Default::default()
                 }),
                 resources,
-                ..Default::default()
             }),
             ..Default::default()
         };

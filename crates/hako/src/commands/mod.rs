@@ -12,6 +12,7 @@ mod image_run;
 mod info;
 mod inspect;
 pub(crate) mod isolation;
+mod k8s;
 mod signal;
 mod spec;
 mod update;
@@ -85,6 +86,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Completion(a) => docs::completion(&a).map(|_| 0),
         Command::Man(a) => docs::man(&a).map(|_| 0),
         Command::Compat(a) => compat::compat(&a),
+        Command::K8s(crate::cli::K8sCommand::Runtimeclass(a)) => k8s::runtimeclass(&a),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
@@ -114,6 +116,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Completion(_)
                 | Command::Man(_)
                 | Command::Compat(_)
+                | Command::K8s(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),
