@@ -840,10 +840,10 @@ impl Isolation for VmIsolation {
                 make_mount_points(spec, bundle);
             }
             if let Some(share) = &pod_share {
-                pod::make_pod_share(share).map_err(boxed)?;
+                let exported = pod::make_pod_share(share).map_err(boxed)?;
                 shares.push(ShareDir {
                     tag: pod::POD_SHARE.into(),
-                    host: share.clone(),
+                    host: exported,
                     readonly: false,
                     files: Vec::new(),
                 });

@@ -5,10 +5,11 @@
 //! pod's pause container, `container` for the others) and [`SANDBOX_ID_ANNOTATION`] (the sandbox's id).
 //!
 //! - The **sandbox** boots the pod's VM: it takes the pod's network namespace over, as any VM container does,
-//!   and its VM gets one more 9p share, the **pod share** (`<root>/.pod@<sandbox id>`, outside every state
-//!   directory so that removing one never reaches through a bind; tag `pod`, at `/run/hako/shares/pod` in
-//!   the guest). On the host the pod share is a bind mount of itself made a
-//!   shared mount, so what hako mounts below it later propagates into QEMU's own mount namespace. The VM is
+//!   and its VM gets one more 9p share, the **pod share** (under `<root>/.pod@<sandbox id>`, outside every
+//!   state directory so that removing one never reaches through a bind; tag `pod`, at `/run/hako/shares/pod`
+//!   in the guest). On the host the share QEMU exports is a read-only bind mount (made shared, so that what
+//!   hako mounts below it later propagates into QEMU's own mount namespace) of a directory only hako writes:
+//!   the guest cannot change the paths hako mounts on ([`make_pod_share`]). The VM is
 //!   sized for the pod ([`pod_sizing`]).
 //! - A **container of the pod** boots nothing: its rootfs and bind-mount sources are bind-mounted on the
 //!   host below the pod share's `<id>/` (read-only binds made read-only on the host, so the host kernel refuses the
@@ -168,30 +169,47 @@ pub fn pod_share_path(root: &Path, id: &str) -> PathBuf {
     root.join(format!(".pod@{id}"))
 }
 
-/// Makes the pod share `share` (0700): a bind mount of itself, made shared, so that the binds of the pod's
-/// containers made later propagate into QEMU's mount namespace (a slave of this one).
-pub fn make_pod_share(share: &Path) -> Result<(), VmError> {
+/// The pod share's layout under its base directory: `d/` holds the containers' directories and mount points,
+/// `s/` is a read-only bind of `d/` (a shared mount) that QEMU exports. The guest can write only inside the
+/// binds below `s/<id>/` (each with its own read-only flag), never create, rename or remove an entry of the
+/// share or of a container's directory: nothing it does can redirect a path hako mounts on or unmounts.
+const STRUCTURE: &str = "d";
+/// See [`STRUCTURE`].
+const EXPORTED: &str = "s";
+
+/// Makes the pod share at `base` (0700) and returns the directory QEMU exports: a read-only bind mount of the
+/// structure, made shared, so that the binds of the pod's containers made later propagate into QEMU's mount
+/// namespace (a slave of this one).
+pub fn make_pod_share(base: &Path) -> Result<PathBuf, VmError> {
     use std::os::unix::fs::DirBuilderExt;
-    let share = share.to_path_buf();
-    std::fs::DirBuilder::new().mode(0o700).create(&share).map_err(|e| setup_err(share.display(), e))?;
-    mount(Some(&share), &share, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| setup_err(format_args!("bind-mounting the pod share {}", share.display()), e))?;
-    mount(None::<&str>, &share, None::<&str>, MsFlags::MS_SHARED, None::<&str>)
-        .map_err(|e| setup_err(format_args!("making the pod share {} a shared mount", share.display()), e))?;
-    Ok(())
+    let (d, s) = (base.join(STRUCTURE), base.join(EXPORTED));
+    for dir in [base, d.as_path(), s.as_path()] {
+        std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| setup_err(dir.display(), e))?;
+    }
+    let what = |step: &str| format!("{step} the pod share {}", s.display());
+    mount(Some(&d), &s, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| setup_err(what("bind-mounting"), e))?;
+    mount(None::<&str>, &s, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>)
+        .map_err(|e| setup_err(what("making read-only"), e))?;
+    mount(None::<&str>, &s, None::<&str>, MsFlags::MS_SHARED, None::<&str>)
+        .map_err(|e| setup_err(what("making shared"), e))?;
+    Ok(s)
 }
 
-/// Removes the pod share `share`, with every bind still below it. Never deletes through a mount: only empty
-/// directories and placeholders are removed.
-pub fn remove_pod_share(share: &Path) {
-    if !share.exists() {
+/// Removes the pod share at `base`, with every bind still below it. Never deletes through a mount: only
+/// empty directories and placeholders are removed.
+pub fn remove_pod_share(base: &Path) {
+    if !base.exists() {
         return;
     }
-    let _ = umount2(share, MntFlags::MNT_DETACH);
-    for e in std::fs::read_dir(share).into_iter().flatten().flatten() {
-        remove_member_dir(&e.path());
+    // Detaches the export and every container's bind below it.
+    let _ = umount2(&base.join(EXPORTED), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+    for e in std::fs::read_dir(base.join(STRUCTURE)).into_iter().flatten().flatten() {
+        unbind_member(base, &e.file_name().to_string_lossy());
     }
-    let _ = std::fs::remove_dir(share);
+    for dir in [base.join(STRUCTURE), base.join(EXPORTED), base.to_path_buf()] {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// One host path bound below `pod/<id>/` for a container of the pod.
@@ -273,26 +291,28 @@ pub fn member_view(spec: &Spec, bundle: &Bundle, id: &str, sandbox: &Sandbox) ->
     Ok(MemberView { config, binds })
 }
 
-/// Binds `binds` below `share/<id>/` on the host (the directory 0700; read-only binds remounted read-only).
-/// On failure what was bound stays for [`unbind_member`] (cleanup) to undo.
-pub fn bind_member(share: &Path, id: &str, binds: &[Bind]) -> Result<(), VmError> {
+/// Binds `binds` below the pod share at `base`, in `<id>/` (0700; read-only binds remounted read-only): the
+/// directory and placeholders are made in the structure, the binds on the export (whence they propagate to
+/// QEMU). On failure what was bound stays for [`unbind_member`] (cleanup) to undo.
+pub fn bind_member(base: &Path, id: &str, binds: &[Bind]) -> Result<(), VmError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = share.join(id);
+    let dir = base.join(STRUCTURE).join(id);
     std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| setup_err(dir.display(), e))?;
     for b in binds {
-        let at = dir.join(&b.name);
+        let placeholder = dir.join(&b.name);
         let made = if b.file {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&at)
+                .open(&placeholder)
                 .map(drop)
         } else {
-            std::fs::DirBuilder::new().mode(0o700).create(&at)
+            std::fs::DirBuilder::new().mode(0o700).create(&placeholder)
         };
-        made.map_err(|e| setup_err(at.display(), e))?;
+        made.map_err(|e| setup_err(placeholder.display(), e))?;
+        let at = base.join(EXPORTED).join(id).join(&b.name);
         let what = || format!("binding {} on {} for the pod's VM", b.host.display(), at.display());
         mount(Some(&b.host), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(|e| setup_err(what(), e))?;
@@ -310,31 +330,30 @@ pub fn bind_member(share: &Path, id: &str, binds: &[Bind]) -> Result<(), VmError
     Ok(())
 }
 
-/// Undoes [`bind_member`] (any prefix of it).
-pub fn unbind_member(share: &Path, id: &str) {
-    remove_member_dir(&share.join(id));
-}
-
-/// Detaches every bind in a container's directory of the pod share and removes what is left: placeholders
-/// and empty directories only (never through a mount, so a bind that could not be detached keeps its files).
-fn remove_member_dir(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+/// Undoes [`bind_member`] (any prefix of it): detaches each bind and removes what is left, placeholders and
+/// empty directories only (never through a mount: a bind that could not be detached keeps its files).
+pub fn unbind_member(base: &Path, id: &str) {
+    let dir = base.join(STRUCTURE).join(id);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
     for e in entries.flatten() {
+        let name = e.file_name();
+        let _ = umount2(
+            &base.join(EXPORTED).join(id).join(&name),
+            MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+        );
         let p = e.path();
-        let _ = umount2(&p, MntFlags::MNT_DETACH);
         match e.file_type() {
             Ok(t) if t.is_dir() => {
                 let _ = std::fs::remove_dir(&p);
             }
             _ => {
-                // An empty placeholder; a file still bound elsewhere fails with EBUSY and stays.
                 if std::fs::symlink_metadata(&p).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&p);
                 }
             }
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    let _ = std::fs::remove_dir(&dir);
 }
 
 #[cfg(test)]
