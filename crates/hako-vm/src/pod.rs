@@ -337,10 +337,7 @@ pub fn unbind_member(base: &Path, id: &str) {
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
-        let _ = umount2(
-            &base.join(EXPORTED).join(id).join(&name),
-            MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
-        );
+        let _ = umount2(&base.join(EXPORTED).join(id).join(&name), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
         let p = e.path();
         match e.file_type() {
             Ok(t) if t.is_dir() => {

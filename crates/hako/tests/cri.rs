@@ -25,7 +25,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
+    Capability, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
     CreateContainerRequest, ExecSyncRequest, ImageSpec as CriImage, LinuxContainerConfig, LinuxContainerResources,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
@@ -67,6 +67,8 @@ struct Cri {
     tokio: tokio::runtime::Runtime,
     /// The cgroup under which every pod's cgroups live (`/<cgroup_root>/pod<uid>/<id>`).
     cgroup_root: String,
+    /// containerd's mount namespace (`mnt:[inode]`): every process in it is this test's.
+    mnt_ns: String,
 }
 
 impl Cri {
@@ -127,7 +129,12 @@ impl Cri {
             client.is_some()
         });
         let cri = match client {
-            Some(client) => Cri { dir, containerd, client, tokio, cgroup_root },
+            Some(client) => {
+                let mnt_ns = fs::read_link(format!("/proc/{}/ns/mnt", containerd.id()))
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Cri { dir, containerd, client, tokio, cgroup_root, mnt_ns }
+            }
             None => {
                 let mut containerd = containerd;
                 let _ = containerd.kill();
@@ -297,18 +304,26 @@ state = "{d}/state"
         script: &str,
         resources: Option<LinuxContainerResources>,
     ) -> String {
+        let security = LinuxContainerSecurityContext { namespace_options: Some(namespaces()), ..Default::default() };
+        self.start_container_as(pod, pod_config, name, script, resources, security)
+    }
+
+    /// [`Cri::start_container_with`] with a security context.
+    fn start_container_as(
+        &mut self,
+        pod: &str,
+        pod_config: &PodSandboxConfig,
+        name: &str,
+        script: &str,
+        resources: Option<LinuxContainerResources>,
+        security: LinuxContainerSecurityContext,
+    ) -> String {
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
             image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
             command: vec!["/bin/sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}.log"),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(namespaces()),
-                    ..Default::default()
-                }),
-                resources,
-            }),
+            linux: Some(LinuxContainerConfig { security_context: Some(security), resources }),
             ..Default::default()
         };
         let req = CreateContainerRequest {
@@ -423,6 +438,18 @@ state = "{d}/state"
             let _ = self.containerd.wait();
         }
         host::kill_shims_of(&self.dir.join("containerd.sock").to_string_lossy());
+        // What a failed test left in containerd's namespaces (a VM's supervisor and shadows; QEMU dies with
+        // its supervisor): killed by PID.
+        let host_ns = fs::read_link("/proc/self/ns/mnt").map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        if !self.mnt_ns.is_empty() && self.mnt_ns != host_ns {
+            for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<libc::pid_t>() else { continue };
+                if fs::read_link(e.path().join("ns/mnt")).is_ok_and(|l| l.to_string_lossy() == self.mnt_ns) {
+                    // SAFETY: kill takes two integers; the process is in this test's private mount namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
         host::remove_cgroup_tree(&self.cgroup_root);
         host::detach_mounts_under(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
@@ -553,23 +580,22 @@ fn host_identity() -> (String, String) {
     (boot.trim().to_string(), release.trim().to_string())
 }
 
-/// What of the `hako-vm` pods is left: processes (supervisors, shadows, QEMU: anything whose command line
-/// names the handler's root), mounts in containerd's mount namespace, taps and other links in its network
+/// What of the `hako-vm` pods is left: processes (supervisors, shadows, QEMU, shims: anything whose command
+/// line names one of `ids`), mounts in containerd's mount namespace, taps and other links in its network
 /// namespace, the runtime's state (pod shares included) and the pods' network namespaces.
-fn vm_leftovers(cri: &Cri) -> Vec<String> {
+fn vm_leftovers(cri: &Cri, ids: &[&String]) -> Vec<String> {
     let root = cri.vm_root();
-    let needle = "/run/hako-vm/".to_string();
     let mut left = Vec::new();
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&needle) {
+        if ids.iter().any(|id| cmd.contains(id.as_str())) {
             left.push(format!("process {pid}: {cmd}"));
         }
     }
     let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", cri.containerd_pid())).unwrap_or_default();
-    left.extend(mountinfo.lines().filter(|l| l.contains(&needle)).map(|l| format!("mount: {l}")));
+    left.extend(mountinfo.lines().filter(|l| l.contains("/run/hako-vm/")).map(|l| format!("mount: {l}")));
     let links = Command::new("nsenter")
         .args(["-t", &cri.containerd_pid().to_string(), "-n", "ip", "-o", "link"])
         .output()
@@ -670,9 +696,51 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     assert_eq!(s.exit_code, 137, "{s:?}");
     cri.stop_and_remove_pod(&pod);
 
-    // A pod whose VM dies is NOTREADY, and can be stopped and removed.
-    let doomed_config = cri.pod_config("doomed");
+    // A pod whose VM dies is NOTREADY, and can be stopped and removed. It is a hostPID pod: its containers
+    // run in the guest's own pid namespace, where the agent is pid 1.
+    let mut doomed_config = cri.pod_config("doomed");
+    if let Some(ns) = doomed_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = NamespaceMode::Node as i32;
+    }
     let doomed = cri.run_pod(&doomed_config, "hako-vm");
+    // The guest cannot change the pod share's layout on the host, only write inside a container's rootfs: a
+    // root process in the guest's own mount namespace (a container of a hostPID pod, in the guest's own pid
+    // namespace, with CAP_SYS_ADMIN: it stands for a hostile guest kernel) tries.
+    let hostile = cri.start_container_as(
+        &doomed,
+        &doomed_config,
+        "hostile",
+        "exec sleep 3600",
+        None,
+        LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption { pid: NamespaceMode::Node as i32, ..namespaces() }),
+            capabilities: Some(Capability {
+                add_capabilities: vec!["SYS_ADMIN".into(), "SYS_PTRACE".into(), "SYS_CHROOT".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let share = "/run/hako/shares/pod";
+    let (code, out, err) = cri.exec(
+        &hostile,
+        &format!(
+            "nsenter -t 1 -m sh -c 'mkdir {share}/evil; mv {share}/{hostile} {share}/moved; \
+             rmdir {share}/{hostile}/rootfs; ln -s / {share}/{hostile}/root-link; \
+             echo from-the-guest > {share}/{hostile}/rootfs/tmp/written && echo rootfs-writable'"
+        ),
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out.trim(), "rootfs-writable", "{out} {err}");
+    assert_eq!(err.matches("Read-only file system").count(), 4, "the guest changed the pod share: {err}");
+    let (_, out, _) = cri.exec(&hostile, "cat /tmp/written");
+    assert_eq!(out.trim(), "from-the-guest");
+
     let sleeper = cri.start_container(&doomed, &doomed_config, "sleeper", "exec sleep 3600");
     let qemu_pid = fs::read_to_string(cri.vm_root().join("k8s.io").join(&doomed).join("qemu.pid"))
         .ok()
@@ -697,12 +765,12 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
             |mut c| async move { c.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await },
         );
     assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
-    let left = vm_leftovers(&cri);
+    let left = vm_leftovers(&cri, &[&pod, &web, &client, &failing, &doomed, &hostile, &sleeper]);
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
     for config in [&pod_config, &doomed_config] {
         let uid = config.metadata.as_ref().map_or("", |m| m.uid.as_str());
         let cgroup = format!("{}/pod{uid}", cri.cgroup_root);
-        for id in [&pod, &web, &client, &failing, &doomed, &sleeper] {
+        for id in [&pod, &web, &client, &hostile, &failing, &doomed, &sleeper] {
             assert!(!host::cgroup_exists(&format!("{cgroup}/{id}")), "cgroup of {id} left behind");
         }
     }
