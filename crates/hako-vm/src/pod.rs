@@ -374,6 +374,72 @@ mod tests {
         assert_eq!(role(&spec(&[(CONTAINER_TYPE_ANNOTATION, "container")])), Role::Alone);
     }
 
+    fn sandbox() -> Sandbox {
+        Sandbox {
+            id: "sb".into(),
+            pid: 4242,
+            vm_dir: "/run/hako/sb".into(),
+            share: "/run/hako/.pod@sb".into(),
+            supervisor_pid: 1,
+            supervisor_start: 1,
+        }
+    }
+
+    fn member(namespaces: serde_json::Value) -> (tempfile::TempDir, Bundle) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        std::fs::write(d.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "rootfs", "readonly": true},
+            "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/data", "type": "bind", "source": d.path().join("data"), "options": ["rbind", "ro"]},
+                {"destination": "/etc/hosts", "type": "bind", "source": d.path().join("hosts"), "options": ["rbind", "rw"]}
+            ],
+            "linux": {"namespaces": namespaces}
+        });
+        std::fs::write(d.path().join("config.json"), config.to_string()).unwrap();
+        let b = Bundle::load(d.path()).unwrap();
+        (d, b)
+    }
+
+    #[test]
+    fn a_pod_containers_paths_move_below_the_pod_share_and_its_namespaces_are_the_sandboxs() {
+        let (d, b) = member(serde_json::json!([
+            {"type": "mount"}, {"type": "pid"},
+            {"type": "network", "path": "/proc/4242/ns/net"},
+            {"type": "ipc", "path": "/proc/4242/ns/ipc"},
+            {"type": "uts", "path": "/proc/4242/ns/uts"}
+        ]));
+        let v = member_view(&b.spec, &b, "c1", &sandbox()).unwrap();
+        assert_eq!(v.config["root"]["path"], "/run/hako/shares/pod/c1/rootfs");
+        let types: Vec<&str> =
+            v.config["linux"]["namespaces"].as_array().unwrap().iter().filter_map(|n| n["type"].as_str()).collect();
+        assert_eq!(types, ["mount", "pid", "ipc", "uts"], "the network is the VM's: {}", v.config);
+        assert_eq!(v.config["mounts"][0]["source"], "proc");
+        assert_eq!(v.config["mounts"][1]["source"], "/run/hako/shares/pod/c1/m1");
+        assert_eq!(v.config["mounts"][2]["source"], "/run/hako/shares/pod/c1/m2");
+        assert_eq!(
+            v.binds,
+            [
+                Bind { host: d.path().join("rootfs"), name: "rootfs".into(), file: false, readonly: true },
+                Bind { host: d.path().join("data"), name: "m1".into(), file: false, readonly: true },
+                Bind { host: d.path().join("hosts"), name: "m2".into(), file: true, readonly: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pod_container_may_join_only_its_sandboxs_namespaces() {
+        let (_d, b) = member(serde_json::json!([{"type": "ipc", "path": "/proc/1/ns/ipc"}]));
+        let e = member_view(&b.spec, &b, "c1", &sandbox()).unwrap_err().to_string();
+        assert!(e.contains("/proc/1/ns/ipc") && e.contains("pod sandbox sb"), "{e}");
+        let (_d, b) = member(serde_json::json!([{"type": "ipc", "path": "/proc/42424/ns/ipc"}]));
+        assert!(member_view(&b.spec, &b, "c1", &sandbox()).is_err(), "/proc/42424 is not /proc/4242");
+    }
+
     #[test]
     fn a_pod_vm_is_sized_from_the_pod_plus_the_overhead() {
         assert_eq!(pod_sizing(&spec(&[])), (1, DEFAULT_POD_MEMORY_MIB + POD_OVERHEAD_MIB));
