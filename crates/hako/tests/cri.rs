@@ -690,6 +690,40 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     let log = fs::read_to_string(Path::new(&pod_config.log_directory).join("web.log")).unwrap_or_default();
     assert!(log.contains(" stdout F web-up"), "container log: {log:?}");
 
+    // A container that cannot start (its executable is missing in its image) fails StartContainer with the
+    // guest's error, and leaves the pod's VM and its other containers as they were.
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "missing".into(), attempt: 0 }),
+        image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
+        command: vec!["/no/such/program".into()],
+        log_path: "missing.log".into(),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            resources: None,
+        }),
+        ..Default::default()
+    };
+    let req = CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(config),
+        sandbox_config: Some(pod_config.clone()),
+    };
+    let missing = cri.call("CreateContainer", |mut c| async move { c.create_container(req).await }).container_id;
+    let mut c = cri.client.clone();
+    let req = StartContainerRequest { container_id: missing.clone() };
+    let started = cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.start_container(req)).await });
+    match started {
+        Ok(Err(status)) => assert!(status.message().contains("/no/such/program"), "{}", status.message()),
+        other => cri.fail(&format!("StartContainer of a missing program: {other:?}")),
+    }
+    let (code, out, err) = cri.exec(&web, "echo still-serving");
+    assert_eq!((code, out.trim()), (0, "still-serving"), "{err}");
+    let req = RemoveContainerRequest { container_id: missing.clone() };
+    cri.call("RemoveContainer", |mut c| async move { c.remove_container(req).await });
+
     let req = StopContainerRequest { container_id: client.clone(), timeout: 1 };
     cri.call("StopContainer", |mut c| async move { c.stop_container(req).await });
     let s = cri.wait_exited(&client, Duration::from_secs(60));
@@ -765,12 +799,12 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
             |mut c| async move { c.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await },
         );
     assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
-    let left = vm_leftovers(&cri, &[&pod, &web, &client, &failing, &doomed, &hostile, &sleeper]);
+    let left = vm_leftovers(&cri, &[&pod, &web, &client, &failing, &missing, &doomed, &hostile, &sleeper]);
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
     for config in [&pod_config, &doomed_config] {
         let uid = config.metadata.as_ref().map_or("", |m| m.uid.as_str());
         let cgroup = format!("{}/pod{uid}", cri.cgroup_root);
-        for id in [&pod, &web, &client, &hostile, &failing, &doomed, &sleeper] {
+        for id in [&pod, &web, &client, &hostile, &failing, &missing, &doomed, &sleeper] {
             assert!(!host::cgroup_exists(&format!("{cgroup}/{id}")), "cgroup of {id} left behind");
         }
     }
