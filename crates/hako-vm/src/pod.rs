@@ -176,16 +176,24 @@ pub fn pod_share_path(root: &Path, id: &str) -> PathBuf {
 const STRUCTURE: &str = "d";
 /// See [`STRUCTURE`].
 const EXPORTED: &str = "s";
+/// A private mount (a bind of itself) where a container's bind is made and made read-only before it is moved
+/// below the export: a remount does not propagate, so a bind made read-only in place would stay writable in
+/// QEMU's mount namespace; a mount moved in propagates with its flags.
+const STAGING: &str = "t";
 
 /// Makes the pod share at `base` (0700) and returns the directory QEMU exports: a read-only bind mount of the
 /// structure, made shared, so that the binds of the pod's containers made later propagate into QEMU's mount
 /// namespace (a slave of this one).
 pub fn make_pod_share(base: &Path) -> Result<PathBuf, VmError> {
     use std::os::unix::fs::DirBuilderExt;
-    let (d, s) = (base.join(STRUCTURE), base.join(EXPORTED));
-    for dir in [base, d.as_path(), s.as_path()] {
+    let (d, s, t) = (base.join(STRUCTURE), base.join(EXPORTED), base.join(STAGING));
+    for dir in [base, d.as_path(), s.as_path(), t.as_path()] {
         std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| setup_err(dir.display(), e))?;
     }
+    mount(Some(&t), &t, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| setup_err(format_args!("bind-mounting the pod share's staging {}", t.display()), e))?;
+    mount(None::<&str>, &t, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| setup_err(format_args!("making the pod share's staging {} private", t.display()), e))?;
     let what = |step: &str| format!("{step} the pod share {}", s.display());
     mount(Some(&d), &s, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| setup_err(what("bind-mounting"), e))?;
@@ -204,10 +212,14 @@ pub fn remove_pod_share(base: &Path) {
     }
     // Detaches the export and every container's bind below it.
     let _ = umount2(&base.join(EXPORTED), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+    let _ = umount2(&base.join(STAGING), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
     for e in std::fs::read_dir(base.join(STRUCTURE)).into_iter().flatten().flatten() {
         unbind_member(base, &e.file_name().to_string_lossy());
     }
-    for dir in [base.join(STRUCTURE), base.join(EXPORTED), base.to_path_buf()] {
+    for e in std::fs::read_dir(base.join(STAGING)).into_iter().flatten().flatten() {
+        remove_placeholder(&e.path());
+    }
+    for dir in [base.join(STRUCTURE), base.join(EXPORTED), base.join(STAGING), base.to_path_buf()] {
         let _ = std::fs::remove_dir(dir);
     }
 }
@@ -291,43 +303,74 @@ pub fn member_view(spec: &Spec, bundle: &Bundle, id: &str, sandbox: &Sandbox) ->
     Ok(MemberView { config, binds })
 }
 
-/// Binds `binds` below the pod share at `base`, in `<id>/` (0700; read-only binds remounted read-only): the
-/// directory and placeholders are made in the structure, the binds on the export (whence they propagate to
-/// QEMU). On failure what was bound stays for [`unbind_member`] (cleanup) to undo.
+/// Binds `binds` below the pod share at `base`, in `<id>/` (0700): the directory and placeholders are made in
+/// the structure; each bind is made (and, if read-only, made so) in the private staging mount and then moved
+/// onto its place below the export, whence it propagates to QEMU with its flags. On failure what was bound
+/// stays for [`unbind_member`] (cleanup) to undo.
 pub fn bind_member(base: &Path, id: &str, binds: &[Bind]) -> Result<(), VmError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let dir = base.join(STRUCTURE).join(id);
     std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| setup_err(dir.display(), e))?;
     for b in binds {
-        let placeholder = dir.join(&b.name);
-        let made = if b.file {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&placeholder)
-                .map(drop)
-        } else {
-            std::fs::DirBuilder::new().mode(0o700).create(&placeholder)
-        };
-        made.map_err(|e| setup_err(placeholder.display(), e))?;
+        make_placeholder(&dir.join(&b.name), b.file)?;
+        // Bound (and made read-only) in the private staging mount, then moved below the export.
+        let staged = base.join(STAGING).join(format!("{id}.{}", b.name));
+        make_placeholder(&staged, b.file)?;
         let at = base.join(EXPORTED).join(id).join(&b.name);
         let what = || format!("binding {} on {} for the pod's VM", b.host.display(), at.display());
-        mount(Some(&b.host), &at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| setup_err(what(), e))?;
-        if b.readonly {
-            mount(
-                None::<&str>,
-                &at,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(|e| setup_err(format_args!("{}: read-only", what()), e))?;
+        let result = (|| {
+            mount(Some(&b.host), &staged, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| setup_err(what(), e))?;
+            if b.readonly {
+                mount(
+                    None::<&str>,
+                    &staged,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| setup_err(format_args!("{}: read-only", what()), e))?;
+            }
+            mount(Some(&staged), &at, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(|e| setup_err(format_args!("{}: moving it in place", what()), e))
+        })();
+        if result.is_err() {
+            let _ = umount2(&staged, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
         }
+        remove_placeholder(&staged);
+        result?;
     }
     Ok(())
+}
+
+/// An empty directory, or an empty file (0600, not following a link), to mount on.
+fn make_placeholder(path: &Path, file: bool) -> Result<(), VmError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let made = if file {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(drop)
+    } else {
+        std::fs::DirBuilder::new().mode(0o700).create(path)
+    };
+    made.map_err(|e| setup_err(path.display(), e))
+}
+
+/// Removes an empty directory or an empty file; nothing else (a mount point fails with EBUSY and stays).
+fn remove_placeholder(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir(path);
+        }
+        Ok(m) if m.is_file() && m.len() == 0 => {
+            let _ = std::fs::remove_file(path);
+        }
+        _ => {}
+    }
 }
 
 /// Undoes [`bind_member`] (any prefix of it): detaches each bind and removes what is left, placeholders and
@@ -338,17 +381,7 @@ pub fn unbind_member(base: &Path, id: &str) {
     for e in entries.flatten() {
         let name = e.file_name();
         let _ = umount2(&base.join(EXPORTED).join(id).join(&name), MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => {
-                let _ = std::fs::remove_dir(&p);
-            }
-            _ => {
-                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.len() == 0) {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
-        }
+        remove_placeholder(&e.path());
     }
     let _ = std::fs::remove_dir(&dir);
 }

@@ -27,7 +27,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     Capability, ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
     CreateContainerRequest, ExecSyncRequest, ImageSpec as CriImage, LinuxContainerConfig, LinuxContainerResources,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, Mount,
     NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
     RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
     StopPodSandboxRequest, UpdateContainerResourcesRequest, VersionRequest,
@@ -305,7 +305,7 @@ state = "{d}/state"
         resources: Option<LinuxContainerResources>,
     ) -> String {
         let security = LinuxContainerSecurityContext { namespace_options: Some(namespaces()), ..Default::default() };
-        self.start_container_as(pod, pod_config, name, script, resources, security)
+        self.start_container_as(pod, pod_config, name, script, resources, security, Vec::new())
     }
 
     /// [`Cri::start_container_with`] with a security context.
@@ -317,12 +317,14 @@ state = "{d}/state"
         script: &str,
         resources: Option<LinuxContainerResources>,
         security: LinuxContainerSecurityContext,
+        mounts: Vec<Mount>,
     ) -> String {
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
             image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
             command: vec!["/bin/sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}.log"),
+            mounts,
             linux: Some(LinuxContainerConfig { security_context: Some(security), resources }),
             ..Default::default()
         };
@@ -745,6 +747,9 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // The guest cannot change the pod share's layout on the host, only write inside a container's rootfs: a
     // root process in the guest's own mount namespace (a container of a hostPID pod, in the guest's own pid
     // namespace, with CAP_SYS_ADMIN: it stands for a hostile guest kernel) tries.
+    let ro_volume = cri.dir.join("ro-volume");
+    fs::create_dir_all(&ro_volume).expect("create the read-only volume");
+    fs::write(ro_volume.join("keep"), "kept").expect("write into the read-only volume");
     let hostile = cri.start_container_as(
         &doomed,
         &doomed_config,
@@ -759,6 +764,12 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
             }),
             ..Default::default()
         },
+        vec![Mount {
+            container_path: "/ro-volume".into(),
+            host_path: ro_volume.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        }],
     );
     let share = "/run/hako/shares/pod";
     let (code, out, err) = cri.exec(
@@ -774,6 +785,17 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     assert_eq!(err.matches("Read-only file system").count(), 4, "the guest changed the pod share: {err}");
     let (_, out, _) = cri.exec(&hostile, "cat /tmp/written");
     assert_eq!(out.trim(), "from-the-guest");
+    // A read-only volume stays read-only whatever the guest's mounts say: the host's bind refuses the write.
+    let (_, out, err) = cri.exec(
+        &hostile,
+        &format!(
+            "nsenter -t 1 -m sh -c 'for m in {share}/{hostile}/m*; do \
+             if [ -f $m/keep ]; then echo found; mount -o remount,rw $m 2>/dev/null; echo x > $m/written; fi; done'"
+        ),
+    );
+    assert_eq!(out.trim(), "found", "the read-only volume is not below the pod share: {out} {err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!ro_volume.join("written").exists(), "the guest wrote into a read-only volume");
 
     let sleeper = cri.start_container(&doomed, &doomed_config, "sleeper", "exec sleep 3600");
     let qemu_pid = fs::read_to_string(cri.vm_root().join("k8s.io").join(&doomed).join("qemu.pid"))
