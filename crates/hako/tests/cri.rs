@@ -308,7 +308,8 @@ state = "{d}/state"
         self.start_container_as(pod, pod_config, name, script, resources, security, Vec::new())
     }
 
-    /// [`Cri::start_container_with`] with a security context.
+    /// [`Cri::start_container_with`] with a security context and volumes.
+    #[allow(clippy::too_many_arguments)]
     fn start_container_as(
         &mut self,
         pod: &str,
