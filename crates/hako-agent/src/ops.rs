@@ -196,9 +196,10 @@ impl Server {
             return Answer::Now(Err(OpError::Sealed));
         }
         match op {
-            Op::Create { id, config, shares, stdio, net } => {
-                Answer::Now(self.create(&id, config, &shares, &stdio, &net))
-            }
+            Op::Create { id, config, shares, stdio, net, sandbox } => Answer::Now(
+                self.join_sandbox(&id, config, sandbox.as_deref())
+                    .and_then(|config| self.create(&id, config, &shares, &stdio, &net)),
+            ),
             Op::Start { id } => done(self.start(&id)),
             Op::Exec { id, exec_id, process, stdio } => Answer::Now(self.exec(&id, &exec_id, process, &stdio)),
             Op::Kill { id, exec_id, signal, all } => done(self.kill(&id, exec_id, signal, all)),
@@ -328,6 +329,51 @@ impl Server {
                 self.send(hako_proto::Frame::Eof { stream: s });
             }
         }
+    }
+
+    /// For a container of a pod: points each namespace of `config` that names a path at the pod's sandbox
+    /// container's namespace of that type in this guest (`/proc/<its pid>/ns/<type>`); the host's paths mean
+    /// nothing here. The sandbox must exist and run.
+    fn join_sandbox(
+        &self,
+        id: &str,
+        mut config: serde_json::Value,
+        sandbox: Option<&str>,
+    ) -> Result<serde_json::Value, OpError> {
+        let Some(sandbox) = sandbox else { return Ok(config) };
+        let who = format!("container {id}");
+        let pid = match self.procs.get(&(sandbox.to_owned(), None)) {
+            Some(p) if p.status.is_none() => p.pid,
+            Some(_) => {
+                return Err(refused(
+                    &who,
+                    format!("its pod's sandbox container {sandbox} has exited: recreate the pod"),
+                ))
+            }
+            None => {
+                return Err(refused(
+                    &who,
+                    format!(
+                        "its pod's sandbox container {sandbox} does not exist in this VM: create the sandbox first"
+                    ),
+                ))
+            }
+        };
+        if let Some(list) = config.pointer_mut("/linux/namespaces").and_then(|n| n.as_array_mut()) {
+            for ns in list.iter_mut() {
+                if ns.get("path").is_none() {
+                    continue;
+                }
+                let file = match ns.get("type").and_then(|t| t.as_str()) {
+                    Some("network") => "net",
+                    Some("mount") => "mnt",
+                    Some(t @ ("ipc" | "uts" | "pid" | "user" | "cgroup" | "time")) => t,
+                    other => return Err(refused(&who, format!("linux.namespaces: unknown namespace type {other:?}"))),
+                };
+                ns["path"] = serde_json::json!(format!("/proc/{pid}/ns/{file}"));
+            }
+        }
+        Ok(config)
     }
 
     fn create(

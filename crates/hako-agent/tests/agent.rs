@@ -148,7 +148,14 @@ impl Agent {
     }
 
     fn create(&mut self, b: &Bundle, stdio: Stdio) -> i32 {
-        match self.ok(Op::Create { id: b.id.clone(), config: b.config.clone(), shares: vec![], stdio, net: vec![] }) {
+        match self.ok(Op::Create {
+            id: b.id.clone(),
+            config: b.config.clone(),
+            shares: vec![],
+            stdio,
+            net: vec![],
+            sandbox: None,
+        }) {
             Reply::Created { pid } => {
                 assert!(pid > 0);
                 pid
@@ -376,6 +383,7 @@ fn terminal_process_gets_a_pty_and_its_size() {
             shares: vec![],
             stdio: stdio.clone(),
             net: vec![],
+            sandbox: None,
         })
         .unwrap_err();
     assert!(e.contains(&bad.id) && e.contains("terminal"), "{e}");
@@ -537,6 +545,7 @@ fn errors_name_the_container_and_leave_nothing() {
             shares: vec![],
             stdio: Stdio::default(),
             net: vec![],
+            sandbox: None,
         })
         .unwrap_err();
     assert!(e.contains(&b.id) && e.contains("already exists"), "{e}");
@@ -557,6 +566,7 @@ fn errors_name_the_container_and_leave_nothing() {
             shares: vec![share],
             stdio: Stdio::default(),
             net: vec![],
+            sandbox: None,
         })
         .unwrap_err();
     assert!(e.starts_with(&format!("container {}: mounting a share: 9p tag hako-no-such-tag on ", c.id)), "{e}");
@@ -571,6 +581,7 @@ fn errors_name_the_container_and_leave_nothing() {
             shares: vec![],
             stdio: Stdio::default(),
             net: vec![],
+            sandbox: None,
         })
         .unwrap_err();
     assert!(e.contains(&d.id) && e.contains("mount namespace"), "{e}");

@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Bump it on any incompatible change.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The virtio-serial port name the agent looks for (`/sys/class/virtio-ports/*/name`).
 pub const PORT_NAME: &str = "hako.ctl";
@@ -113,6 +113,11 @@ pub enum Op {
         /// guest's network namespace); empty for none.
         #[serde(default)]
         net: Vec<NetIf>,
+        /// The pod's sandbox container in this VM, for a container of a pod (a Kubernetes pod is one VM): each
+        /// namespace of `config` that names a path joins the sandbox's namespace of that type in the guest
+        /// (the host's paths mean nothing there). None for a container with a VM of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<String>,
     },
     /// Lets the created process of `id` run. Replies [`Reply::Done`] once it runs (or the error of its
     /// startContainer hooks or execve).

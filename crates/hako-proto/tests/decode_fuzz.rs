@@ -121,8 +121,22 @@ fn op() -> impl Strategy<Value = Op> {
     let netif = (text(), text(), any::<u32>(), prop::collection::vec(text(), 0..3), prop::collection::vec(route, 0..3))
         .prop_map(|(name, mac, mtu, addresses, routes)| NetIf { name, mac, mtu, addresses, routes });
     prop_oneof![
-        (text(), json(), prop::collection::vec(share, 0..3), stdio(), prop::collection::vec(netif, 0..2))
-            .prop_map(|(id, config, shares, stdio, net)| Op::Create { id, config, shares, stdio, net }),
+        (
+            text(),
+            json(),
+            prop::collection::vec(share, 0..3),
+            stdio(),
+            prop::collection::vec(netif, 0..2),
+            proptest::option::of(text())
+        )
+            .prop_map(|(id, config, shares, stdio, net, sandbox)| Op::Create {
+                id,
+                config,
+                shares,
+                stdio,
+                net,
+                sandbox
+            }),
         text().prop_map(|id| Op::Start { id }),
         (text(), text(), json(), stdio()).prop_map(|(id, exec_id, process, stdio)| Op::Exec {
             id,

@@ -14,6 +14,7 @@ pub mod accel;
 pub mod assets;
 pub mod client;
 pub mod net;
+pub mod pod;
 pub mod qemu;
 pub mod qmp;
 pub mod shadow;
@@ -117,6 +118,19 @@ struct Data {
     accel: String,
     cpus: u32,
     memory_mib: u64,
+    /// A pod sandbox's pod share ([`pod`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod_share: Option<PathBuf>,
+    /// A container of a pod: the state directory of its sandbox, whose VM (supervisor) runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vm_dir: Option<PathBuf>,
+}
+
+impl Data {
+    /// The directory of the supervisor of this container's VM.
+    fn vm_dir(&self) -> &Path {
+        self.vm_dir.as_deref().unwrap_or(&self.state_dir)
+    }
 }
 
 /// The backend's data in `state`; an error, never a default (an empty state directory would be the current
@@ -222,15 +236,7 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
             )));
         }
     }
-    if let Some(h) = spec.hooks() {
-        if h.create_container().as_ref().is_some_and(|v| !v.is_empty())
-            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
-        {
-            return Err(VmError::Config(
-                "hooks.createContainer and hooks.startContainer run in the container's namespaces, which are inside the VM where host programs do not exist: remove them, or use process isolation".into(),
-            ));
-        }
-    }
+    refuse_hooks(spec)?;
     let root_ro = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     let mut shares =
         vec![ShareDir { tag: "rootfs".into(), host: bundle.rootfs.clone(), readonly: root_ro, files: Vec::new() }];
@@ -298,6 +304,20 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
         }
     }
     Ok(GuestView { config, shares, netns })
+}
+
+/// Refuses the hooks that would have to run inside the VM.
+pub(crate) fn refuse_hooks(spec: &Spec) -> Result<(), VmError> {
+    if let Some(h) = spec.hooks() {
+        if h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(VmError::Config(
+                "hooks.createContainer and hooks.startContainer run in the container's namespaces, which are inside the VM where host programs do not exist: remove them, or use process isolation".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The directory of a container's file shares, in its state directory.
@@ -530,6 +550,24 @@ pub(crate) fn take_passed_fd(fd: i32) -> std::fs::File {
     unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) }
 }
 
+/// Refuses a state directory whose sockets' paths would not fit in a unix socket address (107 bytes): with
+/// containerd's 64-character ids the root must be short.
+fn check_socket_room(dir: &Path) -> Result<(), VmError> {
+    let longest = [client::API_SOCKET, supervisor::CTL_SOCKET, supervisor::QMP_SOCKET]
+        .iter()
+        .map(|f| dir.join(f).as_os_str().len())
+        .max()
+        .unwrap_or(0);
+    if longest > 107 {
+        return Err(VmError::Setup(format!(
+            "the state directory {} is too long for the VM's sockets ({longest} bytes with the socket's name, 107 \
+             at most): use a shorter --root (for containerd, the handler's Root option, such as /run/hako-vm)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// What [`VmIsolation::check`] found a config to ask for.
 #[derive(Debug)]
 pub struct Checked {
@@ -561,8 +599,9 @@ impl VmIsolation {
         Ok(Checked { guest, cpus, memory_mib, tcg_cache_mib: tcg_cache_mib(spec)?, template: use_template(spec)? })
     }
 
-    /// Starts a shadow for `op` with the given stdio; returns its pid and the guest pid.
-    fn spawn_shadow(dir: &Path, op: &Op, stdio: ShadowStdio) -> Result<(i32, u64), VmError> {
+    /// Starts a shadow for `op` with the given stdio, talking to the supervisor in `vm_dir`; returns its pid and
+    /// start time.
+    fn spawn_shadow(dir: &Path, vm_dir: &Path, op: &Op, stdio: ShadowStdio) -> Result<(i32, u64), VmError> {
         let name = match op {
             Op::Exec { exec_id, .. } => format!("shadow-{exec_id}.json"),
             _ => "shadow-init.json".into(),
@@ -573,6 +612,9 @@ impl VmIsolation {
         let ready = Ready::new()?;
         let mut cmd = Command::new(hako_exe());
         cmd.arg("vm-shadow").arg(dir).arg(&opfile);
+        if vm_dir != dir {
+            cmd.arg(vm_dir);
+        }
         only_named_fds(&mut cmd);
         match stdio {
             ShadowStdio::Inherit => {}
@@ -617,9 +659,77 @@ impl VmIsolation {
         }
     }
 
+    /// `create` of a container of a pod ([`pod`]): binds its rootfs and bind sources below the pod share and
+    /// creates it in the sandbox's VM, joining the sandbox's namespaces there.
+    fn create_member(
+        &self,
+        dir: &Locked,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+        sandbox: &str,
+    ) -> Result<(State, Spawned), BoxError> {
+        let spec = &bundle.spec;
+        let id = dir.id().as_str().to_owned();
+        if opts.preserve_fds > 0 {
+            return Err(boxed(VmError::Config(
+                "--preserve-fds cannot pass host file descriptors into a VM: drop it, or use process isolation".into(),
+            )));
+        }
+        let root = dir.dir().parent().unwrap_or(Path::new("/run/hako")).to_path_buf();
+        let sb = pod::find_sandbox(&root, sandbox, &id).map_err(boxed)?;
+        let view = pod::member_view(spec, bundle, &id, &sb).map_err(boxed)?;
+        let mut state = State::creating(
+            dir.id(),
+            bundle,
+            self.name(),
+            serde_json::to_value(Data {
+                supervisor_pid: sb.supervisor_pid,
+                supervisor_start: sb.supervisor_start,
+                state_dir: dir.dir().to_owned(),
+                pod_share: Some(sb.share.clone()),
+                vm_dir: Some(sb.vm_dir.clone()),
+                ..Default::default()
+            })?,
+        );
+        dir.save(&state)?;
+        dir.save_config(spec)?;
+        let result = (|| -> Result<Spawned, BoxError> {
+            pod::bind_member(&sb.share, &id, &view.binds).map_err(boxed)?;
+            let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+            let (stdio, console) =
+                Self::terminal_stdio(terminal, opts.console_socket.as_deref(), opts.foreground, opts.stdio)
+                    .map_err(boxed)?;
+            let op = Op::Create {
+                id: id.clone(),
+                config: view.config.clone(),
+                shares: Vec::new(),
+                stdio: shadow::stdio(terminal),
+                net: Vec::new(),
+                sandbox: Some(sb.id.clone()),
+            };
+            let (pid, start) = Self::spawn_shadow(dir.dir(), &sb.vm_dir, &op, stdio).map_err(boxed)?;
+            state.pid = pid;
+            state.pid_start_time = start;
+            dir.save(&state)?;
+            create_hooks(spec, &state)?;
+            Ok(Spawned { pid, console })
+        })();
+        match result.and_then(|spawned| {
+            state.status = Status::Created;
+            dir.save(&state)?;
+            Ok(spawned)
+        }) {
+            Ok(spawned) => Ok((state, spawned)),
+            Err(e) => {
+                let _ = self.cleanup(&state);
+                Err(e)
+            }
+        }
+    }
+
     fn call(state: &State, op: Op) -> Result<Reply, BoxError> {
         let d = data(state)?;
-        let mut c = Client::connect(&d.state_dir).map_err(boxed)?;
+        let mut c = Client::connect(d.vm_dir()).map_err(boxed)?;
         c.call(op).map_err(boxed)
     }
 
@@ -648,6 +758,20 @@ impl VmIsolation {
     }
 }
 
+/// The prestart and createRuntime hooks, on the host. As crun: they see the container as `created` (runc 1.1
+/// says `creating`).
+fn create_hooks(spec: &Spec, state: &State) -> Result<(), BoxError> {
+    let json = state.oci_json(Status::Created).to_string();
+    if let Some(h) = spec.hooks() {
+        for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
+            if let Some(list) = list {
+                hako_runtime::hooks::run(phase, list, &json)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 enum ShadowStdio {
     Inherit,
     Fds([i32; 3]),
@@ -669,9 +793,24 @@ impl Isolation for VmIsolation {
 
     fn create(&self, dir: &Locked, bundle: &Bundle, opts: &CreateOptions) -> Result<(State, Spawned), BoxError> {
         let spec = &bundle.spec;
+        let role = pod::role(spec);
+        if let pod::Role::Member(sandbox) = &role {
+            return self.create_member(dir, bundle, opts, sandbox);
+        }
+        check_socket_room(dir.dir()).map_err(boxed)?;
         let files = dir.dir().join(FILE_SHARES);
-        let Checked { guest: GuestView { config: guest, shares, netns }, cpus, memory_mib, tcg_cache_mib, template } =
-            VmIsolation::check(bundle, &files, opts).map_err(boxed)?;
+        let Checked {
+            guest: GuestView { config: guest, mut shares, netns },
+            mut cpus,
+            mut memory_mib,
+            tcg_cache_mib,
+            template,
+        } = VmIsolation::check(bundle, &files, opts).map_err(boxed)?;
+        let root = dir.dir().parent().unwrap_or(Path::new("/run/hako")).to_path_buf();
+        let pod_share = (role == pod::Role::Sandbox).then(|| pod::pod_share_path(&root, dir.id().as_str()));
+        if pod_share.is_some() {
+            (cpus, memory_mib) = pod::pod_sizing(spec);
+        }
         let nics = match &netns {
             Some(p) => net::inspect(p).map_err(boxed)?,
             None => Vec::new(),
@@ -688,6 +827,7 @@ impl Isolation for VmIsolation {
                 accel: accel.name.clone(),
                 cpus,
                 memory_mib,
+                pod_share: pod_share.clone(),
                 ..Default::default()
             })?,
         );
@@ -698,6 +838,15 @@ impl Isolation for VmIsolation {
             prepare_file_shares(&files, &shares).map_err(boxed)?;
             if shares[0].readonly {
                 make_mount_points(spec, bundle);
+            }
+            if let Some(share) = &pod_share {
+                let exported = pod::make_pod_share(share).map_err(boxed)?;
+                shares.push(ShareDir {
+                    tag: pod::POD_SHARE.into(),
+                    host: exported,
+                    readonly: false,
+                    files: Vec::new(),
+                });
             }
             let plan = supervisor::Plan {
                 cpus,
@@ -760,20 +909,13 @@ impl Isolation for VmIsolation {
                 shares: share_list,
                 stdio: shadow::stdio(terminal),
                 net: nics.clone(),
+                sandbox: None,
             };
-            let (pid, start) = Self::spawn_shadow(dir.dir(), &op, stdio).map_err(boxed)?;
+            let (pid, start) = Self::spawn_shadow(dir.dir(), dir.dir(), &op, stdio).map_err(boxed)?;
             state.pid = pid;
             state.pid_start_time = start;
             dir.save(&state)?;
-            // As crun: the hooks of create see the container as `created` (runc 1.1 says `creating`).
-            let json = state.oci_json(Status::Created).to_string();
-            if let Some(h) = spec.hooks() {
-                for (phase, list) in [("prestart", h.prestart()), ("createRuntime", h.create_runtime())] {
-                    if let Some(list) = list {
-                        hako_runtime::hooks::run(phase, list, &json)?;
-                    }
-                }
-            }
+            create_hooks(spec, &state)?;
             Ok(Spawned { pid, console })
         })();
         match result {
@@ -832,7 +974,8 @@ impl Isolation for VmIsolation {
             process: serde_json::to_value(&opts.process)?,
             stdio: shadow::stdio(terminal),
         };
-        let (pid, _) = Self::spawn_shadow(&data(state)?.state_dir, &op, stdio).map_err(boxed)?;
+        let d = data(state)?;
+        let (pid, _) = Self::spawn_shadow(&d.state_dir, d.vm_dir(), &op, stdio).map_err(boxed)?;
         Ok(Spawned { pid, console })
     }
 
@@ -881,6 +1024,28 @@ impl Isolation for VmIsolation {
                 return Err(e);
             }
         };
+        if let Some(vm_dir) = &d.vm_dir {
+            // A container of a pod: the VM is its sandbox's, and stays.
+            if alive(d.supervisor_pid, d.supervisor_start) {
+                if let Ok(mut c) = Client::connect(vm_dir) {
+                    if let Ok(s) = c.try_clone_stream() {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    }
+                    let _ = c.call(Op::Delete { id: state.id.clone() });
+                }
+            }
+            if let Some(s) = shadow() {
+                let _ = s.signal(libc::SIGKILL);
+            }
+            let until = Instant::now() + Duration::from_secs(5);
+            while shadow().is_some() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Some(share) = &d.pod_share {
+                pod::unbind_member(share, &state.id);
+            }
+            return Ok(());
+        }
         let supervisor = || Owned::find(d.supervisor_pid, d.supervisor_start);
         if supervisor().is_some() {
             // The agent kills the container; the supervisor then powers the VM off and exits.
@@ -890,7 +1055,9 @@ impl Isolation for VmIsolation {
                 }
                 let _ = c.call(Op::Delete { id: state.id.clone() });
             }
-            let until = Instant::now() + Duration::from_secs(10);
+            // A pod's VM goes with its sandbox, whatever containers are left in it (they stop with it).
+            let wait = if d.pod_share.is_some() { Duration::from_secs(2) } else { Duration::from_secs(10) };
+            let until = Instant::now() + wait;
             while supervisor().is_some() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -919,6 +1086,9 @@ impl Isolation for VmIsolation {
         // The file shares' binds lived in QEMU's mount namespace only: here they are empty placeholders.
         if !d.state_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(d.state_dir.join(FILE_SHARES));
+        }
+        if let Some(share) = &d.pod_share {
+            pod::remove_pod_share(share);
         }
         Ok(())
     }
@@ -970,8 +1140,9 @@ pub fn supervisor_main(dir: &Path) -> i32 {
     })
 }
 
-/// Entry point of `hako vm-shadow DIR OPFILE`.
-pub fn shadow_main(dir: &Path, opfile: &Path) -> i32 {
+/// Entry point of `hako vm-shadow DIR OPFILE [VM_DIR]`: VM_DIR is the directory of the supervisor to talk to
+/// (a pod's sandbox's, for a container of the pod), DIR by default.
+pub fn shadow_main(dir: &Path, opfile: &Path, vm_dir: Option<&Path>) -> i32 {
     let op: Op = match std::fs::read(opfile)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -982,7 +1153,7 @@ pub fn shadow_main(dir: &Path, opfile: &Path) -> i32 {
             return 255;
         }
     };
-    shadow::main(dir, op, ready_fd())
+    shadow::main(vm_dir.unwrap_or(dir), op, ready_fd())
 }
 
 /// What `hako info` says about VM isolation on this host.

@@ -174,7 +174,8 @@ impl VmConfig {
         for (i, s) in self.shares.iter().enumerate() {
             let ro = if s.readonly { ",readonly=on" } else { "" };
             // A shared file lives on another device than its private directory: keep inode numbers apart.
-            let devs = if !s.files.is_empty() { ",multidevs=remap" } else { "" };
+            // So does a pod share, where the pod's containers' rootfs and volumes are bind-mounted ([`crate::pod`]).
+            let devs = if !s.files.is_empty() || s.tag == crate::pod::POD_SHARE { ",multidevs=remap" } else { "" };
             cmd.args([
                 "-fsdev",
                 &format!("local,id=fs{i},path={},security_model=passthrough{ro}{devs}", opt_path(&s.host)),

@@ -563,6 +563,7 @@ mod tests {
                     shares: Vec::new(),
                     stdio: hako_proto::Stdio::default(),
                     net: Vec::new(),
+                    sandbox: None,
                 },
             );
             next_op(&mut agent);

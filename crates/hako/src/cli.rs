@@ -90,6 +90,9 @@ pub(crate) enum Command {
     /// Say whether this host (or a Windows host of --host-os-version) can run an image with process
     /// isolation, with VM isolation, what `auto` picks, and why (reads no layer).
     Compat(CompatArgs),
+    /// Kubernetes: print the objects a cluster operator applies to run pods on hako (docs/kubernetes.md).
+    #[command(subcommand)]
+    K8s(K8sCommand),
     /// Internal: the container's init (never run it by hand).
     #[command(hide = true)]
     Init,
@@ -106,6 +109,8 @@ pub(crate) enum Command {
         dir: PathBuf,
         /// The request to send.
         opfile: PathBuf,
+        /// The directory of the supervisor to talk to (a pod sandbox's), DIR by default.
+        vm_dir: Option<PathBuf>,
     },
 }
 
@@ -550,6 +555,31 @@ pub(crate) struct UnpackArgs {
     /// Most entries (files, directories, links) of all layers together.
     #[arg(long, default_value_t = 4_000_000)]
     pub max_files: u64,
+}
+
+/// `hako k8s` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum K8sCommand {
+    /// Print the RuntimeClass object (YAML) for one of hako's containerd handlers: `hako` (process isolation)
+    /// or `hako-vm` (a pod is one VM); with --windows-build, the Windows-node form.
+    Runtimeclass(RuntimeClassArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RuntimeClassArgs {
+    /// The containerd handler: hako or hako-vm.
+    pub handler: String,
+    /// For Windows nodes of this build (MAJOR.MINOR.BUILD, the node label node.kubernetes.io/windows-build,
+    /// e.g. 10.0.20348 for Windows Server 2022): schedule onto them and tolerate their os=windows:NoSchedule taint.
+    #[arg(long, value_name = "10.0.BUILD")]
+    pub windows_build: Option<String>,
+    /// Also tolerate the os=Windows:NoSchedule taint that OpenShift's Windows Machine Config Operator puts
+    /// on its Windows nodes.
+    #[arg(long, requires = "windows_build")]
+    pub openshift: bool,
+    /// The RuntimeClass's name (default: the handler, or HANDLER-windows-BUILD).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -228,3 +228,29 @@ fn a_closed_stdout_ends_printing_commands_quietly() {
         );
     }
 }
+
+#[test]
+fn hako_k8s_runtimeclass_prints_the_objects_for_each_handler() {
+    let rt = Runtime::new();
+    let out = rt.cmd(&["k8s", "runtimeclass", "hako-vm"]).expect_ok();
+    assert_eq!(
+        out.stdout,
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: hako-vm\nhandler: hako-vm\n\
+         overhead:\n  podFixed:\n    memory: 64Mi\nscheduling:\n  nodeSelector:\n    kubernetes.io/os: linux\n",
+        "{out}"
+    );
+    let out = rt.cmd(&["k8s", "runtimeclass", "hako", "--windows-build", "10.0.20348", "--openshift"]).expect_ok();
+    assert_eq!(
+        out.stdout,
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: hako-windows-20348\nhandler: hako\n\
+         scheduling:\n  nodeSelector:\n    kubernetes.io/os: windows\n    kubernetes.io/arch: amd64\n    \
+         node.kubernetes.io/windows-build: '10.0.20348'\n  tolerations:\n  - effect: NoSchedule\n    key: os\n    \
+         operator: Equal\n    value: windows\n  - effect: NoSchedule\n    key: os\n    operator: Equal\n    \
+         value: Windows\n",
+        "{out}"
+    );
+    let out = rt.cmd(&["k8s", "runtimeclass", "runc"]).expect_fail();
+    assert!(out.stderr.contains("unknown handler \"runc\""), "{out}");
+    let out = rt.cmd(&["k8s", "runtimeclass", "hako", "--windows-build", "10.0.20348.2113"]).expect_fail();
+    assert!(out.stderr.contains("use 10.0.20348"), "{out}");
+}

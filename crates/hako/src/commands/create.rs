@@ -36,7 +36,7 @@ fn create_inner(
     if foreground && terminal && f.console_socket.is_none() {
         console::require_terminal_stdin("process.terminal is true", "set process.terminal to false")?;
     }
-    let mode = super::isolation::choose(&bundle.spec)?;
+    let mode = super::isolation::choose(&bundle.spec, ctx.store.root())?;
     let dir = ctx.store.create(&id)?;
     let backend = super::isolation::backend(mode);
     match backend.create(&dir, &bundle, &options(f, foreground)) {

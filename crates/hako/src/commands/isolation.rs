@@ -1,4 +1,7 @@
-//! Choosing a container's isolation: the `org.hako.isolation` annotation (`process` or `vm`), else the
+//! Choosing a container's isolation: the `org.hako.isolation` annotation (`process` or `vm`), else, for a
+//! container of a Kubernetes pod (containerd's `io.kubernetes.cri.container-type=container` with
+//! `io.kubernetes.cri.sandbox-id`), its sandbox's isolation (a pod runs in one VM or none), else `vm` when hako
+//! runs as `hako-vm` (a link to it that containerd's `hako-vm` handler names as `BinaryName`), else the
 //! runtime-spec `windows.hyperv` object (the spec's request for Hyper-V isolation, which hako serves with a
 //! VM), else the default in hako's configuration file (`/etc/hako/config.json`, or `HAKO_CONFIG`:
 //! `{"isolation": "process"}`), else process isolation.
@@ -42,10 +45,29 @@ pub(crate) fn default_mode() -> Result<&'static str> {
     }
 }
 
-/// The isolation `spec` asks for.
-pub(crate) fn choose(spec: &Spec) -> Result<&'static str> {
+/// The name hako answers to for VM isolation by default.
+pub(crate) const VM_BINARY: &str = "hako-vm";
+
+/// Whether this process was started as [`VM_BINARY`].
+fn started_as_vm() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n == VM_BINARY))
+        .unwrap_or(false)
+}
+
+/// The isolation `spec` asks for; `root` is the state root (where a pod's sandbox is found).
+pub(crate) fn choose(spec: &Spec, root: &std::path::Path) -> Result<&'static str> {
     if let Some(v) = spec.annotations().as_ref().and_then(|a| a.get(hako_vm::ISOLATION_ANNOTATION)) {
         return check(v, &format!("annotation {}", hako_vm::ISOLATION_ANNOTATION));
+    }
+    if let hako_vm::pod::Role::Member(sandbox) = hako_vm::pod::role(spec) {
+        if let Some(mode) = hako_vm::pod::sandbox_isolation(root, &sandbox) {
+            return check(&mode, &format!("pod sandbox {sandbox}"));
+        }
+    }
+    if started_as_vm() {
+        return Ok("vm");
     }
     if spec.windows().as_ref().is_some_and(|w| w.hyperv().is_some()) {
         return Ok("vm");

@@ -12,6 +12,7 @@ mod image_run;
 mod info;
 mod inspect;
 pub(crate) mod isolation;
+mod k8s;
 mod signal;
 mod spec;
 mod update;
@@ -101,11 +102,12 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         Command::Completion(a) => docs::completion(&a).map(|_| 0),
         Command::Man(a) => docs::man(&a).map(|_| 0),
         Command::Compat(a) => compat::compat(&a),
+        Command::K8s(crate::cli::K8sCommand::Runtimeclass(a)) => k8s::runtimeclass(&a),
         Command::Init => {
             bail!("`hako init` is internal: it runs inside a container being created; use `hako create` or `hako run`")
         }
         Command::VmSupervisor { dir } => Ok(hako_vm::supervisor_main(&dir)),
-        Command::VmShadow { dir, opfile } => Ok(hako_vm::shadow_main(&dir, &opfile)),
+        Command::VmShadow { dir, opfile, vm_dir } => Ok(hako_vm::shadow_main(&dir, &opfile, vm_dir.as_deref())),
         command => {
             let ctx = Ctx::open(&cli.root)?;
             match command {
@@ -130,6 +132,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 | Command::Completion(_)
                 | Command::Man(_)
                 | Command::Compat(_)
+                | Command::K8s(_)
                 | Command::Init
                 | Command::VmSupervisor { .. }
                 | Command::VmShadow { .. } => unreachable!(),
