@@ -5,10 +5,9 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -21,6 +20,9 @@ fn digest(data: &[u8]) -> String {
 }
 
 /// A docker-registry on 127.0.0.1 with its storage in a temporary directory; killed on drop.
+#[path = "common/listen.rs"]
+mod listen;
+
 struct Registry {
     child: Child,
     port: u16,
@@ -31,27 +33,19 @@ impl Registry {
     fn start() -> Registry {
         assert!(Path::new(REGISTRY).exists(), "{REGISTRY} is missing: apt-get install docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cfg = dir.path().join("config.yml");
-        fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut child =
-            Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        // Waits for the listener (the registry cannot be handed a socket); bounded so a broken registry fails.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("docker-registry exited: {st}");
-            }
-            assert!(Instant::now() < deadline, "docker-registry did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let data = dir.path().join("data");
+        let (child, port) = listen::serve_on_a_free_port("docker-registry", |port| {
+            fs::write(
+                &cfg,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    data.display()
+                ),
+            )
+            .unwrap();
+            Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        });
         Registry { child, port, _dir: dir }
     }
 

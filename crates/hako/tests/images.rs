@@ -19,6 +19,9 @@ const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// sha256 without another dependency: `hako-image`'s own digest is not reachable from a test of the binary,
 /// so the tests use the `sha256sum` tool and compare with what hako prints.
+#[path = "common/listen.rs"]
+mod listen;
+
 mod sha2_free {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -46,10 +49,6 @@ struct Registry {
     /// For a TLS registry: the directory holding its CA certificate (`ca.crt`), for `--cert-dir`.
     ca_dir: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// How a test's registry authenticates and talks.
@@ -112,24 +111,15 @@ fn spawn_registry(dir: &Path, data: &Path, name: &str, extra: &str) -> (Child, u
         Path::new(REGISTRY).exists(),
         "{REGISTRY} is missing: run scripts/install-deps (Debian package docker-registry)"
     );
-    let port = free_port();
-    let config = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
-        data.display()
-    );
-    let cfg = dir.join(format!("{name}.yml"));
-    fs::write(&cfg, config).unwrap();
-    let mut child =
-        Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("docker-registry exited: {st}");
-        }
-        assert!(Instant::now() < deadline, "docker-registry did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
+    listen::serve_on_a_free_port("docker-registry", |port| {
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+            data.display()
+        );
+        let cfg = dir.join(format!("{name}.yml"));
+        fs::write(&cfg, config).unwrap();
+        Command::new(REGISTRY).arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    })
 }
 
 impl Registry {
