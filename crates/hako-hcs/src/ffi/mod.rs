@@ -21,7 +21,7 @@ use windows_sys::Win32::System::HostComputeSystem as hcs;
 use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32};
 
 pub(crate) use computecore::api as computecore;
-pub(crate) use pipe::{connect, process_alive, PipeListener};
+pub(crate) use pipe::{connect, process_alive, wait_process_exit, PipeListener};
 pub(crate) use registry::{reg_dword, reg_string};
 
 /// `HRESULT_FROM_WIN32(ERROR_MOD_NOT_FOUND)`: what a call returns when computecore.dll cannot be
