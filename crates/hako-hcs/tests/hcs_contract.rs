@@ -106,6 +106,10 @@ impl Case {
 
 impl Drop for Case {
     fn drop(&mut self) {
+        // A test that failed halfway leaves a supervisor: stop it (a no-op after a delete).
+        if self.dir.join("root").join("web").exists() {
+            let _ = self.hako(&["delete", "--force", "web"]);
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -407,4 +411,95 @@ fn failures_name_the_fix_and_leave_nothing_behind() {
         assert_eq!(case.listed(), "", "script {:?} left a container behind", f.script);
         assert_handles_closed(&case.calls());
     }
+}
+
+/// The container's state file, as the supervisor and hako see it.
+fn state_file(case: &Case) -> Value {
+    let text = fs::read_to_string(case.dir.join("root").join("web").join("state.json")).expect("state.json");
+    serde_json::from_str(&text).expect("state json")
+}
+
+/// Opens the supervisor's pipe as a client. Like `WaitNamedPipe`, a busy pipe (the supervisor
+/// is between two instances) is tried again; a pipe that stays busy fails the test.
+fn connect(pipe: &str) -> File {
+    const ERROR_PIPE_BUSY: i32 = 231;
+    for _ in 0..200 {
+        match fs::OpenOptions::new().read(true).write(true).open(pipe) {
+            Ok(f) => return f,
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("connect to {}: {}", pipe, e),
+        }
+    }
+    panic!("{} stayed busy", pipe)
+}
+
+#[test]
+fn a_client_that_disconnects_mid_call_does_not_stop_the_supervisor() {
+    if !double_installed("a_client_that_disconnects_mid_call_does_not_stop_the_supervisor") {
+        return;
+    }
+    let case = Case::new("disconnect", process_config(), "");
+    make_layers(&case);
+    case.ok(&["create", "--bundle", &case.path("bundle"), "web"]);
+    let pipe = state_file(&case)["pipe"].as_str().expect("pipe name").to_string();
+    // Clients of the supervisor's named pipe that go away: one without a word, one halfway
+    // through a request, one right after a whole request without reading the answer.
+    for message in [&b""[..], &b"{\"op\":\"sta"[..], &b"{\"op\":\"ping\"}"[..]] {
+        let mut client = connect(&pipe);
+        if !message.is_empty() {
+            std::io::Write::write_all(&mut client, message).expect("write to the pipe");
+        }
+        drop(client);
+    }
+    // The supervisor still serves.
+    case.ok(&["start", "web"]);
+    let state: Value = serde_json::from_str(&case.ok(&["state", "web"])).expect("state json");
+    assert_eq!(state["status"], json!("running"), "{}", state);
+    case.ok(&["kill", "web", "SIGKILL"]);
+    case.ok(&["delete", "--force", "web"]);
+    assert_eq!(case.listed(), "");
+    assert_handles_closed(&case.calls());
+}
+
+#[test]
+fn a_supervisor_that_dies_leaves_a_container_delete_force_cleans_up() {
+    if !double_installed("a_supervisor_that_dies_leaves_a_container_delete_force_cleans_up") {
+        return;
+    }
+    let case = Case::new("orphan", process_config(), "");
+    make_layers(&case);
+    case.ok(&["create", "--bundle", &case.path("bundle"), "web"]);
+    case.ok(&["start", "web"]);
+    let pid = state_file(&case)["supervisorPid"].as_u64().expect("supervisor pid").to_string();
+    let out = Command::new("taskkill").args(["/F", "/PID", &pid]).output().expect("run taskkill");
+    assert!(out.status.success(), "taskkill {}: {}", pid, text(&out.stderr));
+    let before = case.calls().len();
+
+    let state: Value = serde_json::from_str(&case.ok(&["state", "web"])).expect("state json");
+    assert_eq!(state["status"], json!("stopped"), "a dead supervisor's container is reported stopped: {}", state);
+    let err = case.fails(&["kill", "web", "SIGKILL"]);
+    assert!(err.contains("container web") && err.contains("hako delete --force"), "{}", err);
+    // HCS still has the container: a plain delete refuses and names --force.
+    let err = case.fails(&["delete", "web"]);
+    assert!(err.contains("orphaned") && err.contains("use hako delete --force"), "{}", err);
+    assert_eq!(case.listed(), "web\n");
+    case.ok(&["delete", "--force", "web"]);
+    assert_eq!(case.listed(), "");
+
+    // What hako did without its supervisor: opened the container by id, terminated it, closed it.
+    let after = &case.calls()[before..];
+    let seq = sequence(after);
+    assert!(
+        seq.ends_with(&[
+            "HcsOpenComputeSystem".to_string(),
+            "HcsTerminateComputeSystem".to_string(),
+            "HcsCloseComputeSystem".to_string()
+        ]),
+        "{:?}",
+        seq
+    );
+    let opened = after.iter().rev().find(|c| name(c) == "HcsOpenComputeSystem").expect("open");
+    assert_eq!(opened["id"], json!("web"));
 }
