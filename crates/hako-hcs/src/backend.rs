@@ -286,6 +286,18 @@ impl Backend {
         let alive = state.supervisor_pid.map_or(false, ffi::process_alive);
         if alive {
             ask(&state, &Request::Delete { force })?;
+            // The supervisor exits after its reply; its files in the state directory stay
+            // open until then, and Windows keeps a directory with open files.
+            if let Some(pid) = state.supervisor_pid {
+                if !ffi::wait_process_exit(pid, 30_000) {
+                    return Err(HcsError::Supervisor {
+                        id: id.to_string(),
+                        pipe: state.pipe,
+                        detail: format!("supervisor {} did not exit within 30 s of deleting the container", pid),
+                        fix: "end the supervisor process (taskkill /pid PID) and run hako delete --force again",
+                    });
+                }
+            }
         } else {
             let build = Some(state.host_build);
             for sys_id in std::iter::once(state.id.clone()).chain(state.utility_vm_id) {

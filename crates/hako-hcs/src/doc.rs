@@ -62,6 +62,9 @@ pub struct HcsDocOptions {
     /// `C:\Program Files\Linux Containers`; the annotation
     /// `io.microsoft.virtualmachine.bootfilesrootpath` wins).
     pub lcow_boot_files: Option<String>,
+    /// `--assume-host`: do not inspect this host even on Windows (no registry, no layer folder
+    /// probes, stand-in layer ids): the documents are those of the assumed host, as off Windows.
+    pub assume_host: bool,
 }
 
 fn default_id(bundle: &Path) -> String {
@@ -107,6 +110,9 @@ pub fn translate_options(bundle: &Path, opts: &HcsDocOptions) -> TranslateOption
 
 #[cfg(windows)]
 fn host_defaults(t: &mut TranslateOptions, opts: &HcsDocOptions) {
+    if opts.assume_host {
+        return;
+    }
     // Without the Containers feature vmcompute.dll is missing: keep the stand-in ids then.
     if crate::ffi::name_to_guid("hako").is_ok() {
         t.layer_id = crate::ffi::name_to_guid;
@@ -129,7 +135,7 @@ fn host_defaults(_t: &mut TranslateOptions, _opts: &HcsDocOptions) {}
 /// by `opts` and returns the documents hako would submit (`DocFormat::Json`: the whole plan,
 /// pretty-printed, documents in HCS's PascalCase; `DocFormat::Text`: a summary).
 ///
-/// Works on every host. Off Windows the host is assumed (build [`DEFAULT_ASSUMED_HOST_BUILD`]
+/// Works on every host. Off Windows (and on Windows with `assume_host`) the host is assumed (build [`DEFAULT_ASSUMED_HOST_BUILD`]
 /// unless `host_build` says otherwise), layer ids are stand-ins and the utility VM image is
 /// assumed in the base layer; the output's `warnings` say so.
 pub fn hcs_doc(bundle: &Path, opts: &HcsDocOptions) -> Result<String, HcsError> {

@@ -102,6 +102,10 @@ pub enum HcsError {
         /// What to do instead.
         fix: &'static str,
     },
+    /// The Host Compute Service (computecore.dll) is not available on this Windows; the message
+    /// names the feature to enable.
+    #[error("{0}")]
+    HcsUnavailable(String),
     /// A Windows API call (not HCS) failed.
     #[error("{call} failed for {object}: {source}")]
     Win32 {

@@ -175,6 +175,14 @@ pub const KNOWN: &[KnownHresult] = &[
         fix: "check windows.layerFolders, the scratch folder and the mount sources of the bundle",
     },
     KnownHresult {
+        code: 0x8007_007E,
+        name: "ERROR_MOD_NOT_FOUND",
+        meaning: "computecore.dll (the Host Compute Service) cannot be loaded",
+        fix: "enable the Windows feature Containers (Install-WindowsFeature Containers on Windows Server; \
+              Enable-WindowsOptionalFeature -Online -FeatureName Containers -All on Windows 10/11), and Hyper-V as well \
+              for Hyper-V isolation and Linux containers, then reboot",
+    },
+    KnownHresult {
         code: HRESULT_TIMEOUT,
         name: "ERROR_TIMEOUT",
         meaning: "the operation timed out",

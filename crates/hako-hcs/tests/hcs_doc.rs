@@ -1,5 +1,7 @@
 //! `hako hcs-doc`'s library entry point on real bundle directories: both formats, the options,
-//! and the errors for missing, malformed and invalid bundles.
+//! and the errors for missing, malformed and invalid bundles. The documents of an assumed host
+//! (`assume_host`) are the same on every host, Windows included (scripts/check-windows runs these
+//! under Wine); what `hcs-doc` reads from a real Windows host is tested in `tests/wine_host.rs`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -39,10 +41,15 @@ fn config() -> String {
     .to_string()
 }
 
+/// The default options for the assumed host (Windows Server 2022, build 20348), not this one.
+fn assumed() -> HcsDocOptions {
+    HcsDocOptions { assume_host: true, ..HcsDocOptions::default() }
+}
+
 #[test]
 fn json_output_is_the_whole_plan() {
     let b = TempBundle::new("json", Some(&config()));
-    let out = hcs_doc(&b.0, &HcsDocOptions::default()).expect("documents");
+    let out = hcs_doc(&b.0, &assumed()).expect("documents");
     assert!(out.ends_with('\n'));
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["isolation"], json!("process"));
@@ -68,6 +75,7 @@ fn options_change_the_documents() {
         isolation: Some(Isolation::Hyperv),
         image_os_version: Some("10.0.20348.1".parse().expect("version")),
         lcow_boot_files: None,
+        assume_host: true,
     };
     let v: Value = serde_json::from_str(&hcs_doc(&b.0, &opts).expect("documents")).expect("json");
     assert_eq!(v["isolation"], json!("hyperv"));
@@ -82,7 +90,7 @@ fn options_change_the_documents() {
 #[test]
 fn text_output_summarises() {
     let b = TempBundle::new("text", Some(&config()));
-    let opts = HcsDocOptions { format: DocFormat::Text, container_id: Some("web".into()), ..HcsDocOptions::default() };
+    let opts = HcsDocOptions { format: DocFormat::Text, container_id: Some("web".into()), ..assumed() };
     let out = hcs_doc(&b.0, &opts).expect("documents");
     assert!(
         out.starts_with("isolation: process\nhost: build 20348 (ltsc2022), revision 0 (assumed)\nschema: 2.1\n"),
@@ -95,8 +103,7 @@ fn text_output_summarises() {
     assert!(out.contains("  command line: cmd /c \"echo hi\"\n"), "{}", out);
     assert!(out.contains("\nwarnings:\n  - "), "{}", out);
 
-    let opts =
-        HcsDocOptions { format: DocFormat::Text, isolation: Some(Isolation::Hyperv), ..HcsDocOptions::default() };
+    let opts = HcsDocOptions { format: DocFormat::Text, isolation: Some(Isolation::Hyperv), ..assumed() };
     let out = hcs_doc(&b.0, &opts).expect("documents");
     assert!(out.contains("  boot: UEFI VmbFs \\EFI\\Microsoft\\Boot\\bootmgfw.efi\n"), "{}", out);
     assert!(out.contains("  scsi 0:0 C:\\l\\scratch\\vm\\sandbox.vhdx\n"), "{}", out);

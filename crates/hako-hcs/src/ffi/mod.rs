@@ -1,11 +1,12 @@
-//! The raw Windows calls of the backend, and nothing else: computecore.dll through windows-sys
-//! (`Win32_System_HostComputeSystem`), vmcompute.dll's `NameToGuid` (loaded at run time: it is
-//! not in windows-sys), and the registry. Every `unsafe` block of the crate lives here, each
+//! The raw Windows calls of the backend, and nothing else: computecore.dll (loaded at run time,
+//! `computecore`, with windows-sys's `Win32_System_HostComputeSystem` types), vmcompute.dll's
+//! `NameToGuid` (loaded at run time too), named pipes and the registry. Every `unsafe` block of the crate lives here, each
 //! with its `SAFETY:` argument; the functions exported are safe and own what they return
 //! (handles close on drop, HCS strings are copied and freed with `LocalFree`).
 //!
 //! Only built on Windows. The typed API on top is `crate::hcs`.
 
+mod computecore;
 mod pipe;
 mod registry;
 
@@ -19,8 +20,13 @@ use windows_sys::Win32::Foundation::{LocalFree, HANDLE, HLOCAL};
 use windows_sys::Win32::System::HostComputeSystem as hcs;
 use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32};
 
-pub(crate) use pipe::{connect, process_alive, PipeListener};
+pub(crate) use computecore::api as computecore;
+pub(crate) use pipe::{connect, process_alive, wait_process_exit, PipeListener};
 pub(crate) use registry::{reg_dword, reg_string};
+
+/// `HRESULT_FROM_WIN32(ERROR_MOD_NOT_FOUND)`: what a call returns when computecore.dll cannot be
+/// loaded (`crate::hcs::available` says why, with the fix).
+pub(crate) const HCS_UNAVAILABLE: HRESULT = 0x8007_007E_u32 as HRESULT;
 
 /// `INFINITE` for the HCS wait functions.
 pub(crate) const INFINITE: u32 = u32::MAX;
@@ -83,8 +89,9 @@ unsafe impl Send for OwnedOperation {}
 impl OwnedOperation {
     /// A new operation without a completion callback (waited for synchronously).
     pub(crate) fn new() -> std::io::Result<Self> {
+        let api = computecore().map_err(|_| std::io::Error::from_raw_os_error(126))?;
         // SAFETY: no context and no callback; HcsCreateOperation only allocates a handle.
-        let op = unsafe { hcs::HcsCreateOperation(ptr::null(), None) };
+        let op = unsafe { (api.create_operation)(ptr::null(), None) };
         if op.is_null() {
             return Err(std::io::Error::last_os_error());
         }
@@ -98,8 +105,11 @@ impl OwnedOperation {
 
 impl Drop for OwnedOperation {
     fn drop(&mut self) {
-        // SAFETY: the handle came from HcsCreateOperation and is closed exactly once.
-        unsafe { hcs::HcsCloseOperation(self.0) }
+        if let Ok(api) = computecore() {
+            // (computecore is loaded: the handle came from it.)
+            // SAFETY: the handle came from HcsCreateOperation and is closed exactly once.
+            unsafe { (api.close_operation)(self.0) }
+        }
     }
 }
 
@@ -120,8 +130,11 @@ impl OwnedSystem {
 
 impl Drop for OwnedSystem {
     fn drop(&mut self) {
-        // SAFETY: the handle came from HcsCreate/OpenComputeSystem and is closed exactly once.
-        unsafe { hcs::HcsCloseComputeSystem(self.0) }
+        if let Ok(api) = computecore() {
+            // (computecore is loaded: the handle came from it.)
+            // SAFETY: the handle came from HcsCreate/OpenComputeSystem and is closed exactly once.
+            unsafe { (api.close_compute_system)(self.0) }
+        }
     }
 }
 
@@ -141,8 +154,11 @@ impl OwnedProcess {
 
 impl Drop for OwnedProcess {
     fn drop(&mut self) {
-        // SAFETY: the handle came from HcsCreate/OpenProcess and is closed exactly once.
-        unsafe { hcs::HcsCloseProcess(self.0) }
+        if let Ok(api) = computecore() {
+            // (computecore is loaded: the handle came from it.)
+            // SAFETY: the handle came from HcsCreate/OpenProcess and is closed exactly once.
+            unsafe { (api.close_process)(self.0) }
+        }
     }
 }
 
@@ -167,22 +183,30 @@ pub(crate) fn create_compute_system(
     configuration: &str,
     op: &OwnedOperation,
 ) -> Result<OwnedSystem, HRESULT> {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return Err(HCS_UNAVAILABLE),
+    };
     let id = wide(id);
     let cfg = wide(configuration);
     let mut system: hcs::HCS_SYSTEM = ptr::null_mut();
     // SAFETY: id and configuration are NUL-terminated and outlive the call (HCS copies them
     // before returning); the security descriptor is reserved and must be NULL; `system` is a
     // valid out pointer.
-    let hr = unsafe { hcs::HcsCreateComputeSystem(id.as_ptr(), cfg.as_ptr(), op.raw(), ptr::null(), &mut system) };
+    let hr = unsafe { (api.create_compute_system)(id.as_ptr(), cfg.as_ptr(), op.raw(), ptr::null(), &mut system) };
     opened(hr, system).map(OwnedSystem)
 }
 
 /// `HcsOpenComputeSystem(id, GENERIC_ALL, &system)`.
 pub(crate) fn open_compute_system(id: &str) -> Result<OwnedSystem, HRESULT> {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return Err(HCS_UNAVAILABLE),
+    };
     let id = wide(id);
     let mut system: hcs::HCS_SYSTEM = ptr::null_mut();
     // SAFETY: id is NUL-terminated; `system` is a valid out pointer.
-    let hr = unsafe { hcs::HcsOpenComputeSystem(id.as_ptr(), GENERIC_ALL, &mut system) };
+    let hr = unsafe { (api.open_compute_system)(id.as_ptr(), GENERIC_ALL, &mut system) };
     opened(hr, system).map(OwnedSystem)
 }
 
@@ -200,6 +224,10 @@ pub(crate) enum SystemCall {
 
 /// Starts `call` on `system`; `arg` is the options, property query or modify document.
 pub(crate) fn system_call(call: SystemCall, system: &OwnedSystem, op: &OwnedOperation, arg: Option<&str>) -> HRESULT {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return HCS_UNAVAILABLE,
+    };
     let arg = OptWide::new(arg);
     let (s, o, a) = (system.raw(), op.raw(), arg.ptr());
     // SAFETY: the handles are live (owned by the caller for the duration of the call and, via
@@ -208,22 +236,26 @@ pub(crate) fn system_call(call: SystemCall, system: &OwnedSystem, op: &OwnedOper
     // is optional and NULL here.
     unsafe {
         match call {
-            SystemCall::Start => hcs::HcsStartComputeSystem(s, o, a),
-            SystemCall::ShutDown => hcs::HcsShutDownComputeSystem(s, o, a),
-            SystemCall::Terminate => hcs::HcsTerminateComputeSystem(s, o, a),
-            SystemCall::Pause => hcs::HcsPauseComputeSystem(s, o, a),
-            SystemCall::Resume => hcs::HcsResumeComputeSystem(s, o, a),
-            SystemCall::GetProperties => hcs::HcsGetComputeSystemProperties(s, o, a),
-            SystemCall::Modify => hcs::HcsModifyComputeSystem(s, o, a, ptr::null_mut()),
+            SystemCall::Start => (api.start_compute_system)(s, o, a),
+            SystemCall::ShutDown => (api.shut_down_compute_system)(s, o, a),
+            SystemCall::Terminate => (api.terminate_compute_system)(s, o, a),
+            SystemCall::Pause => (api.pause_compute_system)(s, o, a),
+            SystemCall::Resume => (api.resume_compute_system)(s, o, a),
+            SystemCall::GetProperties => (api.get_compute_system_properties)(s, o, a),
+            SystemCall::Modify => (api.modify_compute_system)(s, o, a, ptr::null_mut()),
         }
     }
 }
 
 /// `HcsWaitForComputeSystemExit(system, timeout, &result)`.
 pub(crate) fn wait_for_compute_system_exit(system: &OwnedSystem, timeout_ms: u32) -> (HRESULT, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, String::new()),
+    };
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the handle is live; `result` is a valid out pointer freed by take_hcs_string.
-    let hr = unsafe { hcs::HcsWaitForComputeSystemExit(system.raw(), timeout_ms, &mut result) };
+    let hr = unsafe { (api.wait_for_compute_system_exit)(system.raw(), timeout_ms, &mut result) };
     (hr, take_hcs_string(result))
 }
 
@@ -233,19 +265,27 @@ pub(crate) fn create_process(
     parameters: &str,
     op: &OwnedOperation,
 ) -> Result<OwnedProcess, HRESULT> {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return Err(HCS_UNAVAILABLE),
+    };
     let params = wide(parameters);
     let mut process: hcs::HCS_PROCESS = ptr::null_mut();
     // SAFETY: the system handle is live; parameters is NUL-terminated; the security
     // descriptor is optional and NULL; `process` is a valid out pointer.
-    let hr = unsafe { hcs::HcsCreateProcess(system.raw(), params.as_ptr(), op.raw(), ptr::null(), &mut process) };
+    let hr = unsafe { (api.create_process)(system.raw(), params.as_ptr(), op.raw(), ptr::null(), &mut process) };
     opened(hr, process).map(OwnedProcess)
 }
 
 /// `HcsOpenProcess(system, pid, GENERIC_ALL, &process)`.
 pub(crate) fn open_process(system: &OwnedSystem, pid: u32) -> Result<OwnedProcess, HRESULT> {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return Err(HCS_UNAVAILABLE),
+    };
     let mut process: hcs::HCS_PROCESS = ptr::null_mut();
     // SAFETY: the system handle is live; `process` is a valid out pointer.
-    let hr = unsafe { hcs::HcsOpenProcess(system.raw(), pid, GENERIC_ALL, &mut process) };
+    let hr = unsafe { (api.open_process)(system.raw(), pid, GENERIC_ALL, &mut process) };
     opened(hr, process).map(OwnedProcess)
 }
 
@@ -265,34 +305,46 @@ pub(crate) fn process_call(
     op: &OwnedOperation,
     arg: Option<&str>,
 ) -> HRESULT {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return HCS_UNAVAILABLE,
+    };
     let arg = OptWide::new(arg);
     let (p, o, a) = (process.raw(), op.raw(), arg.ptr());
     // SAFETY: the handles are live for the call and until the operation completes; `a` is
     // NULL or NUL-terminated and copied by HCS.
     unsafe {
         match call {
-            ProcessCall::Signal => hcs::HcsSignalProcess(p, o, a),
-            ProcessCall::Terminate => hcs::HcsTerminateProcess(p, o, a),
-            ProcessCall::Modify => hcs::HcsModifyProcess(p, o, a),
-            ProcessCall::GetInfo => hcs::HcsGetProcessInfo(p, o),
+            ProcessCall::Signal => (api.signal_process)(p, o, a),
+            ProcessCall::Terminate => (api.terminate_process)(p, o, a),
+            ProcessCall::Modify => (api.modify_process)(p, o, a),
+            ProcessCall::GetInfo => (api.get_process_info)(p, o),
         }
     }
 }
 
 /// `HcsWaitForProcessExit(process, timeout, &result)`.
 pub(crate) fn wait_for_process_exit(process: &OwnedProcess, timeout_ms: u32) -> (HRESULT, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, String::new()),
+    };
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the handle is live; `result` is a valid out pointer freed by take_hcs_string.
-    let hr = unsafe { hcs::HcsWaitForProcessExit(process.raw(), timeout_ms, &mut result) };
+    let hr = unsafe { (api.wait_for_process_exit)(process.raw(), timeout_ms, &mut result) };
     (hr, take_hcs_string(result))
 }
 
 /// `HcsWaitForOperationResult(op, timeout, &result)`.
 pub(crate) fn wait_for_operation_result(op: &OwnedOperation, timeout_ms: u32) -> (HRESULT, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, String::new()),
+    };
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the operation handle is live; `result` is a valid out pointer freed by
     // take_hcs_string.
-    let hr = unsafe { hcs::HcsWaitForOperationResult(op.raw(), timeout_ms, &mut result) };
+    let hr = unsafe { (api.wait_for_operation_result)(op.raw(), timeout_ms, &mut result) };
     (hr, take_hcs_string(result))
 }
 
@@ -318,6 +370,10 @@ pub(crate) fn wait_for_operation_result_and_process_info(
     op: &OwnedOperation,
     timeout_ms: u32,
 ) -> (HRESULT, Option<ProcessInfo>, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, None, String::new()),
+    };
     let mut info = hcs::HCS_PROCESS_INFORMATION {
         ProcessId: 0,
         Reserved: 0,
@@ -327,7 +383,7 @@ pub(crate) fn wait_for_operation_result_and_process_info(
     };
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the operation handle is live; `info` and `result` are valid out pointers.
-    let hr = unsafe { hcs::HcsWaitForOperationResultAndProcessInfo(op.raw(), timeout_ms, &mut info, &mut result) };
+    let hr = unsafe { (api.wait_for_operation_result_and_process_info)(op.raw(), timeout_ms, &mut info, &mut result) };
     let doc = take_hcs_string(result);
     if hr < 0 {
         return (hr, None, doc);
@@ -343,39 +399,59 @@ pub(crate) fn wait_for_operation_result_and_process_info(
 
 /// `HcsCancelOperation(op)`.
 pub(crate) fn cancel_operation(op: &OwnedOperation) -> HRESULT {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return HCS_UNAVAILABLE,
+    };
     // SAFETY: the operation handle is live; cancelling an operation is allowed at any time.
-    unsafe { hcs::HcsCancelOperation(op.raw()) }
+    unsafe { (api.cancel_operation)(op.raw()) }
 }
 
 /// `HcsGrantVmAccess(vmId, path)`.
 pub(crate) fn grant_vm_access(vm_id: &str, path: &str) -> HRESULT {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return HCS_UNAVAILABLE,
+    };
     let (v, p) = (wide(vm_id), wide(path));
     // SAFETY: both strings are NUL-terminated and live for the call.
-    unsafe { hcs::HcsGrantVmAccess(v.as_ptr(), p.as_ptr()) }
+    unsafe { (api.grant_vm_access)(v.as_ptr(), p.as_ptr()) }
 }
 
 /// `HcsRevokeVmAccess(vmId, path)`.
 pub(crate) fn revoke_vm_access(vm_id: &str, path: &str) -> HRESULT {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return HCS_UNAVAILABLE,
+    };
     let (v, p) = (wide(vm_id), wide(path));
     // SAFETY: both strings are NUL-terminated and live for the call.
-    unsafe { hcs::HcsRevokeVmAccess(v.as_ptr(), p.as_ptr()) }
+    unsafe { (api.revoke_vm_access)(v.as_ptr(), p.as_ptr()) }
 }
 
 /// `HcsModifyServiceSettings(settings, &result)` (used to add gMSA credential guard instances).
 pub(crate) fn modify_service_settings(settings: &str) -> (HRESULT, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, String::new()),
+    };
     let s = wide(settings);
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: settings is NUL-terminated; `result` is a valid out pointer freed by take_hcs_string.
-    let hr = unsafe { hcs::HcsModifyServiceSettings(s.as_ptr(), &mut result) };
+    let hr = unsafe { (api.modify_service_settings)(s.as_ptr(), &mut result) };
     (hr, take_hcs_string(result))
 }
 
 /// `HcsGetServiceProperties(query, &result)`.
 pub(crate) fn get_service_properties(query: &str) -> (HRESULT, String) {
+    let api = match computecore() {
+        Ok(api) => api,
+        Err(_) => return (HCS_UNAVAILABLE, String::new()),
+    };
     let q = wide(query);
     let mut result: PWSTR = ptr::null_mut();
     // SAFETY: the query is NUL-terminated; `result` is a valid out pointer freed by take_hcs_string.
-    let hr = unsafe { hcs::HcsGetServiceProperties(q.as_ptr(), &mut result) };
+    let hr = unsafe { (api.get_service_properties)(q.as_ptr(), &mut result) };
     (hr, take_hcs_string(result))
 }
 

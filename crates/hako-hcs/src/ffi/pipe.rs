@@ -15,7 +15,9 @@ use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, SetNamedPipeHandleState, WaitNamedPipeW, PIPE_READMODE_MESSAGE,
     PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+};
 
 use super::wide;
 
@@ -114,4 +116,20 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         CloseHandle(h);
     }
     ok != 0 && code == STILL_ACTIVE as u32
+}
+
+/// Waits up to `timeout_ms` for process `pid` to exit; true when it is gone.
+pub(crate) fn wait_process_exit(pid: u32, timeout_ms: u32) -> bool {
+    // SAFETY: OpenProcess with the right to wait only; the handle is closed below.
+    let h = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if h.is_null() {
+        return true;
+    }
+    // SAFETY: `h` is a live process handle opened with SYNCHRONIZE.
+    let rc = unsafe { WaitForSingleObject(h, timeout_ms) };
+    // SAFETY: `h` came from OpenProcess and is closed exactly once.
+    unsafe {
+        CloseHandle(h);
+    }
+    rc == 0
 }

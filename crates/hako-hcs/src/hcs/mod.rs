@@ -119,6 +119,13 @@ fn plain_wait(op: &OwnedOperation, ms: u32) -> (HRESULT, Option<()>, String) {
     (hr, None, doc)
 }
 
+/// Whether the Host Compute Service can be used: computecore.dll loads from System32 and has
+/// every function hako calls. The error names the Windows feature to enable. Commands that need
+/// HCS check this first; the others (`--help`, `hcs-doc`, `list`, `state`) work without it.
+pub fn available() -> Result<(), crate::HcsError> {
+    ffi::computecore().map(|_| ()).map_err(crate::HcsError::HcsUnavailable)
+}
+
 /// A compute system: a container or a utility VM.
 pub struct ComputeSystem {
     id: String,

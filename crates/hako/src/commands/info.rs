@@ -49,6 +49,8 @@ pub(crate) fn hcs_doc(a: &HcsDocArgs) -> Result<()> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--image-os-version: {e}"))?,
         lcow_boot_files: a.lcow_boot_files.clone(),
+        // This binary runs on Linux, where hcs-doc never inspects the host.
+        assume_host: true,
     };
     let out = hako_hcs::hcs_doc(&a.bundle, &opts)?;
     println!("{}", out.trim_end());

@@ -38,7 +38,7 @@ commands:
   resize-tty ID WIDTH HEIGHT
   hcs-doc BUNDLE [--format json|text] [--id ID] [--owner NAME] [--host-build N]
           [--host-revision N] [--host-processors N] [--isolation process|hyperv]
-          [--image-os-version V] [--lcow-boot-files DIR]
+          [--image-os-version V] [--lcow-boot-files DIR] [--assume-host]
 ";
 
 /// A command line that does not parse.
@@ -655,7 +655,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
             Command::ResizeTty { id: pos.remove(0), width, height }
         }
         "hcs-doc" => {
-            const U: &str = "hcs-doc BUNDLE [--format json|text] [--id ID] [--owner NAME] [--host-build N] [--host-revision N] [--host-processors N] [--isolation process|hyperv] [--image-os-version V] [--lcow-boot-files DIR]";
+            const U: &str = "hcs-doc BUNDLE [--format json|text] [--id ID] [--owner NAME] [--host-build N] [--host-revision N] [--host-processors N] [--isolation process|hyperv] [--image-os-version V] [--lcow-boot-files DIR] [--assume-host]";
             let c = "hcs-doc";
             let p = split(
                 c,
@@ -671,6 +671,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                     ("isolation", None, Value),
                     ("image-os-version", None, Value),
                     ("lcow-boot-files", None, Value),
+                    ("assume-host", None, Switch),
                 ],
                 false,
             )?;
@@ -694,6 +695,7 @@ fn parse_command(name: &str, rest: &[String]) -> Result<Command, UsageError> {
                     .map(|v| parse_value(c, "--image-os-version", v))
                     .transpose()?,
                 lcow_boot_files: p.value("lcow-boot-files"),
+                assume_host: p.switch("assume-host"),
             };
             Command::HcsDoc { bundle: PathBuf::from(pos.remove(0)), options }
         }
@@ -878,9 +880,15 @@ mod tests {
                 assert_eq!(options.host_build, Some(26100));
                 assert_eq!(options.host_processors, Some(4));
                 assert_eq!(options.container_id.as_deref(), Some("x"));
+                assert!(!options.assume_host);
             }
             other => panic!("{:?}", other),
         }
+        match ok("hcs-doc b --assume-host").command {
+            Command::HcsDoc { options, .. } => assert!(options.assume_host),
+            other => panic!("{:?}", other),
+        }
+        assert!(matches!(err("hcs-doc b --assume-host=yes"), UsageError::UnexpectedValue { .. }));
         assert!(matches!(err("hcs-doc b --host-build many"), UsageError::BadValue { .. }));
         assert!(matches!(err("hcs-doc b --isolation lcow"), UsageError::BadValue { .. }));
         assert!(matches!(err("hcs-doc b --image-os-version 10"), UsageError::BadValue { .. }));

@@ -107,6 +107,11 @@ fn run_platform(inv: &Invocation) -> Result<i32, String> {
 
     let backend = Backend::new(&inv.global.root);
     let s = |e: hako_hcs::HcsError| e.to_string();
+    // list and state read hako's state files only; everything else talks to HCS, directly or
+    // through a container's supervisor.
+    if !matches!(inv.command, Command::List { .. } | Command::State(_)) {
+        hako_hcs::hcs::available().map_err(|e| format!("`{}`: {}", inv.command.name(), e))?;
+    }
     match &inv.command {
         Command::Create { id, bundle, pid_file, isolation, image_os_version } => {
             let opts = CreateOptions {
