@@ -24,6 +24,8 @@ pub struct KnownHresult {
     pub fix: &'static str,
 }
 
+/// `HCS_E_TERMINATED_DURING_START`.
+pub const HCS_E_TERMINATED_DURING_START: u32 = 0x8037_0100;
 /// `HCS_E_IMAGE_MISMATCH`.
 pub const HCS_E_IMAGE_MISMATCH: u32 = 0x8037_0101;
 /// `HCS_E_SYSTEM_NOT_FOUND`.
@@ -44,7 +46,7 @@ pub const VMCOMPUTE_OPERATION_PENDING: u32 = 0xC037_0103;
 /// Every HRESULT hako explains.
 pub const KNOWN: &[KnownHresult] = &[
     KnownHresult {
-        code: 0x8037_0100,
+        code: HCS_E_TERMINATED_DURING_START,
         name: "HCS_E_TERMINATED_DURING_START",
         meaning: "the compute system exited while it was starting",
         fix: "check the Microsoft-Windows-Hyper-V-Compute-Operational event log; for Hyper-V isolation check that the \
@@ -227,6 +229,8 @@ pub struct HcsCallError {
     pub raw_result: String,
     /// The host build, to name the image build that would match.
     pub host_build: Option<u32>,
+    /// The call was about a process-isolated container: no utility VM is involved, so no fix may name one.
+    pub process_isolated: bool,
 }
 
 impl HcsCallError {
@@ -259,6 +263,14 @@ impl fmt::Display for HcsCallError {
             }
         } else if !self.raw_result.trim().is_empty() {
             write!(f, "; hcs says: {}", self.raw_result.trim())?;
+        }
+        if self.process_isolated && self.is(HCS_E_TERMINATED_DURING_START) {
+            return write!(
+                f,
+                ": check the Microsoft-Windows-Hyper-V-Compute-Operational event log; for a process-isolated container \
+                 the usual causes are an image whose build is not the host's ({}) and a damaged or incomplete base layer",
+                self.host_build.map_or_else(|| "see winver".to_string(), builds::describe)
+            );
         }
         match fix_for(self.code, self.host_build) {
             Some(fix) => write!(f, ": {}", fix),
@@ -326,6 +338,7 @@ mod tests {
             ),
             raw_result: String::new(),
             host_build: Some(20348),
+            process_isolated: true,
         };
         let text = e.to_string();
         assert!(text.starts_with("HcsCreateComputeSystem web: HCS_E_IMAGE_MISMATCH (0xc0370101)"), "{}", text);
@@ -345,6 +358,7 @@ mod tests {
             result: None,
             raw_result: "boom".into(),
             host_build: None,
+            process_isolated: false,
         };
         assert_eq!(
             e.to_string(),
@@ -353,5 +367,25 @@ mod tests {
         );
         let k = fix_for(HCS_E_IMAGE_MISMATCH, None).unwrap_or_default();
         assert!(k.contains("the host's build"));
+    }
+
+    #[test]
+    fn a_process_isolated_container_that_dies_starting_is_not_told_about_a_utility_vm() {
+        let e = |process_isolated| HcsCallError {
+            operation: "HcsStartComputeSystem".into(),
+            object: "web".into(),
+            code: 0xC037_0100,
+            result: None,
+            raw_result: String::new(),
+            host_build: Some(20348),
+            process_isolated,
+        };
+        let process = e(true).to_string();
+        assert!(process.contains("HCS_E_TERMINATED_DURING_START"), "{}", process);
+        assert!(process.contains("Hyper-V-Compute-Operational event log"), "{}", process);
+        assert!(process.contains("20348 (ltsc2022)"), "{}", process);
+        assert!(!process.contains("utility VM"), "{}", process);
+        let hyperv = e(false).to_string();
+        assert!(hyperv.contains("utility VM image"), "{}", hyperv);
     }
 }

@@ -392,7 +392,11 @@ const FAILURES: &[Failure] = &[
     Failure {
         bundle: process_config,
         script: "HcsStartComputeSystem async 0x80370100",
-        says: &["HcsStartComputeSystem web: HCS_E_TERMINATED_DURING_START", "Hyper-V-Compute-Operational event log"],
+        says: &[
+            "HcsStartComputeSystem web: HCS_E_TERMINATED_DURING_START",
+            "Hyper-V-Compute-Operational event log",
+            "for a process-isolated container the usual causes",
+        ],
     },
 ];
 

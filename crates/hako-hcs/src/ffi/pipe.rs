@@ -68,6 +68,10 @@ impl PipeListener {
             // SAFETY: reads the calling thread's last error, set by ConnectNamedPipe.
             let err = unsafe { GetLastError() };
             if err != ERROR_PIPE_CONNECTED {
+                // A client that connected and went away before this call (ERROR_NO_DATA), or any other
+                // failure, leaves the instance unusable until it is disconnected: replace it, or every later
+                // client would find the pipe busy and time out waiting for it.
+                self.next = new_instance(&self.name, false)?;
                 return Err(io::Error::from_raw_os_error(err as i32));
             }
         }

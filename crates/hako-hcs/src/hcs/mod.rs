@@ -35,6 +35,8 @@ pub(crate) struct CallContext {
     pub(crate) name: &'static str,
     pub(crate) object: String,
     pub(crate) host_build: Option<u32>,
+    /// The call is about a process-isolated container (no utility VM is involved).
+    pub(crate) process_isolated: bool,
 }
 
 impl CallContext {
@@ -47,6 +49,7 @@ impl CallContext {
             raw_result: if doc.is_none() { result.to_string() } else { String::new() },
             result: doc,
             host_build: self.host_build,
+            process_isolated: self.process_isolated,
         }
     }
 
@@ -131,26 +134,48 @@ pub struct ComputeSystem {
     id: String,
     handle: OwnedSystem,
     host_build: Option<u32>,
+    /// A container without a utility VM (known from the document it was created with).
+    process_isolated: bool,
+}
+
+/// Whether an HCS compute system document describes a process-isolated container: a `Container` that is
+/// neither hosted in a utility VM (`HostingSystemId`) nor a `VirtualMachine` itself.
+fn is_process_isolated(document: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(document) {
+        Ok(doc) => {
+            doc.get("Container").is_some()
+                && doc.get("HostingSystemId").is_none()
+                && doc.get("VirtualMachine").is_none()
+        }
+        Err(_) => false,
+    }
 }
 
 impl ComputeSystem {
     fn ctx(&self, name: &'static str) -> CallContext {
-        CallContext { name, object: self.id.clone(), host_build: self.host_build }
+        CallContext {
+            name,
+            object: self.id.clone(),
+            host_build: self.host_build,
+            process_isolated: self.process_isolated,
+        }
     }
 
     /// `HcsCreateComputeSystem` with `document` (JSON).
     pub fn create(id: &str, document: &str, host_build: Option<u32>) -> Result<ComputeSystem, HcsCallError> {
-        let ctx = CallContext { name: "HcsCreateComputeSystem", object: id.to_string(), host_build };
+        let process_isolated = is_process_isolated(document);
+        let ctx = CallContext { name: "HcsCreateComputeSystem", object: id.to_string(), host_build, process_isolated };
         let (handle, _, _) = run(&ctx, CREATE_TIMEOUT, |op| ffi::create_compute_system(id, document, op), plain_wait)?;
-        Ok(ComputeSystem { id: id.to_string(), handle, host_build })
+        Ok(ComputeSystem { id: id.to_string(), handle, host_build, process_isolated })
     }
 
     /// `HcsOpenComputeSystem`.
     pub fn open(id: &str, host_build: Option<u32>) -> Result<ComputeSystem, HcsCallError> {
         let handle = ffi::open_compute_system(id).map_err(|hr| {
-            CallContext { name: "HcsOpenComputeSystem", object: id.to_string(), host_build }.error(hr, "")
+            CallContext { name: "HcsOpenComputeSystem", object: id.to_string(), host_build, process_isolated: false }
+                .error(hr, "")
         })?;
-        Ok(ComputeSystem { id: id.to_string(), handle, host_build })
+        Ok(ComputeSystem { id: id.to_string(), handle, host_build, process_isolated: false })
     }
 
     /// The id.
@@ -253,6 +278,7 @@ impl ComputeSystem {
             stdout: info.stdout.map(File::from),
             stderr: info.stderr.map(File::from),
             host_build: self.host_build,
+            process_isolated: self.process_isolated,
         })
     }
 
@@ -267,6 +293,7 @@ impl ComputeSystem {
             stdout: None,
             stderr: None,
             host_build: self.host_build,
+            process_isolated: self.process_isolated,
         })
     }
 }
@@ -283,11 +310,17 @@ pub struct Process {
     /// Read end of the process's stderr (none with a console).
     pub stderr: Option<File>,
     host_build: Option<u32>,
+    process_isolated: bool,
 }
 
 impl Process {
     fn ctx(&self, name: &'static str) -> CallContext {
-        CallContext { name, object: self.object.clone(), host_build: self.host_build }
+        CallContext {
+            name,
+            object: self.object.clone(),
+            host_build: self.host_build,
+            process_isolated: self.process_isolated,
+        }
     }
 
     /// The process id inside the container.
@@ -357,8 +390,13 @@ impl Process {
 pub fn grant_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Result<(), HcsCallError> {
     let hr = ffi::grant_vm_access(vm_id, path);
     if hr < 0 {
-        return Err(CallContext { name: "HcsGrantVmAccess", object: format!("{} for {}", path, vm_id), host_build }
-            .error(hr, ""));
+        return Err(CallContext {
+            name: "HcsGrantVmAccess",
+            object: format!("{} for {}", path, vm_id),
+            host_build,
+            process_isolated: false,
+        }
+        .error(hr, ""));
     }
     Ok(())
 }
@@ -367,8 +405,13 @@ pub fn grant_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Resu
 pub fn revoke_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Result<(), HcsCallError> {
     let hr = ffi::revoke_vm_access(vm_id, path);
     if hr < 0 {
-        return Err(CallContext { name: "HcsRevokeVmAccess", object: format!("{} for {}", path, vm_id), host_build }
-            .error(hr, ""));
+        return Err(CallContext {
+            name: "HcsRevokeVmAccess",
+            object: format!("{} for {}", path, vm_id),
+            host_build,
+            process_isolated: false,
+        }
+        .error(hr, ""));
     }
     Ok(())
 }
@@ -377,9 +420,13 @@ pub fn revoke_vm_access(vm_id: &str, path: &str, host_build: Option<u32>) -> Res
 pub fn modify_service_settings(settings: &str, what: &str, host_build: Option<u32>) -> Result<String, HcsCallError> {
     let (hr, doc) = ffi::modify_service_settings(settings);
     if hr < 0 {
-        return Err(
-            CallContext { name: "HcsModifyServiceSettings", object: what.to_string(), host_build }.error(hr, &doc)
-        );
+        return Err(CallContext {
+            name: "HcsModifyServiceSettings",
+            object: what.to_string(),
+            host_build,
+            process_isolated: false,
+        }
+        .error(hr, &doc));
     }
     Ok(doc)
 }
@@ -388,9 +435,13 @@ pub fn modify_service_settings(settings: &str, what: &str, host_build: Option<u3
 pub fn get_service_properties(query: &str, what: &str, host_build: Option<u32>) -> Result<String, HcsCallError> {
     let (hr, doc) = ffi::get_service_properties(query);
     if hr < 0 {
-        return Err(
-            CallContext { name: "HcsGetServiceProperties", object: what.to_string(), host_build }.error(hr, &doc)
-        );
+        return Err(CallContext {
+            name: "HcsGetServiceProperties",
+            object: what.to_string(),
+            host_build,
+            process_isolated: false,
+        }
+        .error(hr, &doc));
     }
     Ok(doc)
 }
