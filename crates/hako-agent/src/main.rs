@@ -122,6 +122,9 @@ fn start(port: Port, root: &std::path::Path, pid1: bool) -> Result<Server, Strin
 }
 
 fn vm(root: &std::path::Path) {
+    // This binary is the VM's /init, busy while the VM lives, and the agent is single-threaded: a container's
+    // init runs in a clone of the agent, without executing the binary again (hako_linux::spawn).
+    hako_linux::spawn::init_without_exec();
     if let Err(e) = boot::setup() {
         log(format!("boot: {e}"));
     }
