@@ -11,7 +11,8 @@
 //!   own `/run/hako`) holds `state/` (container state) and `bundles/` (configs). The agent becomes a child subreaper; when the port closes or on
 //!   SIGTERM/SIGINT it deletes every container it made and exits (pid 1 powers the VM off instead).
 //! - `hako-agent init` with `_HAKO_INIT_FD` set: the container init that ProcessIsolation starts by
-//!   re-executing this binary.
+//!   re-executing this binary (in a VM, only an init that joins a pid namespace: one with a pid namespace of
+//!   its own runs in a clone of the agent, `hako_linux::spawn::init_without_exec`).
 
 mod boot;
 mod log;
