@@ -11,7 +11,8 @@
 //!   own `/run/hako`) holds `state/` (container state) and `bundles/` (configs). The agent becomes a child subreaper; when the port closes or on
 //!   SIGTERM/SIGINT it deletes every container it made and exits (pid 1 powers the VM off instead).
 //! - `hako-agent init` with `_HAKO_INIT_FD` set: the container init that ProcessIsolation starts by
-//!   re-executing this binary.
+//!   re-executing this binary (in a VM, only an init that joins a pid namespace: one with a pid namespace of
+//!   its own runs in a clone of the agent, `hako_linux::spawn::init_without_exec`).
 
 mod boot;
 mod log;
@@ -122,6 +123,9 @@ fn start(port: Port, root: &std::path::Path, pid1: bool) -> Result<Server, Strin
 }
 
 fn vm(root: &std::path::Path) {
+    // This binary is the VM's /init, busy while the VM lives, and the agent is single-threaded: a container's
+    // init runs in a clone of the agent, without executing the binary again (hako_linux::spawn).
+    hako_linux::spawn::init_without_exec();
     if let Err(e) = boot::setup() {
         log(format!("boot: {e}"));
     }

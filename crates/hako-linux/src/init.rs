@@ -85,6 +85,21 @@ fn sys_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError 
     move |source| InitError::Sys { what, source }
 }
 
+/// Init in a clone of a single-threaded caller that did not execute the binary again
+/// ([`crate::spawn::init_without_exec`]): `fd` is the channel. Never returns.
+pub(crate) fn main_in_clone(fd: RawFd) -> ! {
+    // SAFETY: the parent passed this fd to us for our exclusive use.
+    let ch = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
+    let _ = nix::fcntl::fcntl(ch.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    // The caller's tracing subscriber is not init's: an init executed afresh has none (its stderr is the
+    // container's).
+    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    let err = run(&ch).unwrap_err();
+    let _ = ch.send(&Message::Error(err.to_string()));
+    // SAFETY: _exit never returns; it skips the caller's atexit work and buffers, which are not ours to flush.
+    unsafe { libc::_exit(1) }
+}
+
 /// Entry point of `hako init`; never returns.
 pub fn main() -> ! {
     let fd: RawFd = match std::env::var(INIT_FD_ENV).ok().and_then(|v| v.parse().ok()) {

@@ -210,11 +210,14 @@ impl NsPlan {
         self.precreated.iter().any(|k| k == "pid")
     }
 
-    /// The namespaces hako can create when it clones init, for a plan that joins nothing by path and needs no
-    /// user or time namespace (those need init's cooperation: id maps, offsets): pid, mount, uts, ipc,
-    /// network. The cgroup namespace is never among them: it must be made after init joined its cgroup.
+    /// The namespaces hako can create when it clones init, for a plan that needs no user or time namespace
+    /// (those need init's cooperation: id maps, offsets) and joins by path at most ipc, uts and network
+    /// namespaces (as a pod's containers join their sandbox's; init joins them after the clone, which they do
+    /// not depend on): pid, mount, uts, ipc, network. The cgroup namespace is never among them: it must be
+    /// made after init joined its cgroup.
     pub fn clone_flags(&self) -> Option<(CloneFlags, Vec<String>)> {
-        if !self.join.is_empty() || self.creates("user") || self.creates("time") || !self.creates("mount") {
+        let joins_only_leaves = self.join.iter().all(|(k, _)| matches!(k.as_str(), "ipc" | "uts" | "network"));
+        if !joins_only_leaves || self.creates("user") || self.creates("time") || !self.creates("mount") {
             return None;
         }
         let kinds: Vec<String> = self
@@ -247,6 +250,24 @@ pub fn unshare_user() -> Result<(), NamespaceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_is_cloned_into_new_namespaces_when_it_joins_only_ipc_uts_or_network() {
+        let plan = |join: &[&str], new: &[&str]| NsPlan {
+            join: join.iter().map(|k| (k.to_string(), PathBuf::from(format!("/proc/1/ns/{k}")))).collect(),
+            new: new.iter().map(|k| k.to_string()).collect(),
+            precreated: Vec::new(),
+        };
+        // A pod's container (CRI): its own mount and pid namespaces, its sandbox's ipc, uts and network.
+        let (flags, kinds) = plan(&["ipc", "uts", "network"], &["mount", "pid"]).clone_flags().unwrap();
+        assert_eq!(flags, CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID);
+        assert_eq!(kinds, ["mount", "pid"]);
+        // Joining a pid, mount or user namespace is init's work, after it started.
+        assert!(plan(&["pid"], &["mount"]).clone_flags().is_none());
+        assert!(plan(&["mount"], &["pid"]).clone_flags().is_none());
+        assert!(plan(&["user"], &["mount", "pid"]).clone_flags().is_none());
+        assert!(plan(&[], &["pid"]).clone_flags().is_none(), "no mount namespace of its own");
+    }
 
     #[test]
     fn a_bad_path_suggests_the_real_file_under_proc_pid_ns() {

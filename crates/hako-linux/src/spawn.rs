@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hako_cgroups::Cgroup;
 use nix::sys::signal::{kill, Signal};
@@ -142,6 +143,67 @@ fn bind_read_only(exe: &std::ffi::CStr) -> nix::Result<()> {
     mount(none, exe, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none)
 }
 
+/// A stack for a cloned child: fresh anonymous pages, neither zeroed by hand nor copied into the child until
+/// touched (a large heap allocation may be memset and is then copied page by page at clone), with a guard page
+/// below it.
+struct CloneStack {
+    base: std::ptr::NonNull<std::ffi::c_void>,
+    len: usize,
+}
+
+impl CloneStack {
+    const GUARD: usize = 4096;
+
+    fn new(len: usize) -> std::io::Result<CloneStack> {
+        use nix::sys::mman::{mmap_anonymous, mprotect, MapFlags, ProtFlags};
+        let total =
+            std::num::NonZeroUsize::new(len + Self::GUARD).ok_or_else(|| std::io::Error::other("empty stack"))?;
+        // SAFETY: a new private anonymous mapping that nothing else refers to.
+        let base = unsafe {
+            mmap_anonymous(
+                None,
+                total,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_STACK | MapFlags::MAP_NORESERVE,
+            )
+        }?;
+        let stack = CloneStack { base, len: total.get() };
+        // SAFETY: the lowest page of the mapping made above.
+        unsafe { mprotect(base, Self::GUARD, ProtFlags::PROT_NONE) }?;
+        Ok(stack)
+    }
+
+    /// The usable part, above the guard page.
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is readable and writable above the guard page, and lives as long as self.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>().add(Self::GUARD), self.len - Self::GUARD)
+        }
+    }
+}
+
+impl Drop for CloneStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, unmapped once (the child has its own copy).
+        let _ = unsafe { nix::sys::mman::munmap(self.base, self.len) };
+    }
+}
+
+/// Whether [`clone_init`] runs init's code in the clone itself rather than executing this binary again.
+static IN_PROCESS_INIT: AtomicBool = AtomicBool::new(false);
+/// The stack of an init that runs in the clone ([`init_without_exec`]): as much as a main thread gets.
+const IN_PROCESS_STACK: usize = 8 << 20;
+
+/// From now on, a container init that gets a new pid namespace (and so is alone there until it executes the
+/// container's process) runs in a clone of this process instead of executing this binary again: no execve of
+/// a large static binary, no second start of the Rust runtime. For hako's guest agent, whose binary is its
+/// VM's `/init` (busy, so nobody can write it, and unreachable from a new pid namespace) and which is
+/// single-threaded (the clone may run any code); never for `hako` on a host, where the re-executed sealed or
+/// read-only binary guards against CVE-2019-5736. Joining a pid namespace and `exec` keep executing the binary.
+pub fn init_without_exec() {
+    IN_PROCESS_INIT.store(true, Ordering::Relaxed);
+}
+
 /// Starts `hako init` already inside its new namespaces (`flags`: pid, mount, uts, ipc, network), as crun
 /// does: init is pid 1 of its pid namespace from the start, so it needs no second fork. The binary is made
 /// read-only the same way as in [`start_init`], in the new mount namespace. Returns init's host pid.
@@ -167,7 +229,9 @@ fn clone_init(
     env_c.push(CString::new(format!("{INIT_FD_ENV}={child_fd}")).map_err(std::io::Error::other)?);
     let argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
-    let mut stack = vec![0u8; 64 * 1024];
+    // Init's code runs on this stack when it is not executed afresh ([`init_without_exec`]).
+    let in_process = IN_PROCESS_INIT.load(Ordering::Relaxed) && flags.contains(nix::sched::CloneFlags::CLONE_NEWPID);
+    let mut stack = CloneStack::new(if in_process { IN_PROCESS_STACK } else { 64 * 1024 })?;
     let me = std::process::id() as i32;
     // Closes when this function returns.
     let pidfd_guard = hako_runtime::procfs::pidfd_open(me).ok();
@@ -181,6 +245,18 @@ fn clone_init(
             && bind_read_only(&exe_c).is_ok()
             && stdio.is_none_or(install_stdio)
             && sys::clear_cloexec(child_fd).is_ok();
+        if ok && in_process {
+            // Nothing of the caller's but stdio and the channel: what execve would have closed (every other
+            // fd of the caller is close-on-exec) is closed now, so that no pipe stays open in init.
+            // SAFETY: close_range only closes fds of this process (a copy of the caller's table).
+            unsafe {
+                if child_fd > 3 {
+                    libc::syscall(libc::SYS_close_range, 3u32, (child_fd - 1) as u32, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, (child_fd + 1) as u32, u32::MAX, 0u32);
+            }
+            crate::init::main_in_clone(child_fd);
+        }
         // SAFETY: execve gets NULL-terminated arrays of pointers to C strings that outlive the call (prepared
         // before the clone: nix's execve would allocate them here); _exit never returns and skips destructors.
         unsafe {
@@ -192,8 +268,9 @@ fn clone_init(
         }
     };
     // SAFETY: hako is single-threaded here; the child only runs the closure above, which ends in execve or
-    // _exit, on its own stack.
-    let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
+    // _exit (or, with init_without_exec, in init's code, which a clone of a single-threaded process may run),
+    // on its own stack.
+    let pid = unsafe { nix::sched::clone(Box::new(child), stack.as_mut_slice(), flags, Some(libc::SIGCHLD)) }
         .map_err(std::io::Error::from)?;
     Ok(pid.as_raw())
 }
