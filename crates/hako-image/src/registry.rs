@@ -400,6 +400,22 @@ impl Client {
             .ok_or_else(|| self.protocol(&what, "the response holds no usable token"))
     }
 
+    /// A download that stopped at `got` of `expected` bytes: the partial file is synced, so that the next
+    /// pull resumes from what is on disk.
+    fn truncated(
+        &self,
+        file: (&std::fs::File, &Path),
+        what: String,
+        got: u64,
+        expected: u64,
+        why: String,
+    ) -> RegistryError {
+        if let Err(source) = file.0.sync_data() {
+            return RegistryError::Io { path: file.1.to_path_buf(), source };
+        }
+        RegistryError::Truncated { registry: self.registry.clone(), what, got, expected, why }
+    }
+
     fn protocol(&self, what: &str, why: &str) -> RegistryError {
         RegistryError::Protocol { registry: self.registry.clone(), what: what.to_string(), why: why.to_string() }
     }
@@ -551,16 +567,7 @@ impl Client {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        file.sync_data().map_err(io_err)?;
-                        return Err(RegistryError::Truncated {
-                            registry: self.registry.clone(),
-                            what,
-                            got: have,
-                            expected: desc.size,
-                            why: e.to_string(),
-                        });
-                    }
+                    Err(e) => return Err(self.truncated((&file, partial), what, have, desc.size, e.to_string())),
                 };
                 if have + n as u64 > desc.size {
                     drop(file);
@@ -578,14 +585,7 @@ impl Client {
                 progress.event(crate::Event::Bytes { digest: desc.digest.clone(), bytes: n as u64 });
             }
             if have < desc.size {
-                file.sync_data().map_err(io_err)?;
-                return Err(RegistryError::Truncated {
-                    registry: self.registry.clone(),
-                    what,
-                    got: have,
-                    expected: desc.size,
-                    why: "end of stream".into(),
-                });
+                return Err(self.truncated((&file, partial), what, have, desc.size, "end of stream".into()));
             }
         }
         let got = hasher.finish();

@@ -250,60 +250,70 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
             list.retain(|n| n.get("type").and_then(|t| t.as_str()) != Some("network"));
         }
     }
-    if let Some(mounts) = config.get_mut("mounts").and_then(|m| m.as_array_mut()) {
-        for m in mounts.iter_mut() {
-            let opts: Vec<String> =
-                m.get("options").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
-            let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
-                || opts.iter().any(|o| o == "bind" || o == "rbind");
-            if !is_bind {
-                continue;
-            }
-            let Some(src) = m.get("source").and_then(|s| s.as_str()).map(PathBuf::from) else { continue };
-            let src = if src.is_absolute() { src } else { bundle.path.join(src) };
-            let meta = std::fs::metadata(&src).map_err(|e| {
-                VmError::Config(format!(
-                    "bind mount source {}: {e}: create it or fix mounts in config.json",
-                    src.display()
-                ))
-            })?;
-            // The last of ro/rw wins, as in mount(8).
-            let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
-            let file = (!meta.is_dir()).then(|| src.clone());
-            // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all),
-            // one for the read-only ones and one for the others.
-            let parent = |f: &Path| f.parent().map(Path::to_path_buf);
-            let same = |s: &&mut ShareDir| match &file {
-                Some(f) => s.readonly == readonly && s.files.first().and_then(|g| parent(g)) == parent(f),
-                None => s.files.is_empty() && s.host == src,
-            };
-            let tag = match shares.iter_mut().find(same) {
-                Some(s) => {
-                    // One share, several views: read-only only if all of them are.
-                    s.readonly &= readonly;
-                    if let Some(f) = &file {
-                        if !s.files.contains(f) {
-                            s.files.push(f.clone());
-                        }
+    for_each_bind(&mut config, bundle, |m, src, meta, readonly| {
+        let file = (!meta.is_dir()).then(|| src.clone());
+        // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all),
+        // one for the read-only ones and one for the others.
+        let parent = |f: &Path| f.parent().map(Path::to_path_buf);
+        let same = |s: &&mut ShareDir| match &file {
+            Some(f) => s.readonly == readonly && s.files.first().and_then(|g| parent(g)) == parent(f),
+            None => s.files.is_empty() && s.host == src,
+        };
+        let tag = match shares.iter_mut().find(same) {
+            Some(s) => {
+                // One share, several views: read-only only if all of them are.
+                s.readonly &= readonly;
+                if let Some(f) = &file {
+                    if !s.files.contains(f) {
+                        s.files.push(f.clone());
                     }
-                    s.tag.clone()
                 }
-                None => {
-                    let tag = format!("m{}", shares.len());
-                    let host = if file.is_some() { files.join(&tag) } else { src.clone() };
-                    shares.push(ShareDir { tag: tag.clone(), host, readonly, files: file.iter().cloned().collect() });
-                    tag
-                }
-            };
-            let guest = Path::new(GUEST_SHARES).join(&tag);
-            let guest = match file.as_ref().and_then(|f| f.file_name()) {
-                Some(f) => guest.join(f),
-                None => guest,
-            };
-            m["source"] = serde_json::json!(guest);
-        }
-    }
+                s.tag.clone()
+            }
+            None => {
+                let tag = format!("m{}", shares.len());
+                let host = if file.is_some() { files.join(&tag) } else { src.clone() };
+                shares.push(ShareDir { tag: tag.clone(), host, readonly, files: file.iter().cloned().collect() });
+                tag
+            }
+        };
+        let guest = Path::new(GUEST_SHARES).join(&tag);
+        let guest = match file.as_ref().and_then(|f| f.file_name()) {
+            Some(f) => guest.join(f),
+            None => guest,
+        };
+        m["source"] = serde_json::json!(guest);
+        Ok(())
+    })?;
     Ok(GuestView { config, shares, netns })
+}
+
+/// Calls `f` for every bind mount of `config` (type `bind`, or a `bind`/`rbind` option) with the mount, its
+/// source on the host (relative to the bundle when relative), the source's metadata (a missing source is an
+/// error naming it) and whether it is read-only (the last of `ro`/`rw` wins, as in mount(8)).
+pub(crate) fn for_each_bind(
+    config: &mut serde_json::Value,
+    bundle: &Bundle,
+    mut f: impl FnMut(&mut serde_json::Value, PathBuf, std::fs::Metadata, bool) -> Result<(), VmError>,
+) -> Result<(), VmError> {
+    let Some(mounts) = config.get_mut("mounts").and_then(|m| m.as_array_mut()) else { return Ok(()) };
+    for m in mounts.iter_mut() {
+        let opts: Vec<String> =
+            m.get("options").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
+        let is_bind =
+            m.get("type").and_then(|t| t.as_str()) == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        if !is_bind {
+            continue;
+        }
+        let Some(src) = m.get("source").and_then(|s| s.as_str()).map(PathBuf::from) else { continue };
+        let src = if src.is_absolute() { src } else { bundle.path.join(src) };
+        let meta = std::fs::metadata(&src).map_err(|e| {
+            VmError::Config(format!("bind mount source {}: {e}: create it or fix mounts in config.json", src.display()))
+        })?;
+        let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
+        f(m, src, meta, readonly)?;
+    }
+    Ok(())
 }
 
 /// Refuses the hooks that would have to run inside the VM.

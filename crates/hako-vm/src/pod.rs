@@ -277,29 +277,12 @@ pub fn member_view(spec: &Spec, bundle: &Bundle, id: &str, sandbox: &Sandbox) ->
         // The VM's network is the pod's: the container stays in the guest's network namespace, the sandbox's.
         list.retain(|n| n.get("type").and_then(|t| t.as_str()) != Some("network"));
     }
-    if let Some(mounts) = config.get_mut("mounts").and_then(|m| m.as_array_mut()) {
-        for m in mounts.iter_mut() {
-            let opts: Vec<String> =
-                m.get("options").and_then(|o| serde_json::from_value(o.clone()).ok()).unwrap_or_default();
-            let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
-                || opts.iter().any(|o| o == "bind" || o == "rbind");
-            if !is_bind {
-                continue;
-            }
-            let Some(src) = m.get("source").and_then(|s| s.as_str()).map(PathBuf::from) else { continue };
-            let src = if src.is_absolute() { src } else { bundle.path.join(src) };
-            let meta = std::fs::metadata(&src).map_err(|e| {
-                VmError::Config(format!(
-                    "bind mount source {}: {e}: create it or fix mounts in config.json",
-                    src.display()
-                ))
-            })?;
-            let readonly = opts.iter().rev().find(|o| *o == "ro" || *o == "rw").is_some_and(|o| o == "ro");
-            let name = format!("m{}", binds.len());
-            m["source"] = serde_json::json!(guest_dir.join(&name));
-            binds.push(Bind { host: src, name, file: !meta.is_dir(), readonly });
-        }
-    }
+    crate::for_each_bind(&mut config, bundle, |m, src, meta, readonly| {
+        let name = format!("m{}", binds.len());
+        m["source"] = serde_json::json!(guest_dir.join(&name));
+        binds.push(Bind { host: src, name, file: !meta.is_dir(), readonly });
+        Ok(())
+    })?;
     Ok(MemberView { config, binds })
 }
 
