@@ -308,6 +308,16 @@ state = "{d}/state"
         self.start_container_as(pod, pod_config, name, script, resources, security, Vec::new())
     }
 
+    /// CreateContainer of `config` in pod `pod`; returns the container's id.
+    fn create_container(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> String {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        self.call("CreateContainer", |mut c| async move { c.create_container(req).await }).container_id
+    }
+
     /// [`Cri::start_container_with`] with a security context and volumes.
     #[allow(clippy::too_many_arguments)]
     fn start_container_as(
@@ -329,12 +339,7 @@ state = "{d}/state"
             linux: Some(LinuxContainerConfig { security_context: Some(security), resources }),
             ..Default::default()
         };
-        let req = CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        };
-        let id = self.call("CreateContainer", |mut c| async move { c.create_container(req).await }).container_id;
+        let id = self.create_container(pod, pod_config, config);
         let req = StartContainerRequest { container_id: id.clone() };
         self.call("StartContainer", |mut c| async move { c.start_container(req).await });
         id
@@ -709,12 +714,7 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
         }),
         ..Default::default()
     };
-    let req = CreateContainerRequest {
-        pod_sandbox_id: pod.clone(),
-        config: Some(config),
-        sandbox_config: Some(pod_config.clone()),
-    };
-    let missing = cri.call("CreateContainer", |mut c| async move { c.create_container(req).await }).container_id;
+    let missing = cri.create_container(&pod, &pod_config, config);
     let mut c = cri.client.clone();
     let req = StartContainerRequest { container_id: missing.clone() };
     let started = cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.start_container(req)).await });

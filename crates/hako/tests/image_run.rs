@@ -285,15 +285,7 @@ fn load_refuses_a_forged_blob_and_keeps_nothing() {
     data[600] ^= 1;
     fs::write(&layer, data).unwrap();
     let forged = dir.path().join("forged.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&forged)
-        .args(["oci-layout", "index.json", "blobs"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tar_layout(&layout, &forged);
     let env = Env::empty();
     env.image(&["load", forged.to_str().unwrap()]).expect_fail().expect_msg(&["does not match its digest", "forged"]);
     assert_eq!(env.image(&["ls", "-q"]).expect_ok().stdout, "");
@@ -477,15 +469,7 @@ fn layered_archive(dir: &Path) -> PathBuf {
     fs::write(layout.join("index.json"), index.to_string()).unwrap();
     fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let archive = dir.join("layered.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .args(["oci-layout", "index.json", "blobs"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tar_layout(&layout, &archive);
     archive
 }
 
@@ -753,4 +737,17 @@ fn a_killed_runs_mounted_rootfs_is_unmounted_when_reclaimed() {
     assert_eq!(env.mounts(), Vec::<String>::new());
     env.assert_clean();
     std::mem::forget(guard);
+}
+
+/// Archives the OCI image layout `layout` as `archive` (what `hako image load` reads).
+fn tar_layout(layout: &Path, archive: &Path) {
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(layout)
+        .arg("-cf")
+        .arg(archive)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .expect("run tar");
+    assert!(st.success(), "tar of {} failed", layout.display());
 }
