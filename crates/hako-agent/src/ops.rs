@@ -4,9 +4,13 @@
 //! both modes.
 //!
 //! **Shares.** A [`hako_proto::Share`] is mounted as 9p over virtio
-//! (`trans=virtio,version=9p2000.L,msize=512000`, plus `ro`), or as virtio-fs when its tag starts with
-//! `virtiofs:` (the rest is the virtio-fs tag). They are mounted before the container is created and
-//! unmounted when it is deleted (or when its create fails).
+//! (`trans=virtio,version=9p2000.L,msize=512000,cache=mmap`, plus `ro`), or as virtio-fs when its tag starts
+//! with `virtiofs:` (the rest is the virtio-fs tag). They are mounted before the container is created and
+//! unmounted when it is deleted (or when its create fails). `cache=mmap` caches nothing but the pages of
+//! mapped files, as the host's page cache would: names, attributes and read()/write() still go to the host
+//! every time, so the host's changes are seen at once, but a file can be mapped shared and writable (9p's
+//! default, `cache=none`, refuses that with EINVAL) and a mapped file is read ahead in msize-sized requests
+//! instead of one 4 KiB request per page fault: exec of a binary from a share is that.
 //!
 //! **Stdio.** Each stream id the host names gets a pipe; a stream without an id gets /dev/null. With a
 //! terminal, the pty master carries stdout (and stdin); a stderr stream id is ended at once. Stdin Eof closes
@@ -153,7 +157,7 @@ fn plumb(stdio: &Stdio, terminal: bool) -> std::io::Result<Plumbing> {
 fn mount_share(who: &str, share: &Share) -> Result<PathBuf, OpError> {
     let (fstype, source, data) = match share.tag.strip_prefix("virtiofs:") {
         Some(tag) => ("virtiofs", tag, None),
-        None => ("9p", share.tag.as_str(), Some("trans=virtio,version=9p2000.L,msize=512000")),
+        None => ("9p", share.tag.as_str(), Some("trans=virtio,version=9p2000.L,msize=512000,cache=mmap")),
     };
     let path = PathBuf::from(&share.guest_path);
     let fail = |e: std::io::Error| OpError::Failed {

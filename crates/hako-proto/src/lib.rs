@@ -51,8 +51,9 @@ pub struct Stdio {
 /// A host directory shared into the guest (a 9p mount tag, or a virtio-fs tag) that the agent mounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
-    /// The mount tag the VM was given for it: a 9p tag (mounted `trans=virtio,version=9p2000.L,msize=512000`),
-    /// or `virtiofs:TAG` for a virtio-fs device with tag TAG.
+    /// The mount tag the VM was given for it: a 9p tag (mounted
+    /// `trans=virtio,version=9p2000.L,msize=512000,cache=mmap`), or `virtiofs:TAG` for a virtio-fs device with
+    /// tag TAG.
     pub tag: String,
     /// Where the agent mounts it in the guest.
     pub guest_path: String,

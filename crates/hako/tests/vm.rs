@@ -153,6 +153,63 @@ fn vm_same_semantics_as_process_isolation() {
     assert_eq!(v.last(), Some(&"67108864"), "{vm}");
 }
 
+/// A static program that maps `/out/db` shared and writable, reads what the host wrote at its start, writes
+/// after it and syncs: what SQLite or LMDB do with a database on a volume.
+const MMAP_PROGRAM: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+int main(void) {
+    int fd = open("/out/db", O_RDWR);
+    if (fd < 0) { perror("open /out/db"); return 1; }
+    char *p = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap shared writable"); return 2; }
+    char seen[6] = {0};
+    memcpy(seen, p, 5);
+    memcpy(p + 100, "from the container", 18);
+    if (msync(p, 4096, MS_SYNC)) { perror("msync"); return 3; }
+    printf("seen=%s\n", seen);
+    return 0;
+}
+"#;
+
+/// docs/vm-isolation.md, "Shares": a file on a share (the rootfs or a bind mount) can be mapped shared and
+/// writable in the guest as on the host, and what the container writes through the mapping reaches the
+/// host's file (9p with `cache=mmap`; the default `cache=none` refuses such a mapping with EINVAL).
+#[test]
+fn vm_shared_writable_mmap_on_a_bind_mount_reaches_the_host() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    for (tag, vm) in [("mmapproc", false), ("mmapvm", true)] {
+        let mut b = Bundle::with_tag(tag).with_out_dir().args(&["/mmap-db"]);
+        if vm {
+            b = b.set("/annotations", json!({"org.hako.isolation": "vm"}));
+        }
+        let src = b.path().join("mmap-db.c");
+        std::fs::write(&src, MMAP_PROGRAM).unwrap();
+        let cc = std::process::Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(b.rootfs().join("mmap-db"))
+            .arg(&src)
+            .output()
+            .expect("run cc");
+        assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+        let mut db = b"hello".to_vec();
+        db.resize(4096, 0);
+        std::fs::write(b.out_dir().join("db"), &db).unwrap();
+        std::fs::set_permissions(b.out_dir().join("db"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        let out = rt.run(&b);
+        assert!(out.stdout.contains("seen=hello"), "vm={vm}: {out}");
+        let after = std::fs::read(b.out_dir().join("db")).unwrap();
+        assert_eq!(&after[100..118], b"from the container", "vm={vm}: the write did not reach the host: {out}");
+        assert_eq!(after.len(), 4096, "vm={vm}");
+    }
+}
+
 #[test]
 fn vm_selection_errors_and_hyperv() {
     if !vm_ready() {
