@@ -190,8 +190,9 @@ impl Cgroup {
 
     fn create_one(&self, h: &Hierarchy, made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
         let rel = h.dir.strip_prefix(&h.mount_point).map(Path::to_path_buf).unwrap_or_default();
-        // A concurrent `destroy` of a sibling may remove an empty shared parent between our mkdirs:
-        // start over a few times when a parent vanishes.
+        // A concurrent `destroy` of a sibling may remove an empty shared parent between our mkdirs, or
+        // between a mkdir that found it and the read of its cpuset files (ENODEV, or ENOENT): start over a
+        // few times when a parent vanishes.
         let mut attempts = 0;
         'again: loop {
             let mut cur = h.mount_point.clone();
@@ -223,7 +224,14 @@ impl Cgroup {
                     }
                 }
                 if h.version == Version::V1 && h.has("cpuset") {
-                    init_cpuset(&cur)?;
+                    match init_cpuset(&cur) {
+                        Ok(()) => {}
+                        Err(e) if vanished(&e) && attempts < 5 => {
+                            attempts += 1;
+                            continue 'again;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             break;
@@ -380,6 +388,16 @@ impl Cgroup {
     }
 }
 
+/// Whether `e` says that the cgroup it names was removed under us (its files give ENODEV while the kernel
+/// takes it down, ENOENT after).
+fn vanished(e: &CgroupError) -> bool {
+    let err = match e {
+        CgroupError::Read { err, .. } | CgroupError::Write { err, .. } => err,
+        _ => return false,
+    };
+    matches!(err.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENOENT))
+}
+
 /// Copies the parent's cpuset.cpus and cpuset.mems into a v1 cpuset directory where they are empty
 /// (a new v1 cpuset cgroup starts empty and refuses processes until both are set).
 fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
@@ -485,5 +503,31 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
                 return Err(CgroupError::Rmdir { path: dir.to_path_buf(), err, hint });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_cgroup_removed_under_us_is_retried() {
+        let read = |errno| CgroupError::Read { path: "/x".into(), err: io::Error::from_raw_os_error(errno) };
+        assert!(vanished(&read(libc::ENODEV)));
+        assert!(vanished(&read(libc::ENOENT)));
+        assert!(!vanished(&read(libc::EACCES)));
+        let write = CgroupError::Write {
+            path: "/x".into(),
+            value: "0".into(),
+            err: io::Error::from_raw_os_error(libc::ENODEV),
+            hint: String::new(),
+        };
+        assert!(vanished(&write));
+        let mkdir = CgroupError::Mkdir {
+            path: "/x".into(),
+            err: io::Error::from_raw_os_error(libc::ENOENT),
+            hint: String::new(),
+        };
+        assert!(!vanished(&mkdir), "mkdir's own ENOENT is handled where it happens");
     }
 }

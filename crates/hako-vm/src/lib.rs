@@ -807,6 +807,9 @@ impl Isolation for VmIsolation {
         if let pod::Role::Member(sandbox) = &role {
             return self.create_member(dir, bundle, opts, sandbox);
         }
+        if role == pod::Role::Sandbox {
+            pod::refuse_host_network(spec, dir.id().as_str()).map_err(boxed)?;
+        }
         check_socket_room(dir.dir()).map_err(boxed)?;
         let files = dir.dir().join(FILE_SHARES);
         let Checked {

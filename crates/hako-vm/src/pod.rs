@@ -119,6 +119,24 @@ pub fn sandbox_isolation(root: &Path, id: &str) -> Option<String> {
     Store::open(root).ok()?.peek(&id).ok().map(|s| s.isolation)
 }
 
+/// Refuses a pod sandbox that stays in the host's network namespace (a `hostNetwork: true` pod: its config
+/// has no network namespace at all). A VM cannot take the host's own network stack over, and a pod VM without
+/// it would leave the pod with no network instead of the host's, so the pod goes to the process-isolated
+/// handler instead.
+pub fn refuse_host_network(spec: &Spec, id: &str) -> Result<(), VmError> {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    let has_network =
+        namespaces.into_iter().flatten().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
+    if has_network {
+        return Ok(());
+    }
+    Err(VmError::Config(format!(
+        "pod sandbox {id} uses the host's network (hostNetwork: true, no network namespace in \
+         linux.namespaces): a pod VM cannot share the host's network stack; run this pod with the `hako` \
+         handler (process isolation), or drop hostNetwork"
+    )))
+}
+
 /// Finds the running VM sandbox `id` for container `member` in the state store at `root`.
 pub fn find_sandbox(root: &Path, id: &str, member: &str) -> Result<Sandbox, VmError> {
     let missing = |why: String| {
@@ -388,6 +406,22 @@ mod tests {
             Role::Member("p".into())
         );
         assert_eq!(role(&spec(&[(CONTAINER_TYPE_ANNOTATION, "container")])), Role::Alone);
+    }
+
+    #[test]
+    fn a_host_network_sandbox_is_refused_and_names_the_fix() {
+        let with = |namespaces: serde_json::Value| -> Spec {
+            serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2", "linux": {"namespaces": namespaces}}))
+                .unwrap()
+        };
+        let e = refuse_host_network(&with(serde_json::json!([{"type": "pid"}, {"type": "ipc"}])), "sb")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("pod sandbox sb uses the host's network (hostNetwork: true"), "{e}");
+        assert!(e.contains("run this pod with the `hako` handler"), "{e}");
+        assert!(refuse_host_network(&with(serde_json::json!([{"type": "network"}])), "sb").is_ok());
+        let path = serde_json::json!([{"type": "network", "path": "/var/run/netns/cni-1"}]);
+        assert!(refuse_host_network(&with(path), "sb").is_ok());
     }
 
     fn sandbox() -> Sandbox {

@@ -628,7 +628,8 @@ fn vm_leftovers(cri: &Cri, ids: &[&String]) -> Vec<String> {
 /// its own mount and pid namespaces, reaching the others on localhost; the VM is sized for the pod; each
 /// container's memory limit holds inside the guest and follows UpdateContainerResources; a container that
 /// fails reports its exit code and log; a pod whose VM is killed is reported NOTREADY and can still be
-/// stopped and removed; and nothing is left behind.
+/// stopped and removed; a shareProcessNamespace pod's containers share the sandbox's pid namespace in the
+/// guest; a hostNetwork pod is refused with the fix; and nothing is left behind.
 #[test]
 fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // The VM assets (scripts/vm-assets), as crates/hako/tests/vm.rs needs them; a missing one skips the test,
@@ -816,18 +817,74 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     assert_ne!(s.exit_code, 0, "{s:?}");
     cri.stop_and_remove_pod(&doomed);
 
+    // shareProcessNamespace: the pod's containers share the sandbox's pid namespace in the guest, where pid 1
+    // is the pause process, and see each other's processes, as under runc.
+    let mut shared_config = cri.pod_config("shared");
+    let shared_pid = |ns: &mut NamespaceOption| ns.pid = NamespaceMode::Pod as i32;
+    if let Some(ns) = shared_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        shared_pid(ns);
+    }
+    let shared = cri.run_pod(&shared_config, "hako-vm");
+    let mut in_pod_pid = namespaces();
+    shared_pid(&mut in_pod_pid);
+    let security =
+        || LinuxContainerSecurityContext { namespace_options: Some(in_pod_pid.clone()), ..Default::default() };
+    let first =
+        cri.start_container_as(&shared, &shared_config, "first", "exec sleep 3601", None, security(), Vec::new());
+    let second =
+        cri.start_container_as(&shared, &shared_config, "second", "exec sleep 3602", None, security(), Vec::new());
+    let (code, out, err) = cri.exec(
+        &second,
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done",
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    // The test's pause image is a shell loop (see Cri::start).
+    let pause = out.lines().next().unwrap_or_default();
+    assert!(pause.contains("trap 'exit 0' TERM INT"), "pid 1 is not the pod's pause: {out}");
+    assert!(out.contains("sleep 3601") && out.contains("sleep 3602"), "the pod's processes are not shared: {out}");
+    cri.stop_and_remove_pod(&shared);
+
+    // hostNetwork: a VM cannot share the host's network, and RunPodSandbox says so instead of starting a pod
+    // with no network.
+    let mut host_net_config = cri.pod_config("hostnet");
+    if let Some(ns) = host_net_config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.network = NamespaceMode::Node as i32;
+    }
+    let req = RunPodSandboxRequest { config: Some(host_net_config), runtime_handler: "hako-vm".into() };
+    let mut c = cri.client.clone();
+    match cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.run_pod_sandbox(req)).await }) {
+        Ok(Err(status)) => {
+            let m = status.message();
+            assert!(m.contains("hostNetwork") && m.contains("`hako` handler"), "{m}");
+        }
+        other => cri.fail(&format!("RunPodSandbox of a hostNetwork pod on hako-vm: {other:?}")),
+    }
+
     let pods =
         cri.call(
             "ListPodSandbox",
             |mut c| async move { c.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await },
         );
     assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
-    let left = vm_leftovers(&cri, &[&pod, &web, &client, &failing, &missing, &doomed, &hostile, &sleeper]);
+    let left = vm_leftovers(
+        &cri,
+        &[&pod, &web, &client, &failing, &missing, &doomed, &hostile, &sleeper, &shared, &first, &second],
+    );
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
-    for config in [&pod_config, &doomed_config] {
+    for config in [&pod_config, &doomed_config, &shared_config] {
         let uid = config.metadata.as_ref().map_or("", |m| m.uid.as_str());
         let cgroup = format!("{}/pod{uid}", cri.cgroup_root);
-        for id in [&pod, &web, &client, &hostile, &failing, &missing, &doomed, &sleeper] {
+        for id in [&pod, &web, &client, &hostile, &failing, &missing, &doomed, &sleeper, &shared, &first, &second] {
             assert!(!host::cgroup_exists(&format!("{cgroup}/{id}")), "cgroup of {id} left behind");
         }
     }
