@@ -628,8 +628,9 @@ fn vm_leftovers(cri: &Cri, ids: &[&String]) -> Vec<String> {
 /// its own mount and pid namespaces, reaching the others on localhost; the VM is sized for the pod; each
 /// container's memory limit holds inside the guest and follows UpdateContainerResources; a container that
 /// fails reports its exit code and log; a pod whose VM is killed is reported NOTREADY and can still be
-/// stopped and removed; a shareProcessNamespace pod's containers share the sandbox's pid namespace in the
-/// guest; a hostNetwork pod is refused with the fix; and nothing is left behind.
+/// stopped and removed; a `tty: true` container gets a terminal and its output is logged; a
+/// shareProcessNamespace pod's containers share the sandbox's pid namespace in the guest; a hostNetwork pod is
+/// refused with the fix; and nothing is left behind.
 #[test]
 fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // The VM assets (scripts/vm-assets), as crates/hako/tests/vm.rs needs them; a missing one skips the test,
@@ -698,6 +699,32 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     assert!(log.contains(" stderr F about-to-fail"), "container log: {log:?}");
     let log = fs::read_to_string(Path::new(&pod_config.log_directory).join("web.log")).unwrap_or_default();
     assert!(log.contains(" stdout F web-up"), "container log: {log:?}");
+
+    // A container with a terminal (`tty: true`, as `kubectl run -t` makes it): containerd's shim passes a
+    // console socket, the process's stdio is a pty of the guest (`tty` names it /dev/pts/0, as under runc),
+    // and what it writes reaches the log.
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: "tty".into(), attempt: 0 }),
+        image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
+        command: vec!["/bin/sh".into(), "-c".into(), "tty; [ -t 0 ] && [ -t 1 ] && echo both-terminals".into()],
+        log_path: "tty.log".into(),
+        tty: true,
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            resources: None,
+        }),
+        ..Default::default()
+    };
+    let tty = cri.create_container(&pod, &pod_config, config);
+    let req = StartContainerRequest { container_id: tty.clone() };
+    cri.call("StartContainer", |mut c| async move { c.start_container(req).await });
+    let s = cri.wait_exited(&tty, Duration::from_secs(60));
+    assert_eq!(s.exit_code, 0, "{s:?}");
+    let log = fs::read_to_string(Path::new(&pod_config.log_directory).join("tty.log")).unwrap_or_default();
+    assert!(log.contains(" stdout F /dev/pts/") && log.contains("both-terminals"), "container log: {log:?}");
 
     // A container that cannot start (its executable is missing in its image) fails StartContainer with the
     // guest's error, and leaves the pod's VM and its other containers as they were.
@@ -878,13 +905,14 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
     let left = vm_leftovers(
         &cri,
-        &[&pod, &web, &client, &failing, &missing, &doomed, &hostile, &sleeper, &shared, &first, &second],
+        &[&pod, &web, &client, &failing, &tty, &missing, &doomed, &hostile, &sleeper, &shared, &first, &second],
     );
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
     for config in [&pod_config, &doomed_config, &shared_config] {
         let uid = config.metadata.as_ref().map_or("", |m| m.uid.as_str());
         let cgroup = format!("{}/pod{uid}", cri.cgroup_root);
-        for id in [&pod, &web, &client, &hostile, &failing, &missing, &doomed, &sleeper, &shared, &first, &second] {
+        for id in [&pod, &web, &client, &hostile, &failing, &tty, &missing, &doomed, &sleeper, &shared, &first, &second]
+        {
             assert!(!host::cgroup_exists(&format!("{cgroup}/{id}")), "cgroup of {id} left behind");
         }
     }
