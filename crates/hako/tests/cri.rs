@@ -501,6 +501,16 @@ fn namespaces() -> NamespaceOption {
     }
 }
 
+/// The namespace options of a pod made by [`Cri::pod_config`], to ask for other than the defaults.
+fn pod_namespaces(config: &mut PodSandboxConfig) -> &mut NamespaceOption {
+    config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .expect("pod_config sets the pod's namespace options")
+}
+
 /// Connects to the CRI service and checks that it answers (its Version call).
 async fn connect(sock: PathBuf) -> Result<RuntimeServiceClient<Channel>, String> {
     let channel = Endpoint::try_from("http://[::]:50051")
@@ -764,14 +774,7 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // A pod whose VM dies is NOTREADY, and can be stopped and removed. It is a hostPID pod: its containers
     // run in the guest's own pid namespace, where the agent is pid 1.
     let mut doomed_config = cri.pod_config("doomed");
-    if let Some(ns) = doomed_config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-    {
-        ns.pid = NamespaceMode::Node as i32;
-    }
+    pod_namespaces(&mut doomed_config).pid = NamespaceMode::Node as i32;
     let doomed = cri.run_pod(&doomed_config, "hako-vm");
     // The guest cannot change the pod share's layout on the host, only write inside a container's rootfs: a
     // root process in the guest's own mount namespace (a container of a hostPID pod, in the guest's own pid
@@ -847,18 +850,9 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // shareProcessNamespace: the pod's containers share the sandbox's pid namespace in the guest, where pid 1
     // is the pause process, and see each other's processes, as under runc.
     let mut shared_config = cri.pod_config("shared");
-    let shared_pid = |ns: &mut NamespaceOption| ns.pid = NamespaceMode::Pod as i32;
-    if let Some(ns) = shared_config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-    {
-        shared_pid(ns);
-    }
+    pod_namespaces(&mut shared_config).pid = NamespaceMode::Pod as i32;
     let shared = cri.run_pod(&shared_config, "hako-vm");
-    let mut in_pod_pid = namespaces();
-    shared_pid(&mut in_pod_pid);
+    let in_pod_pid = NamespaceOption { pid: NamespaceMode::Pod as i32, ..namespaces() };
     let security =
         || LinuxContainerSecurityContext { namespace_options: Some(in_pod_pid.clone()), ..Default::default() };
     let first =
@@ -879,14 +873,7 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // hostNetwork: a VM cannot share the host's network, and RunPodSandbox says so instead of starting a pod
     // with no network.
     let mut host_net_config = cri.pod_config("hostnet");
-    if let Some(ns) = host_net_config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-    {
-        ns.network = NamespaceMode::Node as i32;
-    }
+    pod_namespaces(&mut host_net_config).network = NamespaceMode::Node as i32;
     let req = RunPodSandboxRequest { config: Some(host_net_config), runtime_handler: "hako-vm".into() };
     let mut c = cri.client.clone();
     match cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.run_pod_sandbox(req)).await }) {
