@@ -331,14 +331,15 @@ state = "{d}/state"
         mounts: Vec<Mount>,
     ) -> String {
         let config = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
-            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            log_path: format!("{name}.log"),
             mounts,
             linux: Some(LinuxContainerConfig { security_context: Some(security), resources }),
-            ..Default::default()
+            ..container_config(name, &["/bin/sh", "-c", script])
         };
+        self.create_and_start(pod, pod_config, config)
+    }
+
+    /// CreateContainer and StartContainer of `config` in pod `pod`; returns the container's id.
+    fn create_and_start(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> String {
         let id = self.create_container(pod, pod_config, config);
         let req = StartContainerRequest { container_id: id.clone() };
         self.call("StartContainer", |mut c| async move { c.start_container(req).await });
@@ -497,6 +498,24 @@ fn namespaces() -> NamespaceOption {
         network: NamespaceMode::Pod as i32,
         pid: NamespaceMode::Container as i32,
         ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// A busybox container `name` running `command` in the pod's default namespaces, logging to `<name>.log`.
+fn container_config(name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
+        command: command.iter().map(|c| c.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            resources: None,
+        }),
         ..Default::default()
     }
 }
@@ -713,24 +732,9 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // A container with a terminal (`tty: true`, as `kubectl run -t` makes it): containerd's shim passes a
     // console socket, the process's stdio is a pty of the guest (`tty` names it /dev/pts/0, as under runc),
     // and what it writes reaches the log.
-    let config = ContainerConfig {
-        metadata: Some(ContainerMetadata { name: "tty".into(), attempt: 0 }),
-        image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
-        command: vec!["/bin/sh".into(), "-c".into(), "tty; [ -t 0 ] && [ -t 1 ] && echo both-terminals".into()],
-        log_path: "tty.log".into(),
-        tty: true,
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            resources: None,
-        }),
-        ..Default::default()
-    };
-    let tty = cri.create_container(&pod, &pod_config, config);
-    let req = StartContainerRequest { container_id: tty.clone() };
-    cri.call("StartContainer", |mut c| async move { c.start_container(req).await });
+    let script = "tty; [ -t 0 ] && [ -t 1 ] && echo both-terminals";
+    let config = ContainerConfig { tty: true, ..container_config("tty", &["/bin/sh", "-c", script]) };
+    let tty = cri.create_and_start(&pod, &pod_config, config);
     let s = cri.wait_exited(&tty, Duration::from_secs(60));
     assert_eq!(s.exit_code, 0, "{s:?}");
     let log = fs::read_to_string(Path::new(&pod_config.log_directory).join("tty.log")).unwrap_or_default();
@@ -738,20 +742,7 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
 
     // A container that cannot start (its executable is missing in its image) fails StartContainer with the
     // guest's error, and leaves the pod's VM and its other containers as they were.
-    let config = ContainerConfig {
-        metadata: Some(ContainerMetadata { name: "missing".into(), attempt: 0 }),
-        image: Some(CriImage { image: BUSYBOX.into(), ..Default::default() }),
-        command: vec!["/no/such/program".into()],
-        log_path: "missing.log".into(),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            resources: None,
-        }),
-        ..Default::default()
-    };
+    let config = container_config("missing", &["/no/such/program"]);
     let missing = cri.create_container(&pod, &pod_config, config);
     let mut c = cri.client.clone();
     let req = StartContainerRequest { container_id: missing.clone() };
