@@ -434,7 +434,7 @@ impl Server {
         }
     }
 
-    /// When `key` has exited and its outputs ended: answers its waits and sends the event, once.
+    /// When `key` has exited and its outputs ended: sends the event and answers its waits, once.
     pub(crate) fn check_finished(&mut self, key: &Key) {
         let Some(p) = self.procs.get_mut(key) else {
             return;
@@ -445,10 +445,12 @@ impl Server {
         }
         p.finished = true;
         let waiters = std::mem::take(&mut p.waiters);
+        // The event first: the supervisor then knows that the container exited before its shadow, answered,
+        // exits and closes its connection (else it would take the container for an orphan and kill it again).
+        self.send_msg(Message::Event { event: Event::Exited { id: key.0.clone(), exec_id: key.1.clone(), status } });
         for req in waiters {
             self.respond(req, Ok(Reply::Exited { status }));
         }
-        self.send_msg(Message::Event { event: Event::Exited { id: key.0.clone(), exec_id: key.1.clone(), status } });
     }
 
     /// Reaps every zombie child and records the statuses of known processes.
