@@ -520,7 +520,7 @@ impl Isolation for ProcessIsolation {
             rootfs: state.rootfs.clone(),
             bundle: state.bundle.clone(),
             state_dir: d.state_dir.clone(),
-            ns: NsPlan::join_all_of(state.pid, &d.namespaces),
+            ns: NsPlan::join_all_of(state.pid, state.pid_start_time, &d.namespaces),
             no_pivot: false,
             no_new_keyring: true,
             preserve_fds: opts.preserve_fds,

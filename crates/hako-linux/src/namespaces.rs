@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
@@ -25,6 +25,9 @@ pub enum NamespaceError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The process whose namespaces an exec joins is gone (its pid may be another process's now).
+    #[error("the container's process {0} is no longer running (it exited while the exec was starting); its pid may belong to another process now, so no namespace was joined")]
+    OwnerGone(i32),
     /// setns failed.
     #[error("joining the {kind} namespace {path}: {source}")]
     Join {
@@ -58,6 +61,11 @@ pub struct NsPlan {
     /// Types among `new` that hako already created when it cloned init (init must not create them again).
     #[serde(default)]
     pub precreated: Vec<String>,
+    /// For `exec`: the container's process (pid, start time) whose `/proc/PID/ns` files `join` names. Once the
+    /// files are open, that process must still be the one that started then: if it exited and its pid went to
+    /// another process, the files are that process's namespaces, and nothing is joined.
+    #[serde(default)]
+    pub owner: Option<(i32, u64)>,
 }
 
 /// The runtime-spec name of a namespace type.
@@ -132,10 +140,23 @@ impl NsPlan {
     }
 
     /// The plan for `exec`: join every namespace the container has, through its init's /proc entries.
-    pub fn join_all_of(pid: i32, kinds: &[String]) -> NsPlan {
+    /// Joins every namespace of `kinds` of the process `pid` that started at `start_time` (see
+    /// [`NsPlan::owner`]).
+    pub fn join_all_of(pid: i32, start_time: u64, kinds: &[String]) -> NsPlan {
         let join =
             kinds.iter().map(|k| (k.clone(), PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(k))))).collect();
-        NsPlan { join, new: Vec::new(), precreated: Vec::new() }
+        NsPlan { join, new: Vec::new(), precreated: Vec::new(), owner: Some((pid, start_time)) }
+    }
+
+    /// With an [`NsPlan::owner`], fails unless it is still the process that started then (called after the
+    /// namespace files were opened: a process alive before and after the opens held its pid throughout).
+    fn check_owner(&self) -> Result<(), NamespaceError> {
+        match self.owner {
+            Some((pid, start)) if !hako_runtime::procfs::process_alive(pid, start) => {
+                Err(NamespaceError::OwnerGone(pid))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Every namespace type the container has (created or joined).
@@ -156,7 +177,9 @@ impl NsPlan {
     /// Joins the user namespace given by path, if any (it must come before every other step).
     pub fn join_user(&self) -> Result<(), NamespaceError> {
         for (kind, path) in self.join.iter().filter(|(k, _)| k == "user") {
-            setns_path(kind, path)?;
+            let f = open_ns(kind, path)?;
+            self.check_owner()?;
+            setns_file(kind, path, &f)?;
         }
         Ok(())
     }
@@ -167,22 +190,10 @@ impl NsPlan {
         let mut rest: Vec<_> = self.join.iter().filter(|(k, _)| k != "user").collect();
         rest.sort_by_key(|(k, _)| order(k));
         // Open every file first: after joining a mount namespace, host paths may no longer resolve.
-        let files = rest
-            .iter()
-            .map(|(k, p)| {
-                File::open(p).map(|f| (k, p, f)).map_err(|source| NamespaceError::Open {
-                    kind: k.clone(),
-                    path: p.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let files = rest.iter().map(|(k, p)| open_ns(k, p).map(|f| (k, p, f))).collect::<Result<Vec<_>, _>>()?;
+        self.check_owner()?;
         for (kind, path, f) in files {
-            nix::sched::setns(f.as_fd(), flag(kind)).map_err(|source| NamespaceError::Join {
-                kind: kind.clone(),
-                path: path.clone(),
-                source,
-            })?;
+            setns_file(kind, path, &f)?;
         }
         Ok(())
     }
@@ -231,12 +242,14 @@ impl NsPlan {
     }
 }
 
-fn setns_path(kind: &str, path: &PathBuf) -> Result<(), NamespaceError> {
-    let f =
-        File::open(path).map_err(|source| NamespaceError::Open { kind: kind.into(), path: path.clone(), source })?;
+fn open_ns(kind: &str, path: &Path) -> Result<File, NamespaceError> {
+    File::open(path).map_err(|source| NamespaceError::Open { kind: kind.into(), path: path.to_owned(), source })
+}
+
+fn setns_file(kind: &str, path: &Path, f: &File) -> Result<(), NamespaceError> {
     nix::sched::setns(f.as_fd(), flag(kind)).map_err(|source| NamespaceError::Join {
         kind: kind.into(),
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     })
 }
@@ -251,12 +264,30 @@ pub fn unshare_user() -> Result<(), NamespaceError> {
 mod tests {
     use super::*;
 
+    /// An exec joins the namespaces of the container's process only while that process is the one that started
+    /// at the recorded time: with another start time (its pid reused by another process) nothing is joined.
+    #[test]
+    fn an_exec_joins_nothing_once_the_containers_pid_is_another_process() {
+        let me = std::process::id() as i32;
+        let Some((start, _)) = hako_runtime::procfs::proc_stat(me) else { panic!("no /proc/self/stat") };
+        let kinds = ["uts".to_string()];
+        let gone = NsPlan::join_all_of(me, start + 1, &kinds);
+        let e = gone.join_others().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("the container's process {me} is no longer running")), "{e}");
+        assert!(NsPlan::join_all_of(me, start + 1, &["user".to_string()]).join_user().is_err());
+        // The same process, proven by its start time: joining our own uts namespace changes nothing.
+        if nix::unistd::geteuid().is_root() {
+            NsPlan::join_all_of(me, start, &kinds).join_others().expect("join our own uts namespace");
+        }
+    }
+
     #[test]
     fn init_is_cloned_into_new_namespaces_when_it_joins_only_ipc_uts_or_network() {
         let plan = |join: &[&str], new: &[&str]| NsPlan {
             join: join.iter().map(|k| (k.to_string(), PathBuf::from(format!("/proc/1/ns/{k}")))).collect(),
             new: new.iter().map(|k| k.to_string()).collect(),
             precreated: Vec::new(),
+            owner: None,
         };
         // A pod's container (CRI): its own mount and pid namespaces, its sandbox's ipc, uts and network.
         let (flags, kinds) = plan(&["ipc", "uts", "network"], &["mount", "pid"]).clone_flags().unwrap();
