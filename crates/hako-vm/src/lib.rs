@@ -252,7 +252,7 @@ pub fn to_guest(spec: &Spec, bundle: &Bundle, files: &Path) -> Result<GuestView,
     }
     for_each_bind(&mut config, bundle, |m, src, meta, readonly| {
         let file = (!meta.is_dir()).then(|| src.clone());
-        // Files of one directory share one private directory (microvm has 8 virtio-mmio slots in all),
+        // Files of one directory share one private directory (a VM has at most MAX_VIRTIO_DEVICES),
         // one for the read-only ones and one for the others.
         let parent = |f: &Path| f.parent().map(Path::to_path_buf);
         let same = |s: &&mut ShareDir| match &file {
@@ -782,6 +782,27 @@ fn create_hooks(spec: &Spec, state: &State) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The most virtio devices a hako VM boots with. QEMU's microvm has 24 virtio-mmio transports, but with a
+/// device on the 24th the guest's boot hangs (QEMU 7.2, the guest kernel of scripts/guest-kernel), and QEMU
+/// refuses a 25th ("No 'virtio-bus' bus found").
+pub const MAX_VIRTIO_DEVICES: usize = 23;
+
+/// Refuses a VM that would need more than [`MAX_VIRTIO_DEVICES`]: the control port, one per share (the rootfs,
+/// each bind-mounted host directory, the bind-mounted files of one directory together, a pod's share) and one
+/// per network interface.
+fn check_device_count(id: &str, shares: usize, nics: usize) -> Result<(), VmError> {
+    let devices = 1 + shares + nics;
+    if devices <= MAX_VIRTIO_DEVICES {
+        return Ok(());
+    }
+    Err(VmError::Config(format!(
+        "container {id} needs {devices} virtio devices in its VM (the control port, {shares} shares: the rootfs and \
+         one per bind-mounted host directory, and {nics} network interfaces), more than the {MAX_VIRTIO_DEVICES} a \
+         VM can have: bind-mount fewer distinct directories (bind-mounted files of one directory share one \
+         device), or use process isolation"
+    )))
+}
+
 enum ShadowStdio {
     Inherit,
     Fds([i32; 3]),
@@ -828,6 +849,8 @@ impl Isolation for VmIsolation {
             Some(p) => net::inspect(p).map_err(boxed)?,
             None => Vec::new(),
         };
+        check_device_count(dir.id().as_str(), shares.len() + usize::from(pod_share.is_some()), nics.len())
+            .map_err(boxed)?;
         let assets = assets::Assets::locate().map_err(boxed)?;
         let accel =
             accel::choose(&assets.qemu, &dir.dir().parent().unwrap_or(Path::new("/run/hako")).join(".vm-accel.json"));
@@ -1182,6 +1205,15 @@ pub fn info() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_vm_needing_more_devices_than_it_can_have_is_refused_naming_the_count() {
+        assert!(super::check_device_count("c", 22, 0).is_ok());
+        assert!(super::check_device_count("c", 20, 2).is_ok());
+        let e = super::check_device_count("c", 21, 2).unwrap_err().to_string();
+        assert!(e.starts_with("container c needs 24 virtio devices in its VM (the control port, 21 shares"), "{e}");
+        assert!(e.contains("2 network interfaces), more than the 23 a VM can have"), "{e}");
+    }
+
     use super::*;
 
     fn bundle(config: serde_json::Value) -> (tempfile::TempDir, Bundle) {

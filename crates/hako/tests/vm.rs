@@ -782,6 +782,37 @@ fn vm_a_failed_create_reports_the_error_and_leaves_nothing() {
     assert_vm_gone(&rt, b.id());
 }
 
+/// A VM has room for 23 virtio devices (hako_vm::MAX_VIRTIO_DEVICES): the control port, one share per host
+/// directory (the rootfs, each bind-mounted directory, the files of one directory together) and one per network
+/// interface. A config that needs more is refused at create, naming the count and the fix, and leaves nothing
+/// (before, QEMU refused the 25th device and the guest hung at boot with 24); one that fits exactly runs.
+#[test]
+fn vm_a_config_with_more_shares_than_the_vm_has_slots_is_refused_up_front() {
+    if !vm_ready() {
+        return;
+    }
+    let _one = serial();
+    let rt = Runtime::new();
+    let with_dirs = |tag: &str, n: usize| {
+        let mut b = vm_bundle(tag).sh("ls -d /d[0-9]* | wc -l");
+        for i in 0..n {
+            let dir = b.path().join(format!("dir{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            let src = dir.to_string_lossy().into_owned();
+            b = b.mount(&format!("/d{i}"), "bind", &src, &["rbind", "ro"]);
+        }
+        b
+    };
+    // The control port, the rootfs and 21 directories: 23.
+    let out = rt.run(&with_dirs("vmslotsfit", 21)).expect_ok();
+    assert_eq!(out.stdout.trim(), "21", "{out}");
+    // One directory more: 24.
+    let b = with_dirs("vmslots", 22);
+    let out = rt.create(&b).expect_fail();
+    out.expect_msg(&["24 virtio devices", "23 shares", "more than the 23", "process isolation"]);
+    assert_vm_gone(&rt, b.id());
+}
+
 /// Issue 9 item 17: a `create` killed while its VM boots takes the VM with it (the supervisor learns that
 /// the create died before it finished), and `delete --force` then cleans the rest.
 #[test]
