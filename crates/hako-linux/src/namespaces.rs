@@ -139,9 +139,8 @@ impl NsPlan {
         Ok(plan)
     }
 
-    /// The plan for `exec`: join every namespace the container has, through its init's /proc entries.
-    /// Joins every namespace of `kinds` of the process `pid` that started at `start_time` (see
-    /// [`NsPlan::owner`]).
+    /// The plan for `exec`: join every namespace of `kinds` the container has, through the /proc entries of its
+    /// init `pid`, which started at `start_time` (see [`NsPlan::owner`]).
     pub fn join_all_of(pid: i32, start_time: u64, kinds: &[String]) -> NsPlan {
         let join =
             kinds.iter().map(|k| (k.clone(), PathBuf::from(format!("/proc/{pid}/ns/{}", proc_name(k))))).collect();

@@ -1205,16 +1205,16 @@ pub fn info() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_vm_needing_more_devices_than_it_can_have_is_refused_naming_the_count() {
-        assert!(super::check_device_count("c", 22, 0).is_ok());
-        assert!(super::check_device_count("c", 20, 2).is_ok());
-        let e = super::check_device_count("c", 21, 2).unwrap_err().to_string();
+        assert!(check_device_count("c", 22, 0).is_ok());
+        assert!(check_device_count("c", 20, 2).is_ok());
+        let e = check_device_count("c", 21, 2).unwrap_err().to_string();
         assert!(e.starts_with("container c needs 24 virtio devices in its VM (the control port, 21 shares"), "{e}");
         assert!(e.contains("2 network interfaces), more than the 23 a VM can have"), "{e}");
     }
-
-    use super::*;
 
     fn bundle(config: serde_json::Value) -> (tempfile::TempDir, Bundle) {
         let d = tempfile::tempdir().unwrap();

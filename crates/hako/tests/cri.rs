@@ -237,6 +237,24 @@ state = "{d}/state"
         fs::write(dir.join("net.d/10-hako-cri.conflist"), net.to_string()).expect("write CNI config");
     }
 
+    /// One CRI call that must fail, bounded by [`CALL_TIMEOUT`]: its error message; panics with containerd's log
+    /// when it succeeds or does not answer.
+    #[track_caller]
+    fn call_refused<T: std::fmt::Debug, F>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> String
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let fut = f(self.client.clone());
+        match self.tokio.block_on(async { tokio::time::timeout(CALL_TIMEOUT, fut).await }) {
+            Ok(Err(status)) => status.message().to_owned(),
+            other => self.fail(&format!("{what} was expected to fail: {other:?}")),
+        }
+    }
+
     /// Panics with `what` and the end of containerd's log.
     #[track_caller]
     fn fail(&self, what: &str) -> ! {
@@ -744,13 +762,10 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     // guest's error, and leaves the pod's VM and its other containers as they were.
     let config = container_config("missing", &["/no/such/program"]);
     let missing = cri.create_container(&pod, &pod_config, config);
-    let mut c = cri.client.clone();
     let req = StartContainerRequest { container_id: missing.clone() };
-    let started = cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.start_container(req)).await });
-    match started {
-        Ok(Err(status)) => assert!(status.message().contains("/no/such/program"), "{}", status.message()),
-        other => cri.fail(&format!("StartContainer of a missing program: {other:?}")),
-    }
+    let m =
+        cri.call_refused("StartContainer of a missing program", |mut c| async move { c.start_container(req).await });
+    assert!(m.contains("/no/such/program"), "{m}");
     let (code, out, err) = cri.exec(&web, "echo still-serving");
     assert_eq!((code, out.trim()), (0, "still-serving"), "{err}");
     let req = RemoveContainerRequest { container_id: missing.clone() };
@@ -866,14 +881,10 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
     let mut host_net_config = cri.pod_config("hostnet");
     pod_namespaces(&mut host_net_config).network = NamespaceMode::Node as i32;
     let req = RunPodSandboxRequest { config: Some(host_net_config), runtime_handler: "hako-vm".into() };
-    let mut c = cri.client.clone();
-    match cri.tokio.block_on(async move { tokio::time::timeout(CALL_TIMEOUT, c.run_pod_sandbox(req)).await }) {
-        Ok(Err(status)) => {
-            let m = status.message();
-            assert!(m.contains("hostNetwork") && m.contains("`hako` handler"), "{m}");
-        }
-        other => cri.fail(&format!("RunPodSandbox of a hostNetwork pod on hako-vm: {other:?}")),
-    }
+    let m = cri.call_refused("RunPodSandbox of a hostNetwork pod on hako-vm", |mut c| async move {
+        c.run_pod_sandbox(req).await
+    });
+    assert!(m.contains("hostNetwork") && m.contains("`hako` handler"), "{m}");
 
     let pods =
         cri.call(
@@ -881,16 +892,13 @@ fn cri_pod_is_one_vm_on_the_hako_vm_handler() {
             |mut c| async move { c.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await },
         );
     assert!(pods.items.is_empty(), "pods left: {:?}", pods.items);
-    let left = vm_leftovers(
-        &cri,
-        &[&pod, &web, &client, &failing, &tty, &missing, &doomed, &hostile, &sleeper, &shared, &first, &second],
-    );
+    let ids = [&pod, &web, &client, &failing, &tty, &missing, &doomed, &hostile, &sleeper, &shared, &first, &second];
+    let left = vm_leftovers(&cri, &ids);
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
     for config in [&pod_config, &doomed_config, &shared_config] {
         let uid = config.metadata.as_ref().map_or("", |m| m.uid.as_str());
         let cgroup = format!("{}/pod{uid}", cri.cgroup_root);
-        for id in [&pod, &web, &client, &hostile, &failing, &tty, &missing, &doomed, &sleeper, &shared, &first, &second]
-        {
+        for id in ids {
             assert!(!host::cgroup_exists(&format!("{cgroup}/{id}")), "cgroup of {id} left behind");
         }
     }

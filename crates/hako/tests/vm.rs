@@ -174,7 +174,7 @@ int main(void) {
 }
 "#;
 
-/// docs/vm-isolation.md, "Shares": a file on a share (the rootfs or a bind mount) can be mapped shared and
+/// docs/vm-isolation.md, "Rootfs sharing: why 9p": a file on a share (the rootfs or a bind mount) can be mapped shared and
 /// writable in the guest as on the host, and what the container writes through the mapping reaches the
 /// host's file (9p with `cache=mmap`; the default `cache=none` refuses such a mapping with EINVAL).
 #[test]
@@ -185,10 +185,7 @@ fn vm_shared_writable_mmap_on_a_bind_mount_reaches_the_host() {
     let _one = serial();
     let rt = Runtime::new();
     for (tag, vm) in [("mmapproc", false), ("mmapvm", true)] {
-        let mut b = Bundle::with_tag(tag).with_out_dir().args(&["/mmap-db"]);
-        if vm {
-            b = b.set("/annotations", json!({"org.hako.isolation": "vm"}));
-        }
+        let b = if vm { vm_bundle(tag) } else { Bundle::with_tag(tag) }.with_out_dir().args(&["/mmap-db"]);
         let src = b.path().join("mmap-db.c");
         std::fs::write(&src, MMAP_PROGRAM).unwrap();
         let cc = std::process::Command::new("cc")
